@@ -1,0 +1,93 @@
+"""The seam between the engine and the hardware: what one step computes, and its result.
+
+``StepShape`` is all a cost model needs (counts only). ``ScheduledBatch`` adds the sequences
+themselves for a backend that runs real tokens. ``Backend`` is the protocol both implement.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nanosim.core.sequence import Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class StepShape:
+    """Counts describing one engine step (both modes).
+
+    prefill_tokens        tokens computed by prefill chunks this step
+    prefill_attn_pairs    sum over chunks of causal (query, key) pairs: q * (ctx_before + (q + 1) / 2)
+    prefill_kv_tokens     sum over chunks of KV tokens read (ctx_before + q)
+    decode_context_tokens sum over decode sequences of KV tokens attended (incl. the new token)
+    swap_blocks           KV blocks copied between GPU and host this step (in + out)
+    """
+
+    num_prefill_seqs: int = 0
+    prefill_tokens: int = 0
+    prefill_attn_pairs: float = 0.0
+    prefill_kv_tokens: int = 0
+    num_decode_seqs: int = 0
+    decode_context_tokens: int = 0
+    swap_blocks: int = 0
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prefill_tokens + self.num_decode_seqs
+
+    @property
+    def num_seqs(self) -> int:
+        return self.num_prefill_seqs + self.num_decode_seqs
+
+
+@dataclass(slots=True)
+class PrefillChunk:
+    seq: "Sequence"
+    start: int  # first position computed this step (tokens before it are in the KV cache)
+    num_tokens: int  # tokens computed this step
+
+    @property
+    def is_last(self) -> bool:
+        """The chunk reaches the end of the known tokens, so a token is sampled after it."""
+        return self.start + self.num_tokens == self.seq.num_tokens
+
+
+@dataclass(slots=True)
+class ScheduledBatch:
+    """One step's work. Decode sequences compute one token each: their last one."""
+
+    shape: StepShape
+    prefills: list[PrefillChunk] = field(default_factory=list)
+    decodes: list["Sequence"] = field(default_factory=list)
+    swap_in: list[tuple[int, int]] = field(default_factory=list)  # (host block, gpu block)
+    swap_out: list[tuple[int, int]] = field(default_factory=list)  # (gpu block, host block)
+
+    @property
+    def empty(self) -> bool:
+        return self.shape.num_seqs == 0
+
+
+@dataclass(slots=True)
+class StepResult:
+    duration_s: float
+    # Sampled token per sequence that produces one this step (decodes and last prefill chunks),
+    # in batch order: prefills first, then decodes. None in sim mode (tokens are not modeled).
+    token_ids: list[int] | None = None
+
+
+class Backend(Protocol):
+    def execute(self, batch: ScheduledBatch) -> StepResult: ...
+
+
+class CostModel(Protocol):
+    """Predicts step durations from counts alone (the sim backend's engine)."""
+
+    name: str
+
+    def step_time_s(self, shape: StepShape) -> float: ...
+
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int):
+        """Durations (np.ndarray, seconds) of ``num_steps`` decode-only steps of ``num_seqs``
+        sequences whose summed context is ``context_tokens`` at the first step and grows by
+        ``num_seqs`` per step. Must equal calling step_time_s step by step."""
+        ...

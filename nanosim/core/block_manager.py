@@ -1,0 +1,207 @@
+"""Paged KV-cache block manager with prefix caching (vLLM v1 semantics).
+
+* Full blocks are content-addressed by a chained xxh64: hash(parent hash as 8 bytes LE,
+  token ids as int32 bytes). A block whose tokens are unknown (a length-only prompt, or
+  generated tokens in sim mode) gets a hash unique to (request, block index), so it is
+  reusable only by the same request after a preemption.
+* Full blocks are hashed when allocated (a later request in the same step can hit them).
+  Blocks filled by decode steps are hashed lazily, at the sequence's next allocation or
+  free, which differs from vLLM only for a lookup made in between by a prompt containing
+  that sequence's generated tokens.
+* Free queue (head = next evicted): freed blocks return tail-first; hashed blocks are
+  appended at the tail (LRU), unhashed ones prepended at the head (reused first). A hit on
+  a free block removes it from the queue; a reused block loses its old hash.
+* A hit never covers the last prompt token (max hit = num_tokens - 1, whole blocks).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import xxhash
+
+from nanosim.core.sequence import Sequence
+
+
+def _chain(parent: int | None, payload: bytes) -> int:
+    h = xxhash.xxh64()
+    if parent is not None:
+        h.update(parent.to_bytes(8, "little"))
+    h.update(payload)
+    return h.intdigest()
+
+
+class BlockManager:
+    def __init__(self, num_blocks: int, block_size: int, num_host_blocks: int = 0,
+                 enable_caching: bool = True) -> None:
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError(f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.enable_caching = enable_caching
+        self.ref = [0] * num_blocks
+        self.block_hash: list[int | None] = [None] * num_blocks
+        self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+        self.cached: dict[int, int] = {}  # hash -> block id
+        self.num_host_blocks = num_host_blocks
+        self.host_free = list(range(num_host_blocks - 1, -1, -1))  # stack, pops 0 first
+        # prefix-cache statistics, one record per admitted request (see record_admission)
+        self.stat_requests = 0
+        self.stat_query_tokens = 0
+        self.stat_hit_tokens = 0
+
+    # ---- queries ----------------------------------------------------------------------
+    @property
+    def num_free(self) -> int:
+        return len(self.free)
+
+    @property
+    def num_used(self) -> int:
+        return self.num_blocks - len(self.free)
+
+    def blocks_for(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.block_size)
+
+    def seq_hash(self, seq: Sequence, i: int) -> int:
+        """Chained hash of the sequence's full block i (cached in seq.hashes)."""
+        hashes = seq.hashes
+        while len(hashes) <= i:
+            j = len(hashes)
+            parent = hashes[-1] if hashes else None
+            toks = seq.block_tokens(j, self.block_size)
+            if toks is None:
+                payload = b"u" + seq.seq_id.to_bytes(8, "little", signed=True) + j.to_bytes(8, "little")
+            else:
+                payload = toks.tobytes()
+            hashes.append(_chain(parent, payload))
+        return hashes[i]
+
+    def lookup(self, seq: Sequence) -> list[int]:
+        """Cached blocks covering the longest prefix of ``seq`` (at most num_tokens - 1 tokens)."""
+        if not self.enable_caching:
+            return []
+        hits = []
+        for i in range((seq.num_tokens - 1) // self.block_size):
+            b = self.cached.get(self.seq_hash(seq, i))
+            if b is None:
+                break
+            hits.append(b)
+        return hits
+
+    def can_allocate(self, seq: Sequence, num_slots: int, hits: list[int] = ()) -> bool:
+        need = self.blocks_for(num_slots) - len(seq.block_table) - len(hits)
+        free_hits = sum(1 for b in hits if self.ref[b] == 0)
+        return need <= len(self.free) - free_hits
+
+    # ---- mutations --------------------------------------------------------------------
+    def allocate(self, seq: Sequence, num_slots: int,
+                 hits: list[int] = ()) -> bool:
+        """Give ``seq`` blocks for its first ``num_slots`` tokens (hits first). All or nothing."""
+        if not self.can_allocate(seq, num_slots, hits):
+            return False
+        table = seq.block_table
+        for b in hits:
+            if self.ref[b] == 0:
+                del self.free[b]
+            self.ref[b] += 1
+            table.append(b)
+        for _ in range(self.blocks_for(num_slots) - len(table)):
+            table.append(self._take_free())
+        self.cache_full_blocks(seq, num_slots)
+        return True
+
+    def append_block(self, seq: Sequence) -> bool:
+        """One more block for a decoding sequence; hashes the blocks it has filled."""
+        if not self.free:
+            return False
+        self.cache_full_blocks(seq, len(seq.block_table) * self.block_size)
+        seq.block_table.append(self._take_free())
+        return True
+
+    def _take_free(self) -> int:
+        b, _ = self.free.popitem(last=False)
+        h = self.block_hash[b]
+        if h is not None:  # evict: the block's old content is no longer addressable
+            if self.cached.get(h) == b:
+                del self.cached[h]
+            self.block_hash[b] = None
+        self.ref[b] = 1
+        return b
+
+    def cache_full_blocks(self, seq: Sequence, num_tokens: int) -> None:
+        """Register the hashes of seq's blocks that are full within its first num_tokens."""
+        if not self.enable_caching:
+            return
+        table = seq.block_table
+        for i in range(min(num_tokens // self.block_size, len(table))):
+            b = table[i]
+            if self.block_hash[b] is not None:
+                continue
+            h = self.seq_hash(seq, i)
+            self.block_hash[b] = h
+            self.cached.setdefault(h, b)
+
+    def free_seq(self, seq: Sequence) -> None:
+        """Release seq's blocks, tail first (so its tail is evicted before its prefix root)."""
+        self.cache_full_blocks(seq, seq.num_computed_tokens)
+        for b in reversed(seq.block_table):
+            self.ref[b] -= 1
+            if self.ref[b] == 0:
+                self.free[b] = None
+                if self.block_hash[b] is None:
+                    self.free.move_to_end(b, last=False)
+        seq.block_table = []
+
+    # ---- swap to host memory ------------------------------------------------------------
+    def swap_out(self, seq: Sequence) -> list[tuple[int, int]] | None:
+        """Copy seq's blocks to host blocks and free the GPU ones; None if the host pool is full."""
+        if len(seq.block_table) > len(self.host_free):
+            return None
+        pairs = [(b, self.host_free.pop()) for b in seq.block_table]
+        seq.host_blocks = [h for _, h in pairs]
+        self.free_seq(seq)
+        return pairs
+
+    def can_swap_in(self, seq: Sequence) -> bool:
+        # one spare block so the resumed decode can grow at once
+        return len(seq.host_blocks) + 1 <= len(self.free)
+
+    def swap_in(self, seq: Sequence) -> list[tuple[int, int]]:
+        pairs = []
+        for h in seq.host_blocks:
+            b = self._take_free()
+            seq.block_table.append(b)
+            pairs.append((h, b))
+            self.host_free.append(h)
+        seq.host_blocks = []
+        self.cache_full_blocks(seq, seq.num_computed_tokens)
+        return pairs
+
+    def drop_host(self, seq: Sequence) -> None:
+        self.host_free.extend(seq.host_blocks)
+        seq.host_blocks = []
+
+    # ---- statistics and invariants ----------------------------------------------------
+    def record_admission(self, prompt_tokens: int, hit_tokens: int) -> None:
+        self.stat_requests += 1
+        self.stat_query_tokens += prompt_tokens
+        self.stat_hit_tokens += hit_tokens
+
+    def check(self, seqs) -> None:
+        """Verify ref counts, free queue, hash table and block tables; raise AssertionError."""
+        counts = [0] * self.num_blocks
+        host_used = set()
+        for s in seqs:
+            assert len(set(s.block_table)) == len(s.block_table), f"{s}: block twice in table"
+            for b in s.block_table:
+                counts[b] += 1
+            for h in s.host_blocks:
+                assert h not in host_used, f"host block {h} used twice"
+                host_used.add(h)
+        assert counts == self.ref, "ref counts differ from the block tables"
+        free = set(self.free)
+        assert len(free) == len(self.free)
+        assert free == {b for b in range(self.num_blocks) if self.ref[b] == 0}, "free queue != ref 0"
+        for h, b in self.cached.items():
+            assert self.block_hash[b] == h, f"hash table points {h} at block {b} holding another hash"
+        assert not host_used & set(self.host_free), "host block both used and free"
+        assert len(host_used) + len(self.host_free) == self.num_host_blocks, "host blocks leaked"

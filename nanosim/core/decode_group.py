@@ -1,0 +1,111 @@
+"""The set of decoding sequences, advanced by a shared clock.
+
+Every running sequence past its prefill computes exactly one token per decode step, so its
+length is ``length at join + (clock - clock at join)``. The group keeps
+
+* ``context_tokens``: sum of the members' lengths, in O(1) (sum of (n0 - c0) + size * clock);
+* a heap of the clock values at which a member needs a new KV block, and
+* a heap of the clock values of each member's final step (its max_tokens-th output).
+
+so a decode step costs O(events), not O(batch size). Heap entries carry the sequence's epoch;
+an entry whose epoch is stale (the sequence left and maybe rejoined) is skipped.
+"""
+from __future__ import annotations
+
+import heapq
+
+from nanosim.core.sequence import Sequence
+
+
+class DecodeGroup:
+    __slots__ = ("clock", "members", "_base_sum", "_need", "_finish", "block_size")
+
+    def __init__(self, block_size: int) -> None:
+        self.clock = 0  # decode steps executed so far
+        self.members: dict[int, Sequence] = {}
+        self._base_sum = 0  # sum over members of (length at join - clock at join)
+        self._need: list[tuple[int, int, int, Sequence]] = []  # (clock, admit order, epoch, seq)
+        self._finish: list[tuple[int, int, int, Sequence]] = []
+        self.block_size = block_size
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def context_tokens(self) -> int:
+        """Sum of member lengths = KV tokens the next decode step attends to."""
+        return self._base_sum + len(self.members) * self.clock
+
+    def join(self, seq: Sequence) -> None:
+        n0 = seq._num_tokens
+        seq.group = self
+        seq.join_clock = self.clock
+        self.members[seq.seq_id] = seq
+        self._base_sum += n0 - self.clock
+        final = seq.req.prompt_tokens + seq.max_tokens - n0 + self.clock - 1
+        heapq.heappush(self._finish, (final, seq.admit_order, seq.epoch, seq))
+        self._push_need(seq)
+
+    def leave(self, seq: Sequence) -> None:
+        del self.members[seq.seq_id]
+        self._base_sum -= seq._num_tokens - seq.join_clock
+        seq.freeze()
+
+    def _push_need(self, seq: Sequence) -> None:
+        # the step at clock D computes position len-1 and needs len slots
+        at = len(seq.block_table) * self.block_size + 1 - seq._num_tokens + seq.join_clock
+        heapq.heappush(self._need, (max(at, self.clock), seq.admit_order, seq.epoch, seq))
+
+    def block_added(self, seq: Sequence) -> None:
+        """``seq`` got the block it needed at the current clock: schedule its next need."""
+        self._push_need(seq)
+
+    @staticmethod
+    def _live(entry) -> bool:
+        seq = entry[3]
+        return seq.group is not None and seq.epoch == entry[2]
+
+    def _peek(self, heap) -> tuple | None:
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def pop_needs(self, upto_clock: int) -> list[Sequence]:
+        """Members needing a new block at a step with clock <= upto_clock, in running order."""
+        out = []
+        while (e := self._peek(self._need)) is not None and e[0] <= upto_clock:
+            heapq.heappop(self._need)
+            out.append(e[3])
+        return out
+
+    def next_need_clock(self) -> int | None:
+        e = self._peek(self._need)
+        return None if e is None else e[0]
+
+    def pop_finished(self) -> list[Sequence]:
+        """Members whose final step has run (its clock < current clock), in running order."""
+        out = []
+        while (e := self._peek(self._finish)) is not None and e[0] < self.clock:
+            heapq.heappop(self._finish)
+            out.append(e[3])
+        return out
+
+    def next_finish_clock(self) -> int | None:
+        e = self._peek(self._finish)
+        return None if e is None else e[0]
+
+    def needs_between(self, lo: int, hi: int, limit: int) -> list[tuple[int, Sequence]]:
+        """Up to ``limit`` future block needs with lo <= clock < hi, in (clock, running) order,
+        following each member's chain (a member needs a block every block_size steps).
+        Does not change the heaps."""
+        bs = self.block_size
+        live = sorted(e for e in self._need if self._live(e) and e[0] < hi)
+        heap = list(live)
+        out: list[tuple[int, Sequence]] = []
+        while heap and len(out) < limit:
+            at, order, epoch, seq = heapq.heappop(heap)
+            if at >= hi:
+                break
+            out.append((max(at, lo), seq))
+            heapq.heappush(heap, (at + bs, order, epoch, seq))
+        return out

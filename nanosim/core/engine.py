@@ -1,0 +1,106 @@
+"""Engine.step(): the same loop for every backend.
+
+    batch  = scheduler.schedule()
+    result = backend.execute(batch)                  # sampled tokens + duration_s
+    scheduler.postprocess(batch, result, now + duration_s)
+    metrics.record(...)
+
+Time is passed in, never read from a clock. A backend that predicts durations from counts
+(the simulator's) may also offer ``decode_run_s``; then ``fast_forward`` advances a run of
+decode-only steps whose batch cannot change in one move, with the same per-step rows and
+per-request outcomes as stepping one by one (tests/core/test_fast_forward.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nanosim.config import EngineConfig
+from nanosim.core.batch import Backend
+from nanosim.core.block_manager import BlockManager
+from nanosim.core.metrics import MetricsRecorder
+from nanosim.core.request import Request
+from nanosim.core.scheduler import Scheduler
+from nanosim.core.sequence import Sequence
+
+
+class NoProgressError(RuntimeError):
+    """The scheduler produced an empty step while work remained (a deadlock)."""
+
+
+class Engine:
+    def __init__(self, cfg: EngineConfig, backend: Backend, num_blocks: int,
+                 num_host_blocks: int = 0) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.bm = BlockManager(num_blocks, cfg.block_size_tokens, num_host_blocks,
+                               cfg.enable_prefix_caching)
+        self.scheduler = Scheduler(cfg, self.bm, getattr(backend, "needs_tokens", False))
+        self.metrics = MetricsRecorder(num_blocks)
+        self.seqs: dict[int, Sequence] = {}
+
+    def add_request(self, req: Request, max_tokens: int | None = None, sampling=None) -> Sequence:
+        seq = Sequence(req, max_tokens, sampling)
+        if getattr(self.backend, "needs_tokens", False):
+            seq.output_ids = []
+        self.seqs[req.request_id] = seq
+        self.scheduler.add(seq)
+        self._collect()
+        return seq
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def step(self, now: float) -> float:
+        """Run one step starting at ``now``; returns its duration in seconds."""
+        sched = self.scheduler
+        batch = sched.schedule()
+        if batch.empty and not (batch.swap_in or batch.swap_out):
+            raise NoProgressError(f"empty step at t={now:.6f}s with {len(sched.waiting)} waiting, "
+                                  f"{len(sched.running)} running, {len(sched.swapped)} swapped, "
+                                  f"{self.bm.num_free}/{self.bm.num_blocks} KV blocks free")
+        kv_used = self.bm.num_used
+        result = self.backend.execute(batch)
+        sched.postprocess(batch, result, now + result.duration_s)
+        self.metrics.record_step(now, result.duration_s, batch.shape, kv_used)
+        self._collect()
+        return result.duration_s
+
+    def fast_forward(self, now: float, next_event_s: float) -> float | None:
+        """Advance decode-only steps that start before ``next_event_s`` (an arrival) in one
+        move. Returns the end time, or None when the next step must be a normal step."""
+        run_s = getattr(self.backend, "decode_run_s", None)
+        sched = self.scheduler
+        k = sched.decode_run_limit() if run_s is not None else 0
+        if k < 2:
+            return None
+        g = sched.group
+        num_seqs, ctx0 = len(g), g.context_tokens
+        dur = np.asarray(run_s(num_seqs, ctx0, k), dtype=float)
+        ends = np.cumsum(np.concatenate(([now], dur)))  # sequential sums, as stepping does
+        k = int(np.searchsorted(ends[:-1], next_event_s, side="left"))  # steps starting before it
+        if k < 2:
+            return None
+        used0 = self.bm.num_used
+        offsets = sched.advance_decodes(k)
+        kv_used = used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
+        self.metrics.record_decode_run(ends[:k], dur[:k], num_seqs, ctx0, kv_used)
+        end = float(ends[k])
+        sched.finish_due(end)
+        self._collect()
+        return end
+
+    def _collect(self) -> None:
+        fin = self.scheduler.finished
+        if fin:
+            for seq in fin:
+                self.metrics.record_request(seq)
+            fin.clear()
+
+    def check(self) -> None:
+        """Verify the block manager's invariants against every live sequence."""
+        self.bm.check(list(self.scheduler.all_seqs()))
+
+    def results(self):
+        """(requests DataFrame, steps DataFrame)."""
+        return self.metrics.frames()

@@ -1,0 +1,118 @@
+"""Per-request and per-step tables (same schema in sim and real mode) and the summary.
+
+Rows are kept as plain columns while running (a step appends one value per column; a
+fast-forwarded decode run extends the columns with arrays) and become pandas DataFrames
+only at the end. pandas is imported lazily: the core stays importable without it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nanosim.core.batch import StepShape
+from nanosim.core.sequence import Sequence, Status
+
+STEP_COLUMNS = ("step", "start_s", "duration_s", "num_prefill_seqs", "prefill_tokens",
+                "num_decode_seqs", "decode_context_tokens", "kv_blocks_used", "kv_blocks_total")
+REQUEST_COLUMNS = ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
+                   "output_tokens", "cached_prompt_tokens", "preemptions", "rejected",
+                   "ttft_s", "tpot_s", "e2e_s")
+
+
+class MetricsRecorder:
+    def __init__(self, kv_blocks_total: int) -> None:
+        self.kv_blocks_total = kv_blocks_total
+        self.steps: dict[str, list] = {c: [] for c in STEP_COLUMNS}
+        self.requests: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
+        self.num_steps = 0
+
+    def record_step(self, start_s: float, duration_s: float, shape: StepShape, kv_used: int) -> None:
+        s = self.steps
+        s["step"].append(self.num_steps)
+        s["start_s"].append(start_s)
+        s["duration_s"].append(duration_s)
+        s["num_prefill_seqs"].append(shape.num_prefill_seqs)
+        s["prefill_tokens"].append(shape.prefill_tokens)
+        s["num_decode_seqs"].append(shape.num_decode_seqs)
+        s["decode_context_tokens"].append(shape.decode_context_tokens)
+        s["kv_blocks_used"].append(kv_used)
+        s["kv_blocks_total"].append(self.kv_blocks_total)
+        self.num_steps += 1
+
+    def record_decode_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int,
+                          context0: int, kv_used: np.ndarray) -> None:
+        """k decode-only steps at once; context grows by num_seqs per step."""
+        k = len(durations)
+        s = self.steps
+        s["step"].extend(range(self.num_steps, self.num_steps + k))
+        s["start_s"].extend(starts.tolist())
+        s["duration_s"].extend(durations.tolist())
+        s["num_prefill_seqs"].extend([0] * k)
+        s["prefill_tokens"].extend([0] * k)
+        s["num_decode_seqs"].extend([num_seqs] * k)
+        s["decode_context_tokens"].extend(range(context0, context0 + num_seqs * k, num_seqs)
+                                          if num_seqs else [0] * k)
+        s["kv_blocks_used"].extend(kv_used.tolist())
+        s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
+        self.num_steps += k
+
+    def record_request(self, seq: Sequence) -> None:
+        r, q = seq.req, self.requests
+        done = seq.status is Status.FINISHED
+        out = seq.num_output_tokens if done else 0
+        ttft = seq.first_token_s - r.arrival_s if seq.first_token_s is not None else math.nan
+        e2e = seq.finish_s - r.arrival_s if done else math.nan
+        tpot = (seq.finish_s - seq.first_token_s) / (out - 1) if done and out > 1 else math.nan
+        for col, v in (("request_id", r.request_id), ("arrival_s", r.arrival_s),
+                       ("first_token_s", seq.first_token_s if seq.first_token_s is not None else math.nan),
+                       ("finish_s", seq.finish_s if done else math.nan),
+                       ("prompt_tokens", r.prompt_tokens), ("output_tokens", out),
+                       ("cached_prompt_tokens", seq.num_cached_tokens),
+                       ("preemptions", seq.num_preemptions), ("rejected", seq.reject_reason),
+                       ("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e)):
+            q[col].append(v)
+
+    def frames(self):
+        import pandas as pd
+
+        req = pd.DataFrame(self.requests, columns=list(REQUEST_COLUMNS))
+        req = req.sort_values("request_id", kind="stable").reset_index(drop=True)
+        steps = pd.DataFrame(self.steps, columns=list(STEP_COLUMNS))
+        return req, steps
+
+
+def _pct(values: np.ndarray) -> dict:
+    v = values[~np.isnan(values)]
+    if len(v) == 0:
+        return {"p50": None, "p90": None, "p99": None, "mean": None}
+    p50, p90, p99 = np.percentile(v, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(v.mean())}
+
+
+def summarize(requests, steps, hit_tokens: int, query_tokens: int, extra: dict | None = None) -> dict:
+    """Headline figures of one run (requests/steps are the DataFrames from frames())."""
+    done = requests[requests["rejected"] == ""]
+    done = done[~done["finish_s"].isna()]
+    span = float(done["finish_s"].max() - requests["arrival_s"].min()) if len(done) else 0.0
+    out_tokens = int(done["output_tokens"].sum())
+    summary = {
+        "requests": int(len(requests)),
+        "finished": int(len(done)),
+        "rejected": int((requests["rejected"] != "").sum()),
+        "preemptions": int(requests["preemptions"].sum()),
+        "steps": int(len(steps)),
+        "duration_s": span,
+        "throughput_req_s": len(done) / span if span > 0 else 0.0,
+        "output_tok_s": out_tokens / span if span > 0 else 0.0,
+        "output_tokens": out_tokens,
+        "prefix_cache_hit_rate": hit_tokens / query_tokens if query_tokens else 0.0,
+        "ttft_s": _pct(done["ttft_s"].to_numpy(float)),
+        "tpot_s": _pct(done["tpot_s"].to_numpy(float)),
+        "e2e_s": _pct(done["e2e_s"].to_numpy(float)),
+        "mean_batch_size": float((steps["num_prefill_seqs"] + steps["num_decode_seqs"]).mean()) if len(steps) else 0.0,
+        "peak_kv_usage": float((steps["kv_blocks_used"] / steps["kv_blocks_total"]).max()) if len(steps) else 0.0,
+    }
+    if extra:
+        summary.update(extra)
+    return summary

@@ -1,0 +1,72 @@
+"""The canonical request: what every trace loader and generator produces.
+
+A prompt is given either as token ids or only as a length. Requests that share a prefix
+without real token ids carry ``prefix_blocks``: ids of fixed-size content blocks (Mooncake's
+``hash_ids`` style) from which deterministic token ids are made on demand, so prefix caching
+really happens at any ``block_size_tokens``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Token ids made up for content-block ids and length-only prompts stay below this, so they
+# are valid for every Qwen3 vocabulary (151936) and for tiny test vocabularies above it.
+SYNTH_VOCAB = 32000
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int  # tokens to generate (sim: exact; real: max_tokens with ignore_eos)
+    priority: int = 0  # lower value runs first (vLLM convention)
+    prompt_token_ids: tuple[int, ...] | None = None
+    # Shared-prefix description without token ids: content-block ids, each standing for
+    # ``prefix_block_tokens`` tokens; the prompt's first len(ids)*size tokens (clipped to the
+    # prompt) are made from them, the rest is unique to this request.
+    prefix_blocks: tuple[int, ...] | None = None
+    prefix_block_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens < 1:
+            raise ValueError(f"request {self.request_id}: prompt_tokens must be >= 1")
+        if self.output_tokens < 1:
+            raise ValueError(f"request {self.request_id}: output_tokens must be >= 1")
+        if self.arrival_s < 0 or self.arrival_s != self.arrival_s:
+            raise ValueError(f"request {self.request_id}: arrival_s must be a number >= 0")
+        if self.prompt_token_ids is not None and len(self.prompt_token_ids) != self.prompt_tokens:
+            raise ValueError(f"request {self.request_id}: {len(self.prompt_token_ids)} prompt "
+                             f"token ids but prompt_tokens={self.prompt_tokens}")
+
+    @property
+    def has_content(self) -> bool:
+        """True when the prompt's content (real or block-derived) is known, so blocks can hit."""
+        return self.prompt_token_ids is not None or self.prefix_blocks is not None
+
+    def token_ids(self) -> np.ndarray | None:
+        """Prompt token ids as int32, or None for a length-only prompt (unique content)."""
+        if self.prompt_token_ids is not None:
+            return np.asarray(self.prompt_token_ids, dtype=np.int32)
+        if self.prefix_blocks is None:
+            return None
+        parts = [block_tokens(b, self.prefix_block_tokens) for b in self.prefix_blocks]
+        shared = np.concatenate(parts)[: self.prompt_tokens]
+        rest = self.prompt_tokens - len(shared)
+        if rest > 0:
+            shared = np.concatenate([shared, unique_tokens(self.request_id, rest)])
+        return shared
+
+
+def block_tokens(block_id: int, n: int) -> np.ndarray:
+    """Deterministic token ids standing for content block ``block_id`` (same id, same tokens)."""
+    rng = np.random.default_rng([0x5EED, int(block_id)])
+    return rng.integers(0, SYNTH_VOCAB, n, dtype=np.int32)
+
+
+def unique_tokens(request_id: int, n: int) -> np.ndarray:
+    """Token ids for the request-unique part of a prompt."""
+    rng = np.random.default_rng([0xC0FFEE, int(request_id)])
+    return rng.integers(0, SYNTH_VOCAB, n, dtype=np.int32)

@@ -1,0 +1,334 @@
+"""Continuous-batching scheduler: one code path for the simulator and the GPU runner.
+
+Modes (EngineConfig.chunked_prefill):
+* True (vLLM v1, default): every step runs all decodes first (one token each), then
+  prefill chunks of running requests, then newly admitted requests fill the remaining
+  token budget; only the last admitted prompt of a step may be cut into a chunk.
+  vLLM iterates its running list in admission order, so there a running prefill chunk can
+  come before a decode; here decodes always come first (DESIGN.md / issue wording).
+* False (nano-vLLM, prefill-first): a step with any prefill has no decodes; only the
+  first prompt of a step may be chunked; decodes run when no prefill can be scheduled.
+  Blocks are allocated for computed + new tokens in both modes (nano-vLLM allocates the
+  whole prompt on the first chunk).
+
+Admission is head-of-line: when the head of the waiting queue cannot be scheduled the
+step stops admitting (no skipping ahead). A step that preempted admits nothing.
+Preemption victims: fcfs the most recently admitted running request; priority/sjf the
+running request with the largest policy key (lowest priority, latest arrival on ties).
+Recompute victims re-enter the waiting queue at the front and may hit their own cached
+blocks; swap victims go to host memory (if the host pool is full they are recomputed)
+and are swapped back in, oldest first, before new admissions.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from nanosim.config import EngineConfig
+from nanosim.core.batch import PrefillChunk, ScheduledBatch, StepResult, StepShape
+from nanosim.core.block_manager import BlockManager
+from nanosim.core.decode_group import DecodeGroup
+from nanosim.core.sequence import Sequence, Status
+from nanosim.core.waiting import WaitQueue, policy_key
+
+
+class Scheduler:
+    def __init__(self, cfg: EngineConfig, bm: BlockManager, materialize_decodes: bool = False) -> None:
+        self.cfg = cfg
+        self.bm = bm
+        self.waiting = WaitQueue(cfg.policy)
+        self.swapped: deque[Sequence] = deque()
+        self.running: dict[int, Sequence] = {}  # admission order
+        self.prefilling: dict[int, Sequence] = {}  # running, prompt not fully computed yet
+        self.group = DecodeGroup(cfg.block_size_tokens)
+        self.finished: list[Sequence] = []  # drained by the engine
+        self.materialize_decodes = materialize_decodes  # the GPU backend needs the seq list
+        self._admit_counter = 0
+        # True when the last step was decode-only and changed nothing that could let a
+        # waiting or swapped request in: the next decode-only steps can be fast-forwarded.
+        self.quiet = False
+
+    # ---- admission --------------------------------------------------------------------
+    def add(self, seq: Sequence) -> bool:
+        """Queue a request, or reject it with a reason if it can never be served."""
+        cfg, r = self.cfg, seq.req
+        reason = ""
+        if r.prompt_tokens > cfg.max_model_len:
+            reason = f"prompt of {r.prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
+        elif r.prompt_tokens + seq.max_tokens > cfg.max_model_len:
+            reason = (f"prompt {r.prompt_tokens} + output {seq.max_tokens} tokens exceeds "
+                      f"max_model_len {cfg.max_model_len}")
+        elif self.bm.blocks_for(r.prompt_tokens + seq.max_tokens - 1) > self.bm.num_blocks:
+            reason = (f"needs {self.bm.blocks_for(r.prompt_tokens + seq.max_tokens - 1)} KV blocks, "
+                      f"the cache has {self.bm.num_blocks}")
+        if reason:
+            seq.status, seq.reject_reason = Status.REJECTED, reason
+            self.finished.append(seq)
+            return False
+        self.waiting.push(seq)
+        self.quiet = False
+        return True
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting or self.swapped)
+
+    # ---- one step ---------------------------------------------------------------------
+    def schedule(self) -> ScheduledBatch:
+        st = _Step(self.cfg.max_num_batched_tokens)
+        if self.cfg.chunked_prefill:
+            self._schedule_decodes(st)
+            self._schedule_running_prefills(st)
+            if not st.preempted:
+                self._admit(st, chunk_any=True)
+        else:
+            self._schedule_running_prefills(st)
+            if not st.preempted:
+                self._admit(st, chunk_any=False)
+            if not st.prefills:
+                self._schedule_decodes(st)
+        self.quiet = st.decodes and not (st.prefills or st.preempted or st.swap_in or st.admitted)
+        return self._batch(st)
+
+    def _schedule_decodes(self, st: "_Step") -> None:
+        g = self.group
+        for seq in g.pop_needs(g.clock):
+            if seq.group is None:  # preempted earlier in this loop
+                continue
+            while not self.bm.append_block(seq):
+                victim = self._victim()
+                self._preempt(victim, st)
+                if victim is seq:
+                    break
+            else:
+                g.block_added(seq)
+        st.decodes = len(g) > 0
+        st.budget -= len(g)
+
+    def _schedule_running_prefills(self, st: "_Step") -> None:
+        for seq in list(self.prefilling.values()):
+            if st.budget <= 0:
+                break
+            if seq.status is not Status.RUNNING:  # preempted by an earlier allocation
+                continue
+            n = min(seq.num_tokens - seq.num_computed_tokens, st.budget)
+            if not self._allocate_or_preempt(seq, seq.num_computed_tokens + n, st):
+                break
+            st.add_chunk(PrefillChunk(seq, seq.num_computed_tokens, n))
+
+    def _admit(self, st: "_Step", chunk_any: bool) -> None:
+        bm, cfg = self.bm, self.cfg
+        while self.swapped and len(self.running) < cfg.max_num_seqs and st.budget > 0:
+            seq = self.swapped[0]
+            if not bm.can_swap_in(seq):
+                return
+            self.swapped.popleft()
+            st.swap_in.extend(bm.swap_in(seq))
+            self._start_running(seq)
+            if seq.num_computed_tokens == seq.num_tokens - 1:  # it was decoding
+                if seq.num_tokens > len(seq.block_table) * bm.block_size:
+                    bm.append_block(seq)  # room guaranteed by can_swap_in
+                self.group.join(seq)
+                st.budget -= 1
+                st.decodes = True
+            else:
+                self.prefilling[seq.seq_id] = seq
+        while self.waiting and st.budget > 0 and len(self.running) < cfg.max_num_seqs:
+            seq = self.waiting.peek()
+            if seq.prompt_ids is None and seq.req.has_content:
+                seq.prompt_ids = seq.req.token_ids()
+            hits = bm.lookup(seq)
+            computed = len(hits) * bm.block_size
+            n = seq.num_tokens - computed
+            if n > st.budget and (not chunk_any and st.prefills):
+                return  # nano-vLLM: only the first prompt of a step may be chunked
+            n = min(n, st.budget)
+            if not bm.allocate(seq, computed + n, hits):
+                return
+            self.waiting.pop()
+            seq.num_computed_tokens = computed
+            if not seq.stats_recorded:
+                seq.stats_recorded = True
+                seq.num_cached_tokens = computed
+                bm.record_admission(seq.req.prompt_tokens, computed)
+            self._start_running(seq)
+            self.prefilling[seq.seq_id] = seq
+            st.add_chunk(PrefillChunk(seq, computed, n))
+            st.admitted = True
+
+    def _start_running(self, seq: Sequence) -> None:
+        seq.status = Status.RUNNING
+        self._admit_counter += 1
+        seq.admit_order = self._admit_counter
+        self.running[seq.seq_id] = seq
+
+    # ---- preemption -------------------------------------------------------------------
+    def _allocate_or_preempt(self, seq: Sequence, num_slots: int, st: "_Step") -> bool:
+        while not self.bm.allocate(seq, num_slots):
+            victim = self._victim()
+            self._preempt(victim, st)
+            if victim is seq:
+                return False
+        return True
+
+    def _victim(self) -> Sequence:
+        if self.cfg.policy == "fcfs":
+            return next(reversed(self.running.values()))
+        return max(self.running.values(), key=lambda s: policy_key(self.cfg.policy, s))
+
+    def _preempt(self, seq: Sequence, st: "_Step") -> None:
+        st.preempted = True
+        del self.running[seq.seq_id]
+        self.prefilling.pop(seq.seq_id, None)
+        if seq.group is not None:
+            self.group.leave(seq)
+        st.drop_chunk(seq)
+        seq.num_preemptions += 1
+        pairs = None
+        if self.cfg.preemption_mode == "swap":
+            pairs = self.bm.swap_out(seq)
+        if pairs is not None:
+            st.swap_out.extend(pairs)
+            seq.status = Status.SWAPPED
+            self.swapped.append(seq)
+        else:
+            self.bm.free_seq(seq)
+            seq.num_computed_tokens = 0
+            seq.status = Status.WAITING
+            self.waiting.push_front(seq)
+
+    # ---- batch and postprocess --------------------------------------------------------
+    def _batch(self, st: "_Step") -> ScheduledBatch:
+        g = self.group
+        nd = len(g) if st.decodes else 0
+        shape = StepShape(
+            num_prefill_seqs=len(st.prefills), prefill_tokens=st.prefill_tokens,
+            prefill_attn_pairs=st.attn_pairs, prefill_kv_tokens=st.kv_tokens,
+            num_decode_seqs=nd, decode_context_tokens=g.context_tokens if nd else 0,
+            swap_blocks=len(st.swap_in) + len(st.swap_out))
+        decodes = list(g.members.values()) if (nd and self.materialize_decodes) else []
+        return ScheduledBatch(shape, st.prefills, decodes, st.swap_in, st.swap_out)
+
+    def postprocess(self, batch: ScheduledBatch, result: StepResult, end_s: float) -> None:
+        """Apply a step's outcome at time end_s: counts, sampled tokens, finishes."""
+        tokens = result.token_ids
+        samplers = [c for c in batch.prefills if c.is_last]
+        if batch.shape.num_decode_seqs:
+            g = self.group
+            if tokens is not None:
+                for seq, tok in zip(batch.decodes, tokens[len(samplers):]):
+                    seq.output_ids.append(tok)
+                    if self._stops(seq, tok):
+                        self._finish(seq, end_s, "stop")
+            g.clock += 1
+            for seq in g.pop_finished():
+                self._finish(seq, end_s, "length")
+        k = 0
+        for c in batch.prefills:
+            seq = c.seq
+            last = c.is_last
+            seq.num_computed_tokens += c.num_tokens
+            if not last:
+                continue
+            tok = None if tokens is None else tokens[k]
+            k += 1
+            seq.append_token(tok)
+            if seq.first_token_s is None:
+                seq.first_token_s = end_s
+            del self.prefilling[seq.seq_id]
+            if seq.num_output_tokens >= seq.max_tokens:
+                self._finish(seq, end_s, "length")
+            elif tok is not None and self._stops(seq, tok):
+                self._finish(seq, end_s, "stop")
+            else:
+                self.group.join(seq)
+
+    @staticmethod
+    def _stops(seq: Sequence, tok: int) -> bool:
+        stop_ids = getattr(seq.sampling, "stop_ids", None)
+        return bool(stop_ids) and tok in stop_ids
+
+    def _finish(self, seq: Sequence, end_s: float, reason: str) -> None:
+        if seq.group is not None:
+            self.group.leave(seq)
+        del self.running[seq.seq_id]
+        self.bm.free_seq(seq)
+        seq.status, seq.finish_s, seq.finish_reason = Status.FINISHED, end_s, reason
+        seq.prompt_ids = None if seq.output_ids is None else seq.prompt_ids
+        self.finished.append(seq)
+        self.quiet = False
+
+    # ---- fast-forward of decode-only runs (sim) ------------------------------------
+    def decode_run_limit(self) -> int:
+        """How many of the next steps are certainly decode-only with an unchanged batch:
+        up to and including the first step after which a member finishes, and before the
+        first block need that the free pool cannot serve. 0 if not quiet."""
+        g = self.group
+        if not self.quiet or not len(g):
+            return 0
+        limit = g.next_finish_clock() - g.clock + 1
+        needs = g.needs_between(g.clock, g.clock + limit, self.bm.num_free + 1)
+        if len(needs) > self.bm.num_free:
+            limit = needs[-1][0] - g.clock
+        return max(limit, 0)
+
+    def advance_decodes(self, num_steps: int) -> list[int]:
+        """Run ``num_steps`` decode-only steps at once (no arrivals in between, limit from
+        decode_run_limit). Returns the step offsets (0-based) at which a block was added."""
+        g, bm = self.group, self.bm
+        end = g.clock + num_steps
+        offsets = []
+        start = g.clock
+        while (at := g.next_need_clock()) is not None and at < end:
+            g.clock = at
+            for seq in g.pop_needs(at):
+                ok = bm.append_block(seq)
+                assert ok, "decode_run_limit promised a free block"
+                g.block_added(seq)
+                offsets.append(at - start)
+        g.clock = end
+        return offsets
+
+    def finish_due(self, end_s: float) -> None:
+        for seq in self.group.pop_finished():
+            self._finish(seq, end_s, "length")
+
+    def all_seqs(self):
+        yield from self.running.values()
+        yield from self.swapped
+
+
+class _Step:
+    """Scratch state of one schedule() call."""
+
+    __slots__ = ("budget", "prefills", "prefill_tokens", "attn_pairs", "kv_tokens", "decodes",
+                 "preempted", "admitted", "swap_in", "swap_out")
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.prefills: list[PrefillChunk] = []
+        self.prefill_tokens = 0
+        self.attn_pairs = 0.0
+        self.kv_tokens = 0
+        self.decodes = False
+        self.preempted = False
+        self.admitted = False
+        self.swap_in: list[tuple[int, int]] = []
+        self.swap_out: list[tuple[int, int]] = []
+
+    def add_chunk(self, c: PrefillChunk) -> None:
+        self.prefills.append(c)
+        self._count(c, +1)
+
+    def drop_chunk(self, seq: Sequence) -> None:
+        for i, c in enumerate(self.prefills):
+            if c.seq is seq:
+                self._count(c, -1)
+                del self.prefills[i]
+                return
+
+    def _count(self, c: PrefillChunk, sign: int) -> None:
+        q = c.num_tokens
+        self.budget -= sign * q
+        self.prefill_tokens += sign * q
+        self.attn_pairs += sign * q * (c.start + (q + 1) / 2)
+        self.kv_tokens += sign * (c.start + q)

@@ -1,0 +1,36 @@
+"""A tiny cost model with an exact vectorised decode run, for core tests."""
+import numpy as np
+
+from nanosim.config import EngineConfig
+from nanosim.core.engine import Engine
+from nanosim.core.request import Request
+from nanosim.sim.backend import SimBackend
+
+
+class ToyCost:
+    name = "toy"
+
+    def __init__(self, base_s=1e-3, per_token_s=1e-5, per_ctx_s=1e-7):
+        self.base_s, self.per_token_s, self.per_ctx_s = base_s, per_token_s, per_ctx_s
+
+    def step_time_s(self, shape):
+        return (self.base_s + self.per_token_s * (shape.prefill_tokens + shape.num_decode_seqs)
+                + self.per_ctx_s * (shape.decode_context_tokens + shape.prefill_kv_tokens)
+                + 1e-6 * shape.swap_blocks)
+
+    def decode_run_s(self, num_seqs, context_tokens, num_steps):
+        ctx = context_tokens + num_seqs * np.arange(num_steps)
+        return (self.base_s + self.per_token_s * num_seqs) + self.per_ctx_s * ctx
+
+
+def make_engine(num_blocks=64, **cfg):
+    cfg.setdefault("block_size_tokens", 16)
+    cfg.setdefault("max_model_len", 4096)
+    cfg.setdefault("max_num_seqs", 16)
+    host = cfg.pop("host_blocks", 32)
+    return Engine(EngineConfig(**cfg), SimBackend(ToyCost()), num_blocks, num_host_blocks=host)
+
+
+def req(i, n, out=4, t=0.0, ids=None, prio=0):
+    return Request(i, t, n, out, priority=prio,
+                   prompt_token_ids=None if ids is None else tuple(ids))
