@@ -25,7 +25,7 @@ from nanosim.core.sequence import Sequence
 def _chain(parent: int | None, payload: bytes) -> int:
     h = xxhash.xxh64()
     if parent is not None:
-        h.update(parent.to_bytes(8, "little"))
+        h.update((parent & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))  # keys < 0: see seq_hash
     h.update(payload)
     return h.intdigest()
 
@@ -69,10 +69,11 @@ class BlockManager:
             parent = hashes[-1] if hashes else None
             toks = seq.block_tokens(j, self.block_size)
             if toks is None:
-                payload = b"u" + seq.seq_id.to_bytes(8, "little", signed=True) + j.to_bytes(8, "little")
+                # unknown content: a key unique to (request, block), negative so that it
+                # never equals a content hash (xxh64 digests are >= 0)
+                hashes.append(-1 - ((seq.seq_id << 32) | j))
             else:
-                payload = toks.tobytes()
-            hashes.append(_chain(parent, payload))
+                hashes.append(_chain(parent, toks.tobytes()))
         return hashes[i]
 
     def lookup(self, seq: Sequence) -> list[int]:
@@ -132,13 +133,14 @@ class BlockManager:
         if not self.enable_caching:
             return
         table = seq.block_table
-        for i in range(min(num_tokens // self.block_size, len(table))):
+        full = min(num_tokens // self.block_size, len(table))
+        for i in range(seq.num_hashed_blocks, full):
             b = table[i]
-            if self.block_hash[b] is not None:
-                continue
-            h = self.seq_hash(seq, i)
-            self.block_hash[b] = h
-            self.cached.setdefault(h, b)
+            if self.block_hash[b] is None:
+                h = self.seq_hash(seq, i)
+                self.block_hash[b] = h
+                self.cached.setdefault(h, b)
+        seq.num_hashed_blocks = max(seq.num_hashed_blocks, full)
 
     def free_seq(self, seq: Sequence) -> None:
         """Release seq's blocks, tail first (so its tail is evicted before its prefix root)."""
@@ -150,6 +152,7 @@ class BlockManager:
                 if self.block_hash[b] is None:
                     self.free.move_to_end(b, last=False)
         seq.block_table = []
+        seq.num_hashed_blocks = 0
 
     # ---- swap to host memory ------------------------------------------------------------
     def swap_out(self, seq: Sequence) -> list[tuple[int, int]] | None:

@@ -95,17 +95,24 @@ class DecodeGroup:
         return None if e is None else e[0]
 
     def needs_between(self, lo: int, hi: int, limit: int) -> list[tuple[int, Sequence]]:
-        """Up to ``limit`` future block needs with lo <= clock < hi, in (clock, running) order,
+        """Up to ``limit`` future block needs with clock < hi, in (clock, running) order,
         following each member's chain (a member needs a block every block_size steps).
+        Walks the heap array best-first, so it costs O(limit log limit), not O(members).
         Does not change the heaps."""
-        bs = self.block_size
-        live = sorted(e for e in self._need if self._live(e) and e[0] < hi)
-        heap = list(live)
+        bs, heap = self.block_size, self._need
+        frontier = [(heap[0], 0)] if heap else []
         out: list[tuple[int, Sequence]] = []
-        while heap and len(out) < limit:
-            at, order, epoch, seq = heapq.heappop(heap)
-            if at >= hi:
+        while frontier and len(out) < limit:
+            entry, idx = heapq.heappop(frontier)
+            if entry[0] >= hi:
                 break
+            if idx >= 0:
+                for child in (2 * idx + 1, 2 * idx + 2):
+                    if child < len(heap):
+                        heapq.heappush(frontier, (heap[child], child))
+            if not self._live(entry):
+                continue
+            at, order, epoch, seq = entry
             out.append((max(at, lo), seq))
-            heapq.heappush(heap, (at + bs, order, epoch, seq))
+            heapq.heappush(frontier, ((at + bs, order, epoch, seq), -1))
         return out

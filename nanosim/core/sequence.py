@@ -31,7 +31,7 @@ class Sequence:
         "req", "seq_id", "status", "prompt_ids", "output_ids", "block_table", "host_blocks",
         "_computed", "num_cached_tokens", "num_preemptions", "first_token_s",
         "finish_s", "reject_reason", "_num_tokens", "group", "join_clock", "epoch",
-        "admit_order", "stats_recorded", "hashes", "max_tokens", "sampling", "finish_reason",
+        "admit_order", "stats_recorded", "hashes", "num_hashed_blocks", "max_tokens", "sampling", "finish_reason",
     )
 
     def __init__(self, req: Request, max_tokens: int | None = None, sampling=None) -> None:
@@ -44,6 +44,7 @@ class Sequence:
         self.block_table: list[int] = []
         self.host_blocks: list[int] = []
         self.hashes: list[int] = []  # chained hashes of full blocks, computed on demand
+        self.num_hashed_blocks = 0  # leading block_table entries known to carry a hash
         self._computed = 0  # tokens whose KV is in the cache (derived while decoding)
         self.num_cached_tokens = 0  # prefix-cache hit at first admission (tokens)
         self.num_preemptions = 0
