@@ -76,7 +76,8 @@ def cmd_simulate(a) -> int:
     model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), _config(a)
     reqs = _load_requests(a)
     req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, a.profile,
-                                              progress=not a.no_progress)
+                                              progress=not a.no_progress,
+                                              replicas=a.replicas, router=a.router)
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
     print(format_summary(summary))
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gpu", default="h100")
     s.add_argument("--profile", default=None, help="measured profile JSON (or a folder of them)")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--replicas", type=int, default=1, help="engines behind a router")
+    s.add_argument("--router", default="round_robin",
+                   choices=["round_robin", "least_tokens", "least_kv", "prefix"])
     s.add_argument("--no-progress", action="store_true")
     _engine_args(s)
     s.set_defaults(func=cmd_simulate)

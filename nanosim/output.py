@@ -35,6 +35,12 @@ def format_summary(s: dict) -> str:
     for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("E2E", "e2e_s")):
         d = s[key]
         lines.append(f"  {name:<6}   {_ms(d, 'p50')} {_ms(d, 'p90')} {_ms(d, 'p99')} {_ms(d, 'mean')}")
+    if s.get("replicas"):
+        lines.append(f"router        {s['router']}")
+        for r in s["replicas"]:
+            lines.append(f"  replica {r['replica']:<3} {r['requests']:6d} requests "
+                         f"{r['output_tokens']:9d} output tokens, prefix hit "
+                         f"{100 * r['prefix_cache_hit_rate']:.1f}%")
     for k in ("cost_model", "note"):
         if s.get(k):
             lines.append(f"{k.replace('_', ' '):<13} {s[k]}")

@@ -11,7 +11,8 @@ from nanosim.core.request import Request
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.memory import kv_capacity
 from nanosim.sim.profile import make_cost_model
-from nanosim.sim.simulator import simulate
+from nanosim.sim.router import Router
+from nanosim.sim.simulator import simulate_cluster
 
 
 def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None) -> Engine:
@@ -22,27 +23,59 @@ def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None
 
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
-                   profile=None, progress: bool = False, fast_forward: bool = True):
-    """Returns (requests DataFrame, steps DataFrame, summary dict)."""
-    engine = build_engine(model, gpu, cfg, profile)
+                   profile=None, progress: bool = False, fast_forward: bool = True,
+                   replicas: int = 1, router: str = "round_robin"):
+    """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
+    both tables get a ``replica`` column and the summary a per-replica list."""
+    engines = [build_engine(model, gpu, cfg, profile) for _ in range(replicas)]
     bar = _progress_bar(len(requests)) if progress else None
     t0 = time.perf_counter()
-    end_s = simulate(engine, requests, fast_forward=fast_forward,
-                     progress=None if bar is None else bar.update_to)
+    end_s = simulate_cluster(engines, requests, Router(router) if replicas > 1 else None,
+                             fast_forward=fast_forward,
+                             progress=None if bar is None else bar.update_to)
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    req_df, step_df = engine.results()
-    cost = engine.backend.cost_model
+    req_df, step_df = _tables(engines)
+    cost = engines[0].backend.cost_model
     extra = {"mode": "sim", "model": model.name, "gpu": gpu.name, "config": asdict(cfg),
-             "kv_blocks": engine.bm.num_blocks, "cost_model": getattr(cost, "description", cost.name),
+             "kv_blocks": engines[0].bm.num_blocks,
+             "cost_model": getattr(cost, "description", cost.name),
              "sim_end_s": end_s, "wall_s": wall,
              "sim_speed_x": end_s / wall if wall > 0 else None}
-    if getattr(cost, "extrapolated_steps", 0):
-        extra["note"] = (f"{cost.extrapolated_steps} of {cost.total_steps} predicted steps were "
-                         "outside the profile's grid (extrapolated)")
-    summary = summarize(req_df, step_df, engine.bm.stat_hit_tokens, engine.bm.stat_query_tokens, extra)
-    return req_df, step_df, summary
+    extrapolated = sum(getattr(e.backend.cost_model, "extrapolated_steps", 0) for e in engines)
+    if extrapolated:
+        total = sum(e.backend.cost_model.total_steps for e in engines)
+        extra["note"] = (f"{extrapolated} of {total} predicted steps were outside the "
+                         "profile's grid (extrapolated)")
+    if replicas > 1:
+        extra["router"] = router
+        extra["replicas"] = [_replica_summary(i, e, req_df) for i, e in enumerate(engines)]
+    hits = sum(e.bm.stat_hit_tokens for e in engines)
+    queries = sum(e.bm.stat_query_tokens for e in engines)
+    return req_df, step_df, summarize(req_df, step_df, hits, queries, extra)
+
+
+def _tables(engines):
+    import pandas as pd
+
+    if len(engines) == 1:
+        return engines[0].results()
+    reqs, steps = [], []
+    for i, e in enumerate(engines):
+        r, s = e.results()
+        reqs.append(r.assign(replica=i))
+        steps.append(s.assign(replica=i))
+    req_df = pd.concat(reqs).sort_values("request_id", kind="stable").reset_index(drop=True)
+    return req_df, pd.concat(steps, ignore_index=True)
+
+
+def _replica_summary(i: int, engine, req_df) -> dict:
+    mine = req_df[req_df["replica"] == i]
+    bm = engine.bm
+    return {"replica": i, "requests": int(len(mine)),
+            "output_tokens": int(mine["output_tokens"].sum()),
+            "prefix_cache_hit_rate": bm.stat_hit_tokens / bm.stat_query_tokens if bm.stat_query_tokens else 0.0}
 
 
 def _progress_bar(total: int):

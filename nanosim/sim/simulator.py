@@ -1,11 +1,14 @@
-"""Discrete-event replay of a trace against an Engine, in a SimPy environment.
+"""Discrete-event replay of a trace against one engine or a cluster of replicas (SimPy).
 
-Two processes: ``arrivals`` sleeps until each request's arrival and wakes the engine when
-it is idle; ``engine_loop`` runs steps and sleeps for their predicted duration. The engine
-itself admits every request with arrival_s <= the step's start time, so ties between an
-arrival and a step boundary resolve the same way whatever SimPy's event order. The loop
-keeps its own float clock (``t``) so that fast-forwarded and stepped runs give bit-identical
-times.
+Processes: ``arrivals`` sleeps until each request's arrival, routes it (a router picks the
+replica; with one engine there is nothing to pick) and wakes an idle replica; each replica's
+``engine_loop`` runs steps and sleeps for their predicted duration.
+
+Exact tie rule: a step that starts at time t admits every request with arrival_s <= t. The
+engine loop pulls routing up to its own start time itself (``route_until``), so the rule
+holds whatever order SimPy gives events at the same time. Each loop keeps its own float
+clock, so fast-forwarded and stepped runs give bit-identical times. Fast-forward never runs
+past the next arrival anywhere in the cluster (a router may send it to any replica).
 """
 from __future__ import annotations
 
@@ -19,58 +22,110 @@ from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 
 
-class _Source:
-    """Requests sorted by arrival, released into the engine as simulated time passes."""
+class Replica:
+    """An engine plus the requests routed to it and not yet admitted."""
 
-    def __init__(self, requests: Seq[Request]) -> None:
+    def __init__(self, engine: Engine, index: int = 0) -> None:
+        self.engine = engine
+        self.index = index
+        self.pending: list[Request] = []
+        self.wake: simpy.Event | None = None
+        self.routed_tokens = 0
+        self._done_tokens = 0
+        self._done_rows = 0
+
+    def release(self) -> None:
+        for r in self.pending:
+            self.engine.add_request(r)
+        self.pending.clear()
+
+    @property
+    def outstanding_tokens(self) -> int:
+        """Prompt + output tokens of requests routed here and not finished or rejected."""
+        rows = self.engine.metrics.requests
+        n = len(rows["request_id"])
+        if n > self._done_rows:
+            seqs = self.engine.seqs
+            for rid in rows["request_id"][self._done_rows:n]:
+                s = seqs[rid]
+                self._done_tokens += s.req.prompt_tokens + s.max_tokens
+            self._done_rows = n
+        return self.routed_tokens - self._done_tokens
+
+
+class _Arrivals:
+    """All requests in arrival order; routes them into replicas as time passes."""
+
+    def __init__(self, requests: Seq[Request], replicas: list[Replica], router) -> None:
         self.requests = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
+        self.replicas = replicas
+        self.router = router
         self.i = 0
 
     @property
     def next_s(self) -> float:
         return self.requests[self.i].arrival_s if self.i < len(self.requests) else math.inf
 
-    def release(self, engine: Engine, now: float) -> int:
-        n = 0
+    @property
+    def exhausted(self) -> bool:
+        return self.i >= len(self.requests)
+
+    def route_until(self, now: float) -> None:
         while self.i < len(self.requests) and self.requests[self.i].arrival_s <= now:
-            engine.add_request(self.requests[self.i])
+            r = self.requests[self.i]
+            rep = self.replicas[0] if self.router is None else self.router.pick(r, self.replicas)
+            rep.pending.append(r)
+            rep.routed_tokens += r.prompt_tokens + r.output_tokens
+            if rep.wake is not None and not rep.wake.triggered:
+                rep.wake.succeed()
             self.i += 1
-            n += 1
-        return n
 
 
-def simulate(engine: Engine, requests: Seq[Request], fast_forward: bool = True,
-             progress: Callable[[int, float], None] | None = None,
-             check_every_step: bool = False) -> float:
-    """Replay ``requests`` through ``engine``; returns the simulated end time (s).
+def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
+                     fast_forward: bool = True,
+                     progress: Callable[[int, float], None] | None = None,
+                     check_every_step: bool = False) -> float:
+    """Replay ``requests`` through the engines; returns the simulated end time (s).
 
+    router.pick(request, replicas) -> Replica is required when there are several engines.
     progress(requests_done, sim_time_s) is called about every 0.2 s of wall time.
     check_every_step runs the block manager's invariant check after each step (tests).
     """
+    if len(engines) > 1 and router is None:
+        raise ValueError("several engines need a router")
     env = simpy.Environment()
-    src = _Source(requests)
-    state = {"wake": None, "t": 0.0}
-    last_report = [time.perf_counter()]
+    replicas = [Replica(e, i) for i, e in enumerate(engines)]
+    src = _Arrivals(requests, replicas, router)
+    clock = {"end": 0.0, "report": time.perf_counter()}
+
+    def report(t: float) -> None:
+        if progress is not None and time.perf_counter() - clock["report"] > 0.2:
+            clock["report"] = time.perf_counter()
+            progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), t)
 
     def arrivals():
-        for r in src.requests:
-            if r.arrival_s > env.now:
-                yield env.timeout(r.arrival_s - env.now)
-            wake = state["wake"]
-            if wake is not None and not wake.triggered:
-                wake.succeed()
+        while not src.exhausted:
+            nxt = src.next_s
+            if nxt > env.now:
+                yield env.timeout(nxt - env.now)
+            src.route_until(nxt)
+        for rep in replicas:  # let idle replicas see that nothing more will come
+            if rep.wake is not None and not rep.wake.triggered:
+                rep.wake.succeed()
 
-    def engine_loop():
-        t = 0.0
+    def engine_loop(rep: Replica):
+        engine, t = rep.engine, 0.0
         while True:
-            src.release(engine, t)
+            src.route_until(t)
+            rep.release()
             if not engine.has_work:
-                if src.i >= len(src.requests):
+                if src.exhausted:
                     break
-                state["wake"] = env.event()
-                yield state["wake"]
-                state["wake"] = None
-                t = max(t, src.next_s)
+                rep.wake = env.event()
+                yield rep.wake
+                rep.wake = None
+                if rep.pending:
+                    t = max(t, min(r.arrival_s for r in rep.pending))
                 continue
             end = engine.fast_forward(t, src.next_s) if fast_forward else None
             if end is None:
@@ -80,14 +135,17 @@ def simulate(engine: Engine, requests: Seq[Request], fast_forward: bool = True,
             if end > env.now:
                 yield env.timeout(end - env.now)
             t = end
-            if progress is not None and time.perf_counter() - last_report[0] > 0.2:
-                last_report[0] = time.perf_counter()
-                progress(len(engine.metrics.requests["request_id"]), t)
-        state["t"] = t
+            report(t)
+        clock["end"] = max(clock["end"], t)
 
     env.process(arrivals())
-    done = env.process(engine_loop())
-    env.run(until=done)
+    loops = [env.process(engine_loop(r)) for r in replicas]
+    env.run(until=simpy.AllOf(env, loops))
     if progress is not None:
-        progress(len(engine.metrics.requests["request_id"]), state["t"])
-    return state["t"]
+        progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), clock["end"])
+    return clock["end"]
+
+
+def simulate(engine: Engine, requests: Seq[Request], **kwargs) -> float:
+    """Replay ``requests`` through one engine (see simulate_cluster for the options)."""
+    return simulate_cluster([engine], requests, None, **kwargs)
