@@ -1,0 +1,57 @@
+"""Workload layer: trace loaders -> canonical ``Request`` lists, synthetic generators,
+transforms and statistics.
+
+    from nanosim.workload import load_trace
+    trace = load_trace("../shared/traces/azure2023_conv_first20min.csv")   # format sniffed
+    trace = load_trace("lengths.csv", format="vidur", rate_rps=4.0, seed=1)
+
+A trace is a list[Request] sorted by arrival_s, request_id 0..n-1, first arrival 0.0.
+Formats are the modules in FORMATS (each has NAME, sniff(path, first_lines), load(path,
+**options)); detection asks each in order and takes the first that recognises the header /
+first JSON object. Malformed input raises one ``TraceError`` ("path:line: problem").
+"""
+from __future__ import annotations
+
+from os import PathLike
+
+from nanosim.core.request import Request
+from nanosim.workload import (azure, burstgpt, canonical_csv, canonical_jsonl, mooncake,
+                              sharegpt, vidur)
+from nanosim.workload._parse import read_head
+from nanosim.workload.errors import TraceError, TraceWarning
+
+# Order matters only if two sniffs accepted the same file (none do for the known formats).
+FORMATS = (azure, burstgpt, vidur, canonical_csv, mooncake, canonical_jsonl, sharegpt)
+FORMAT_NAMES = tuple(m.NAME for m in FORMATS)
+
+
+def detect_format(path: str | PathLike) -> str:
+    """Name of the format of ``path`` (by its header / first JSON object)."""
+    head = read_head(path)
+    if not head:
+        raise TraceError(path, 1, "empty file")
+    for m in FORMATS:
+        if m.sniff(path, head):
+            return m.NAME
+    first = head[0][:80] + ("..." if len(head[0]) > 80 else "")
+    raise TraceError(path, 1, f"unknown trace format (first line {first!r}); known formats: "
+                              f"{', '.join(FORMAT_NAMES)}; pass format=... to force one")
+
+
+def load_trace(path: str | PathLike, format: str | None = None, **options) -> list[Request]:
+    """Load a trace file as canonical requests; ``format=`` forces a format by NAME and
+    ``options`` go to that format's ``load`` (e.g. ``model=`` for burstgpt, ``rate_rps=`` for
+    vidur/sharegpt)."""
+    name = detect_format(path) if format is None else format
+    for m in FORMATS:
+        if m.NAME == name:
+            return m.load(path, **options)
+    raise TraceError(path, 1, f"unknown format {name!r}; known formats: "
+                              f"{', '.join(FORMAT_NAMES)}")
+
+
+from nanosim.workload.stats import format_stats, trace_stats, write_canonical  # noqa: E402
+from nanosim.workload.synthetic import make_workload  # noqa: E402
+
+__all__ = ["FORMATS", "FORMAT_NAMES", "Request", "TraceError", "TraceWarning", "detect_format",
+           "format_stats", "load_trace", "make_workload", "trace_stats", "write_canonical"]
