@@ -114,10 +114,12 @@ GPUS: dict[str, GpuSpec] = {
     g.name: g
     for g in (
         # NVIDIA H100 SXM5 datasheet: 80 GB HBM3, 3.35 TB/s, 989 TFLOP/s dense bf16,
-        # NVLink 4 900 GB/s total (450 GB/s each way).
-        GpuSpec("h100", 80 * 10**9, 3.35e12, 989e12, 450e9),
+        # NVLink 4 900 GB/s total (450 GB/s each way). Memory: the 85,017,493,504 bytes that
+        # torch reports as total_memory on our H100 80GB HBM3 (the "80 GB" is ~80 GiB).
+        GpuSpec("h100", 85_017_493_504, 3.35e12, 989e12, 450e9),
         # NVIDIA H200 SXM datasheet: 141 GB HBM3e, 4.8 TB/s, 989 TFLOP/s, NVLink 900 GB/s.
-        GpuSpec("h200", 141 * 10**9, 4.8e12, 989e12, 450e9),
+        # Memory: 143,771 MiB as nvidia-smi shows on our H200 machine.
+        GpuSpec("h200", 143_771 * 2**20, 4.8e12, 989e12, 450e9),
         # NVIDIA A100 SXM 80GB datasheet: HBM2e 2,039 GB/s, 312 TFLOP/s bf16, NVLink 3 600 GB/s.
         GpuSpec("a100-80gb", 80 * 10**9, 2.039e12, 312e12, 300e9),
         # NVIDIA L40S datasheet: 48 GB GDDR6, 864 GB/s, 362 TFLOP/s bf16 dense; PCIe 4.0 x16

@@ -1,0 +1,270 @@
+"""Profile pipeline against a synthetic "GPU" whose true step-time function we control."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from nanosim.config import GPUS, MODELS
+from nanosim.core.batch import StepShape
+from nanosim.sim.costmodel import RooflineCostModel
+from nanosim.sim.profile import (
+    SCHEMA_VERSION, Profile, ProfileCostModel, ProfileError, build_profile, decode_shape,
+    load_profile, make_cost_model, prefill_shape, profile_from_dict, profile_to_dict, save_profile)
+
+Q06, Q8, H100 = MODELS["qwen3-0.6b"], MODELS["qwen3-8b"], GPUS["h100"]
+_COUNTS = RooflineCostModel(Q06, H100)  # only its resource counts (FLOPs, bytes) are used
+
+
+def true_gpu(shape: StepShape, noise: bool = True) -> float:
+    """A made-up GPU that is *not* a roofline: smooth max (p=4) instead of max, GEMM
+    efficiency that drops for small token counts (0.72 T/(T+48)), its own efficiencies and
+    overheads, and +-0.3% deterministic measurement noise."""
+    r = _COUNTS.resources(shape)
+    T = shape.prefill_tokens + shape.num_decode_seqs
+
+    def smax(a, b):
+        return (a ** 4 + b ** 4) ** 0.25
+
+    t = 1.7e-3 + 4e-6 * r["seqs"]
+    t += smax(r["gemm_flops"] / (989e12 * 0.72 * T / (T + 48.0)), r["gemm_bytes"] / (3.35e12 * 0.86))
+    t += smax(r["prefill_attn_flops"] / (989e12 * 0.45), r["prefill_attn_bytes"] / (3.35e12 * 0.8))
+    t += smax(r["decode_attn_flops"] / (989e12 * 0.3), r["decode_attn_bytes"] / (3.35e12 * 0.82))
+    if noise:
+        key = shape.num_decode_seqs * 1e6 + shape.decode_context_tokens + shape.prefill_kv_tokens * 7.1
+        t *= 1 + 0.003 * math.sin(key + shape.prefill_tokens)
+    return t
+
+
+B = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+C = (128, 256, 512, 1024, 2048, 4096, 8192)
+Q = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+P = (0, 512, 2048, 8192)
+
+
+def make_profile(**kw) -> Profile:
+    args = dict(decode_grid=[(b, c) for b in B for c in C],
+                prefill_grid=[(q, p) for q in Q for p in P],
+                attention_backend="synthetic",
+                versions={"torch": "2.11.0", "driver": "580.0", "nanosim": "0.0.0"},
+                gpu_device_name="Synthetic H100")
+    args.update(kw)
+    return build_profile(Q06, "h100", 1, true_gpu, **args)
+
+
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    return make_profile()
+
+
+@pytest.fixture()
+def pm(profile) -> ProfileCostModel:
+    return ProfileCostModel(profile, Q06, H100, 1)
+
+
+def test_schema_round_trip(profile, tmp_path):
+    path = tmp_path / "p.json"
+    save_profile(profile, path)
+    d = json.loads(path.read_text())
+    assert d["schema_version"] == SCHEMA_VERSION == 1
+    assert d["model"]["name"] == "qwen3-0.6b" and d["model"]["head_dim"] == 128
+    assert d["gpu"] == {"name": "h100", "device_name": "Synthetic H100"}
+    assert set(d["versions"]) >= {"torch", "driver", "nanosim"}
+    assert d["decode"][0].keys() >= {"batch_size", "context_tokens", "duration_s"}
+    back = load_profile(path)
+    assert back.source == str(path)
+    assert profile_to_dict(back) == profile_to_dict(profile)
+    assert back.decode == profile.decode and back.prefill == profile.prefill
+    assert back.model == Q06
+
+
+def test_mixed_points_round_trip_and_fit(tmp_path):
+    mixed = [StepShape(2, 1000, 2 * 500 * 250.5, 1000, 30, 30 * 900),
+             StepShape(1, 256, 256 * 128.5, 256, 100, 100 * 2000)]
+    prof = make_profile(mixed_shapes=mixed)
+    save_profile(prof, tmp_path / "m.json")
+    back = load_profile(tmp_path / "m.json")
+    assert [m.shape for m in back.mixed] == mixed
+    pm = ProfileCostModel(back, Q06, H100)
+    for s in mixed:  # mixed steps use the fitted roofline (counted as extrapolated)
+        assert pm.step_time_s(s) == pytest.approx(true_gpu(s), rel=0.03)
+    assert pm.extrapolated_steps == 2
+
+
+def test_measured_points_are_reproduced(profile, pm):
+    for p in profile.decode[::5] + profile.prefill[::5]:
+        assert pm.step_time_s(p.shape) == pytest.approx(p.duration_s, rel=1e-9)
+    assert pm.extrapolated_steps == 0
+
+
+def test_held_out_points_inside_grid_within_2_percent(pm):
+    rng = np.random.default_rng(1)
+    shapes = ([decode_shape(int(rng.integers(1, 257)), int(rng.integers(128, 8193))) for _ in range(200)]
+              + [prefill_shape(int(rng.integers(16, 8193)), int(rng.integers(0, 8193))) for _ in range(200)])
+    errs = np.array([pm.step_time_s(s) / true_gpu(s, noise=False) - 1 for s in shapes])
+    assert np.abs(errs).max() < 0.02
+    assert pm.total_steps == 400 and pm.extrapolated_steps == 0
+
+
+def test_outside_grid_uses_fitted_terms_within_10_percent(pm):
+    """Beyond the measured grid (batch 512, context 32k, 16k-token chunks, 32k cached,
+    multi-sequence prefill, mixed steps) errors stay within 10% and each step is counted."""
+    shapes = [decode_shape(512, 1024), decode_shape(64, 32768), decode_shape(512, 16384),
+              decode_shape(1, 16), prefill_shape(16384, 0), prefill_shape(4096, 32768),
+              prefill_shape(1, 0), StepShape(
+                  num_prefill_seqs=4, prefill_tokens=2048, prefill_attn_pairs=4 * 512 * 256.5,
+                  prefill_kv_tokens=2048),
+              StepShape(2, 1024, 2 * 512 * 256.5, 1024, 100, 100 * 3000)]
+    errs = [pm.step_time_s(s) / true_gpu(s, noise=False) - 1 for s in shapes]
+    assert max(abs(e) for e in errs) < 0.10, errs
+    assert pm.total_steps == len(shapes) and pm.extrapolated_steps == len(shapes)
+    # ... and the fit does better than the untuned default roofline would
+    default = RooflineCostModel(Q06, H100)
+    dflt = [default.step_time_s(s) / true_gpu(s, noise=False) - 1 for s in shapes]
+    assert np.mean(np.abs(errs)) < np.mean(np.abs(dflt))
+
+
+def test_fit_quality_and_description(pm):
+    assert pm.fit.rel_rms < 0.03
+    assert pm.roofline.step_overhead_s == pytest.approx(1.7e-3, rel=0.15)
+    assert pm.description.startswith("profile ") and "qwen3-0.6b on h100" in pm.description
+    assert pm.name == "profile"
+
+
+@settings(max_examples=120, deadline=None)
+@given(n=st.integers(0, 600), ctx_per_seq=st.integers(1, 12000), k=st.integers(0, 200))
+def test_decode_run_equals_loop_exactly(profile, n, ctx_per_seq, k):
+    a = ProfileCostModel(profile, Q06, H100)
+    b = ProfileCostModel(profile, Q06, H100)
+    got = a.decode_run_s(n, n * ctx_per_seq, k)
+    loop = np.array([b.step_time_s(StepShape(num_decode_seqs=n,
+                                             decode_context_tokens=n * ctx_per_seq + i * n))
+                     for i in range(k)], dtype=np.float64)
+    assert got.shape == (k,) and np.array_equal(got, loop)
+    assert (a.total_steps, a.extrapolated_steps) == (b.total_steps, b.extrapolated_steps)
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_decode_run_k0_k1_and_grid_edge(pm, k):
+    v = pm.decode_run_s(16, 16 * 8000, k)
+    assert len(v) == k
+    if k:
+        assert v[0] == pm.step_time_s(decode_shape(16, 8000))
+    # crossing the context edge (8192): 8000..8199 per seq, the last 7 steps outside
+    pm.reset_counts()
+    pm.decode_run_s(16, 16 * 8000, 200)
+    assert pm.total_steps == 200 and pm.extrapolated_steps == 7
+
+
+def test_incomplete_grid_counts_missing_cells_as_extrapolated():
+    # drop the (256, 8192) corner (e.g. it ran out of memory on the GPU)
+    grid = [(b, c) for b in B for c in C if (b, c) != (256, 8192)]
+    pm = ProfileCostModel(make_profile(decode_grid=grid), Q06, H100)
+    t = pm.step_time_s(decode_shape(200, 6000))
+    assert pm.extrapolated_steps == 1
+    assert t == pytest.approx(true_gpu(decode_shape(200, 6000), noise=False), rel=0.05)
+    pm.step_time_s(decode_shape(100, 6000))
+    assert pm.extrapolated_steps == 1
+
+
+def test_single_context_axis_and_decode_only_profile():
+    prof = make_profile(decode_grid=[(b, 1024) for b in B], prefill_grid=[])
+    pm = ProfileCostModel(prof, Q06, H100)
+    assert pm.step_time_s(decode_shape(48, 1024)) == pytest.approx(
+        true_gpu(decode_shape(48, 1024), noise=False), rel=0.02)
+    assert pm.extrapolated_steps == 0
+    t = pm.step_time_s(prefill_shape(512, 0))  # no prefill points: fitted roofline, prior attn
+    assert np.isfinite(t) and t > 0 and pm.extrapolated_steps == 1
+
+
+# --- errors --------------------------------------------------------------------------------
+def _write(tmp_path, d, name="p.json"):
+    path = tmp_path / name
+    path.write_text(d if isinstance(d, str) else json.dumps(d))
+    return path
+
+
+def _mutated(profile, fn):
+    d = profile_to_dict(profile)
+    fn(d)
+    return d
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d.pop("tp"), r"tp: missing"),
+    (lambda d: d["model"].pop("head_dim"), r"model.head_dim: missing"),
+    (lambda d: d.update(schema_version=2), r"schema_version: is 2, this nanosim reads version 1"),
+    (lambda d: d.pop("schema_version"), r"schema_version: missing"),
+    (lambda d: d["decode"][3].update(duration_s=-0.001), r"decode\[3\].duration_s: must be a positive"),
+    (lambda d: d["prefill"][0].update(duration_s=0), r"prefill\[0\].duration_s: must be a positive"),
+    (lambda d: d["decode"][1].update(duration_s="fast"), r"decode\[1\].duration_s: must be a finite"),
+    (lambda d: d["decode"][0].update(batch_size=0), r"decode\[0\].batch_size: must be >= 1"),
+    (lambda d: d["decode"][0].update(batch_size=1.5), r"decode\[0\].batch_size: must be an integer"),
+    (lambda d: d["prefill"][2].pop("cached_tokens"), r"prefill\[2\].cached_tokens: missing"),
+    (lambda d: d.update(decode=[], prefill=[]), r"no measured points"),
+    (lambda d: d.update(dtype="int3"), r"dtype: 'int3' is not one of"),
+    (lambda d: d["versions"].pop("driver"), r"versions.driver: missing"),
+    (lambda d: d.update(decode={}), r"decode: must be a list"),
+])
+def test_invalid_profiles_raise_one_clear_error(profile, tmp_path, mutate, match):
+    path = _write(tmp_path, _mutated(profile, mutate))
+    with pytest.raises(ProfileError, match=match) as e:
+        load_profile(path)
+    assert str(path) in str(e.value)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    path = _write(tmp_path, '{"schema_version": 1, "model": {')
+    with pytest.raises(ProfileError, match=r"p.json: not valid JSON"):
+        load_profile(path)
+    with pytest.raises(ProfileError, match=r"top level: must be a JSON object"):
+        load_profile(_write(tmp_path, "[1, 2]"))
+    with pytest.raises(ProfileError, match=r"nope.json: cannot read"):
+        load_profile(tmp_path / "nope.json")
+    with pytest.raises(ProfileError):
+        profile_from_dict("x")
+
+
+def test_profile_for_other_model_gpu_or_tp_is_rejected(profile):
+    with pytest.raises(ProfileError, match=r"measured for model qwen3-0.6b, not qwen3-8b \(hidden_size"):
+        ProfileCostModel(profile, Q8, H100, 1)
+    with pytest.raises(ProfileError, match=r"measured on GPU h100, not a100-80gb"):
+        ProfileCostModel(profile, Q06, GPUS["a100-80gb"], 1)
+    with pytest.raises(ProfileError, match=r"measured at tp=1, not tp=2"):
+        ProfileCostModel(profile, Q06, H100, 2)
+
+
+def test_make_cost_model(profile, tmp_path):
+    cm = make_cost_model(Q06, H100, 1)
+    assert isinstance(cm, RooflineCostModel) and cm.description == "roofline (no profile)"
+    path = tmp_path / "h100-qwen3-0.6b.json"
+    save_profile(profile, path)
+    cm = make_cost_model(Q06, H100, 1, profile_path=path)
+    assert isinstance(cm, ProfileCostModel) and str(path) in cm.description
+    with pytest.raises(ProfileError, match="not qwen3-8b"):
+        make_cost_model(Q8, H100, 1, profile_path=path)
+    # a directory: pick the matching profile, else fall back to the roofline and say so
+    cm = make_cost_model(Q06, H100, 1, profile_path=tmp_path)
+    assert isinstance(cm, ProfileCostModel)
+    cm = make_cost_model(Q8, H100, 1, profile_path=tmp_path)
+    assert isinstance(cm, RooflineCostModel)
+    assert cm.description.startswith("roofline (no profile for qwen3-8b on h100 tp=1 in ")
+    # roofline kwargs reach the roofline and the fit's prior
+    cm = make_cost_model(Q06, H100, 1, step_overhead_s=1e-3)
+    assert cm.step_overhead_s == 1e-3
+
+
+def test_gpu_alias_renamed_model_and_duplicate_points(profile):
+    d = profile_to_dict(profile)
+    d["gpu"]["name"] = "H100-SXM"  # an alias of the h100 preset
+    d["model"]["name"] = "my-local-qwen3-0.6b-checkpoint"  # same shapes: accepted
+    first = dict(d["decode"][0])
+    d["decode"].append({**first, "duration_s": first["duration_s"] * 3})  # repeat of a node
+    d["decode"].append({**first, "duration_s": first["duration_s"] * 1.0})
+    pm = ProfileCostModel(profile_from_dict(d), Q06, H100, 1)
+    # a node measured several times uses the median of its durations
+    assert pm.step_time_s(decode_shape(first["batch_size"], first["context_tokens"])) == \
+        pytest.approx(first["duration_s"], rel=1e-9)
