@@ -85,6 +85,43 @@ def cmd_simulate(a) -> int:
     return 0
 
 
+def cmd_run(a) -> int:
+    from nanosim.gpu.llm import LLM
+    from nanosim.gpu.replay import replay
+    from nanosim.output import format_summary, write_run
+
+    cfg = _config(a)
+    opts = dict(block_size=cfg.block_size_tokens, max_num_seqs=cfg.max_num_seqs,
+                max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
+                chunked_prefill=cfg.chunked_prefill, policy=cfg.policy,
+                preemption_mode=cfg.preemption_mode, enable_prefix_caching=cfg.enable_prefix_caching,
+                gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=a.enforce_eager,
+                attention=a.attention, seed=cfg.seed)
+    if cfg.num_kv_blocks is not None:
+        opts["num_kv_blocks"] = cfg.num_kv_blocks
+    llm = LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights, **opts)
+    reqs = _load_requests(a)
+    bar = _bar(len(reqs), "run") if not a.no_progress else None
+    req_df, step_df, summary = replay(llm, reqs, a.clock, a.temperature,
+                                      None if bar is None else bar.update_to)
+    if bar is not None:
+        bar.close()
+    summary["source"] = a.trace or f"workload:{a.workload}"
+    out = write_run(a.out, req_df, step_df, summary)
+    print(format_summary(summary))
+    print(f"attention backend {summary['attention_backend']}, CUDA graphs {summary['cuda_graphs']}")
+    print(f"wrote {out}/requests.parquet, steps.parquet, summary.json")
+    return 0
+
+
+def _bar(total: int, desc: str):
+    from nanosim.sim.job import _progress_bar
+
+    bar = _progress_bar(total)
+    bar.set_description(desc)
+    return bar
+
+
 def cmd_memory(a) -> int:
     from nanosim.config import get_gpu, get_model
     from nanosim.sim.memory import format_capacity, kv_capacity
@@ -124,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(s)
     s.set_defaults(func=cmd_simulate)
 
+    r = sub.add_parser("run", help="replay a trace on a real GPU (Qwen3 runner)")
+    _workload_args(r)
+    r.add_argument("--model", default="qwen3-0.6b", help="preset name or local HF checkpoint dir")
+    r.add_argument("--weights", default=None, help="local checkpoint dir for a preset's shapes")
+    r.add_argument("--device", default="cuda")
+    r.add_argument("--dtype", default="bfloat16")
+    r.add_argument("--attention", default="auto", choices=["auto", "flash", "triton", "torch"])
+    r.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    r.add_argument("--clock", default="virtual", choices=["virtual", "wall"])
+    r.add_argument("--temperature", type=float, default=0.0)
+    r.add_argument("--out", required=True)
+    r.add_argument("--no-progress", action="store_true")
+    _engine_args(r)
+    r.set_defaults(func=cmd_run)
+
     m = sub.add_parser("memory", help="KV-cache capacity of a model on a GPU")
     m.add_argument("--model", default="qwen3-8b")
     m.add_argument("--gpu", default="h100")
@@ -148,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, NotImplementedError) as e:
         print(f"nanosim {args.command}: error: {e}", file=sys.stderr)
         return 2
 

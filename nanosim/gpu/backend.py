@@ -1,0 +1,114 @@
+"""GpuBackend: the Backend protocol over a ModelRunner (real tokens, measured durations).
+
+ScheduledBatch -> one SeqWork per sequence (prefill chunks first, then decodes, the order in
+which StepResult.token_ids must come back) -> runner.step(). KV swaps named by the batch are
+done before the forward (the freed GPU blocks may be reused by this very step).
+
+duration_s is the host wall time of the whole execute(): input packing, the forward, the
+sampler and the copy back of the sampled tokens (the runner synchronizes), i.e. what one
+engine step costs apart from the scheduler's own Python time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from nanosim.core.batch import ScheduledBatch, StepResult
+from nanosim.core.request import unique_tokens
+from nanosim.core.sequence import Sequence
+from nanosim.gpu.inputs import SeqWork
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling (vLLM names). temperature 0 = greedy; top_k <= 0 and top_p 1 off."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_tokens: int = 64
+    ignore_eos: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+    eos_token_id: int | None = field(default=None, repr=False)  # filled from the model
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+            raise ValueError(f"bad SamplingParams: temperature >= 0, 0 < top_p <= 1, max_tokens >= 1 "
+                             f"({self.temperature}, {self.top_p}, {self.max_tokens})")
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        ids = set(self.stop_token_ids)
+        if not self.ignore_eos and self.eos_token_id is not None:
+            ids.add(self.eos_token_id)
+        return frozenset(ids)
+
+
+class GpuBackend:
+    needs_tokens = True  # the scheduler lists decode sequences; outputs are real token ids
+
+    def __init__(self, runner, num_host_blocks: int = 0) -> None:
+        self.runner = runner
+        self._prompts: dict[int, np.ndarray] = {}  # made-up ids of length-only prompts
+        self._host = None
+        self.num_host_blocks = num_host_blocks
+        self.default_sampling = SamplingParams()  # for requests added without their own
+        self.vocab_size = runner.spec.vocab_size
+
+    def execute(self, batch: ScheduledBatch) -> StepResult:
+        t0 = time.perf_counter()
+        if batch.swap_out or batch.swap_in:
+            self._swap(batch.swap_out, to_host=True)
+            self._swap(batch.swap_in, to_host=False)
+        works = [self._work(c.seq, c.start, c.num_tokens, c.is_last) for c in batch.prefills]
+        works += [self._work(s, s.num_tokens - 1, 1, True) for s in batch.decodes]
+        out = self.runner.step(works) if works else None
+        return StepResult(time.perf_counter() - t0, [] if out is None else out.token_ids)
+
+    def _work(self, seq: Sequence, start: int, n: int, samples: bool) -> SeqWork:
+        sp = seq.sampling or self.default_sampling
+        return SeqWork(self._tokens(seq, start, n), start, seq.block_table, samples,
+                       sp.temperature, sp.top_k, sp.top_p,
+                       seq.seq_id if sp.seed is None else sp.seed)
+
+    def _tokens(self, seq: Sequence, start: int, n: int) -> list[int]:
+        p = seq.req.prompt_tokens
+        if n == 1 and start >= p:  # a decode: the newest generated token
+            return [seq.output_ids[start - p]]
+        prompt = seq.prompt_ids
+        if prompt is None:
+            prompt = self._prompts.get(seq.seq_id)
+            if prompt is None:
+                prompt = self._prompts[seq.seq_id] = unique_tokens(seq.seq_id, p)
+        # trace prompts made of synthetic ids (< 32000) are folded into small test vocabularies
+        ids = (prompt[start:start + n] % self.vocab_size).tolist()
+        if start + n > p:
+            ids += seq.output_ids[max(start - p, 0):start + n - p]
+        return ids
+
+    def forget(self, seq: Sequence) -> None:
+        self._prompts.pop(seq.seq_id, None)
+
+    # ---- KV swap to pinned host memory ----------------------------------------------------
+    def _swap(self, pairs: list[tuple[int, int]], to_host: bool) -> None:
+        if not pairs:
+            return
+        caches = self.runner.kv_caches
+        if self._host is None:
+            k0 = caches[0][0]
+            self._host = torch.empty((len(caches), 2, self.num_host_blocks, *k0.shape[1:]),
+                                     dtype=k0.dtype, pin_memory=k0.is_cuda)
+        src = torch.tensor([a for a, _ in pairs])
+        dst = torch.tensor([b for _, b in pairs])
+        for layer, (k, v) in enumerate(caches):
+            host = self._host[layer]
+            if to_host:
+                host[0, dst] = k[src.to(k.device)].cpu()
+                host[1, dst] = v[src.to(v.device)].cpu()
+            else:
+                k[dst.to(k.device)] = host[0, src].to(k.device)
+                v[dst.to(v.device)] = host[1, src].to(v.device)

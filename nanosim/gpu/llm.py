@@ -1,0 +1,136 @@
+"""User API in the style of nano-vLLM / vLLM:
+
+    from nanosim.gpu.llm import LLM, SamplingParams
+    llm = LLM("qwen3-0.6b")                      # a preset (random weights) or a local HF dir
+    outs = llm.generate(["Hello"], SamplingParams(temperature=0.6, max_tokens=32))
+    outs[0]["text"], outs[0]["token_ids"]
+
+The LLM drives the same Engine / Scheduler / BlockManager as the simulator; its backend is
+a GpuBackend over a ModelRunner. String prompts need a tokenizer in the model directory.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from nanosim.config import EngineConfig, get_model
+from nanosim.core.engine import Engine
+from nanosim.core.request import Request
+from nanosim.core.sequence import Status
+from nanosim.gpu.backend import GpuBackend, SamplingParams
+
+__all__ = ["LLM", "SamplingParams", "resolve_model"]
+
+RUNNER_OPTIONS = ("enforce_eager", "attention", "gpu_memory_utilization", "num_kv_blocks", "fused_ops")
+
+
+def resolve_model(model: str):
+    """(ModelSpec, weights dir or None, tokenizer or None) for a preset name or a local dir."""
+    path = Path(model)
+    if path.is_dir():
+        from nanosim.gpu.loader import read_spec
+
+        return read_spec(path), path, _tokenizer(path)
+    return get_model(model), None, None
+
+
+def _tokenizer(path: Path):
+    if not any((path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+
+
+def check_device(device: str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but no CUDA GPU is available here; use device='cpu' "
+                           "(slow, for tiny models) or run on a GPU machine")
+    return dev
+
+
+def cpu_default_blocks(cfg: EngineConfig) -> int:
+    """On CPU there is no free-memory reading: room for 4 max_model_len sequences."""
+    return 4 * -(-cfg.max_model_len // cfg.block_size_tokens)
+
+
+class LLM:
+    def __init__(self, model: str, device: str = "cuda", dtype: str | torch.dtype = "bfloat16",
+                 tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
+                 weights: str | None = None, **engine_options) -> None:
+        from nanosim.gpu.kv_cache import check_fits, kv_block_bytes
+        from nanosim.gpu.runner import ModelRunner
+
+        if tensor_parallel_size != 1:
+            raise NotImplementedError("tensor_parallel_size > 1 is not implemented in real mode yet")
+        self.device = check_device(device)
+        self.spec, weights_dir, self.tokenizer = resolve_model(model)
+        if weights is not None:  # a preset's shapes with a local checkpoint's values
+            from nanosim.gpu.loader import check_spec
+
+            check_spec(self.spec, weights)
+            weights_dir, self.tokenizer = Path(weights), _tokenizer(Path(weights))
+        runner_kw = {k: engine_options.pop(k) for k in RUNNER_OPTIONS if k in engine_options}
+        engine_options.setdefault("max_model_len", min(4096, self.spec.max_position_embeddings))
+        cfg = EngineConfig(block_size_tokens=block_size, seed=seed, **engine_options)
+        if self.device.type == "cpu":
+            runner_kw.setdefault("num_kv_blocks", cpu_default_blocks(cfg))
+        self.runner = ModelRunner(
+            self.spec, self.device, dtype, block_size, max_num_batched_tokens=cfg.max_num_batched_tokens,
+            max_num_seqs=cfg.max_num_seqs, weights_dir=weights_dir, seed=seed,
+            max_model_len=cfg.max_model_len, **runner_kw)
+        self.cfg = cfg.with_(num_kv_blocks=self.runner.num_kv_blocks)
+        block_bytes = kv_block_bytes(self.spec, block_size, self.runner.dtype)
+        check_fits(self.runner.num_kv_blocks, block_size, cfg.max_model_len, block_bytes,
+                   cfg.gpu_memory_utilization)  # also when num_kv_blocks was given
+        host_blocks = cfg.swap_space_bytes // block_bytes if cfg.preemption_mode == "swap" else 0
+        self.backend = GpuBackend(self.runner, host_blocks)
+        self.engine = Engine(self.cfg, self.backend, self.runner.num_kv_blocks, host_blocks)
+        self.eos_token_id = getattr(self.tokenizer, "eos_token_id", None)
+        self._next_id = 0
+
+    def generate(self, prompts, sampling_params: SamplingParams | list[SamplingParams] | None = None,
+                 use_tqdm: bool = False) -> list[dict]:
+        """prompts: strings (need a tokenizer) or lists of token ids. Returns per prompt
+        {"text" (None without a tokenizer), "token_ids", "finish_reason"}."""
+        if isinstance(prompts, (str, tuple)) or (prompts and isinstance(prompts[0], int)):
+            prompts = [prompts]
+        params = sampling_params or SamplingParams()
+        params = params if isinstance(params, list) else [params] * len(prompts)
+        seqs = [self._add(p, sp, i) for i, (p, sp) in enumerate(zip(prompts, params))]
+        now = 0.0
+        while self.engine.has_work:
+            now += self.engine.step(now)
+        return [self._output(s) for s in seqs]
+
+    def _add(self, prompt, sp: SamplingParams, index: int):
+        ids = self._encode(prompt)
+        if len(ids) + 1 > self.cfg.max_model_len:
+            raise ValueError(f"prompt {index} has {len(ids)} tokens; max_model_len is "
+                             f"{self.cfg.max_model_len} (prompt + at least one output token)")
+        sp = replace(sp, eos_token_id=self.eos_token_id,
+                     max_tokens=min(sp.max_tokens, self.cfg.max_model_len - len(ids)))
+        req = Request(self._next_id, 0.0, len(ids), sp.max_tokens, prompt_token_ids=tuple(ids))
+        self._next_id += 1
+        return self.engine.add_request(req, sp.max_tokens, sp)
+
+    def _encode(self, prompt) -> list[int]:
+        if isinstance(prompt, str):
+            if self.tokenizer is None:
+                raise ValueError("string prompts need a tokenizer in the model directory; "
+                                 "pass lists of token ids instead")
+            return list(self.tokenizer.encode(prompt))
+        ids = [int(t) for t in prompt]
+        if not ids or min(ids) < 0 or max(ids) >= self.spec.vocab_size:
+            raise ValueError(f"token ids must be non-empty and in [0, {self.spec.vocab_size})")
+        return ids
+
+    def _output(self, seq) -> dict:
+        if seq.status is Status.REJECTED:
+            raise ValueError(f"request {seq.seq_id} rejected: {seq.reject_reason}")
+        ids = list(seq.output_ids)
+        text = self.tokenizer.decode(ids) if self.tokenizer is not None else None
+        return {"token_ids": ids, "text": text, "finish_reason": seq.finish_reason}
