@@ -1,0 +1,176 @@
+"""nano-vLLM's published benchmark on our engine, with its roofline and an HF baseline.
+
+Workload (nano-vLLM bench.py): Qwen3-0.6B shapes (random bf16 weights), 256 sequences with
+input and output lengths uniform in [100, 1024] (Python random, seed 0: 133,966 output
+tokens), temperature 0.6, ignore_eos. Engine as nano-vLLM's: block 256, max_num_seqs 512,
+max_num_batched_tokens 16384, max_model_len 4096, CUDA graphs.
+
+Prints, in one run: output tok/s; decode step latency at batch 1, 64 and 256 (context 1024,
+runner.step with CUDA graphs: input packing + forward + sampling + sync, median of 50); the
+roofline of the workload (the same scheduler in the simulator with an ideal cost model:
+peak HBM bandwidth and FLOP/s, no overheads); transformers' generate() on the same prompts.
+
+    python benchmarks/gpu_throughput.py --attention triton [--hf-seqs 256] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from random import randint, seed
+
+import torch
+
+MODEL = "qwen3-0.6b"
+ENGINE = dict(block_size=256, max_num_seqs=512, max_num_batched_tokens=16384, max_model_len=4096)
+
+
+def workload():
+    seed(0)
+    prompts = [[randint(0, 10000) for _ in range(randint(100, 1024))] for _ in range(256)]
+    outs = [randint(100, 1024) for _ in range(256)]
+    return prompts, outs
+
+
+def engine_throughput(llm, prompts, outs) -> dict:
+    from nanosim.gpu.llm import SamplingParams
+
+    llm.generate([[1, 2, 3]] * 4, SamplingParams(temperature=0.6, max_tokens=8, ignore_eos=True))
+    sps = [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=n) for n in outs]
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    res = llm.generate(prompts, sps)
+    dt = time.perf_counter() - t0
+    n = sum(len(r["token_ids"]) for r in res)
+    return {"output_tokens": n, "seconds": dt, "tok_s": n / dt}
+
+
+def decode_latency(runner, batch: int, context: int = 1024, reps: int = 50) -> float:
+    """Median seconds of one decode step of `batch` sequences at `context` tokens."""
+    from nanosim.gpu.inputs import SeqWork
+
+    per = -(-(context + 1) // runner.block_size)
+    works = [SeqWork([7], context, list(range(i * per, (i + 1) * per)) if (i + 1) * per <= runner.num_kv_blocks
+                     else list(range(per)), True) for i in range(batch)]
+    for _ in range(5):
+        runner.step(works)
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        runner.step(works)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def engine_tpot(llm, prompt_len: int = 128, out: int = 512) -> float:
+    """Batch-1 time per output token through the whole engine (scheduler included), as
+    vLLM's figure is measured: (wall(out tokens) - wall(1 token)) / (out - 1), median of 3."""
+    from nanosim.gpu.llm import SamplingParams
+
+    prompt = list(range(1, prompt_len + 1))
+
+    def wall(n: int) -> float:
+        t0 = time.perf_counter()
+        llm.generate([prompt], SamplingParams(temperature=0.6, max_tokens=n, ignore_eos=True))
+        return time.perf_counter() - t0
+
+    wall(8)
+    return statistics.median((wall(out) - wall(1)) / (out - 1) for _ in range(3))
+
+
+def roofline(prompts, outs) -> dict:
+    """The same scheduler in the simulator, with an ideal cost model (peak rates, no overhead)."""
+    from nanosim.config import EngineConfig, get_gpu, get_model
+    from nanosim.core.engine import Engine
+    from nanosim.core.request import Request
+    from nanosim.sim.backend import SimBackend
+    from nanosim.sim.costmodel import RooflineCostModel
+    from nanosim.sim.memory import kv_capacity
+    from nanosim.sim.simulator import simulate
+
+    model, gpu = get_model(MODEL), get_gpu("h100")
+    cfg = EngineConfig(block_size_tokens=256, max_num_seqs=512, max_num_batched_tokens=16384,
+                       max_model_len=4096, chunked_prefill=False)
+    cost = RooflineCostModel(model, gpu, hbm_efficiency=1.0, gemm_efficiency=1.0, attn_efficiency=1.0,
+                             step_overhead_s=0.0, per_seq_overhead_s=0.0)
+    eng = Engine(cfg, SimBackend(cost), kv_capacity(model, gpu, cfg).num_blocks)
+    reqs = [Request(i, 0.0, len(p), o) for i, (p, o) in enumerate(zip(prompts, outs))]
+    end = simulate(eng, reqs)
+    return {"seconds": end, "tok_s": sum(outs) / end}
+
+
+def hf_baseline(prompts, outs, n: int) -> dict:
+    """transformers generate(), one padded batch of the first n prompts, sdpa attention."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from nanosim.config import get_model
+
+    m = get_model(MODEL)
+    cfg = Qwen3Config(vocab_size=m.vocab_size, hidden_size=m.hidden_size,
+                      intermediate_size=m.intermediate_size, num_hidden_layers=m.num_layers,
+                      num_attention_heads=m.num_q_heads, num_key_value_heads=m.num_kv_heads,
+                      head_dim=m.head_dim, tie_word_embeddings=True, max_position_embeddings=4096)
+    model = Qwen3ForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
+    ps, os_ = prompts[:n], outs[:n]
+    width = max(len(p) for p in ps)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in ps], device="cuda")
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ps], device="cuda")
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(os_),
+                       min_new_tokens=max(os_), do_sample=True, temperature=0.6, top_k=0,
+                       pad_token_id=0)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    return {"seqs": n, "useful_tokens": sum(os_), "seconds": dt, "tok_s": sum(os_) / dt}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--attention", default="triton", choices=["triton", "flash"])
+    ap.add_argument("--hf-seqs", type=int, default=256, help="0 skips the HF baseline")
+    ap.add_argument("--chunked-prefill", action="store_true", help="vLLM v1 mixed steps")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_throughput.py needs a CUDA GPU")
+    from nanosim.gpu.llm import LLM
+
+    prompts, outs = workload()
+    t0 = time.perf_counter()
+    llm = LLM(MODEL, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
+              **ENGINE)
+    start_s = time.perf_counter() - t0
+    res = {"gpu": torch.cuda.get_device_name(), "attention": llm.runner.backend.name,
+           "cuda_graphs": llm.runner.graphs is not None, "engine_start_s": start_s,
+           "chunked_prefill": a.chunked_prefill}
+    res["throughput"] = engine_throughput(llm, prompts, outs)
+    res["decode_step_s"] = {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}
+    res["engine_tpot_b1_s"] = engine_tpot(llm)
+    res["roofline"] = roofline(prompts, outs)
+    del llm
+    torch.cuda.empty_cache()
+    if a.hf_seqs:
+        res["hf"] = hf_baseline(prompts, outs, a.hf_seqs)
+    print(json.dumps(res, indent=1, default=str))
+    thr = res["throughput"]["tok_s"]
+    print(f"\n{res['gpu']} | attention {res['attention']} | CUDA graphs {res['cuda_graphs']}")
+    print(f"output tok/s        {thr:10.0f}  ({res['throughput']['output_tokens']} tokens in "
+          f"{res['throughput']['seconds']:.2f} s)")
+    print(f"roofline tok/s      {res['roofline']['tok_s']:10.0f}  -> {100 * thr / res['roofline']['tok_s']:.0f}% of roofline")
+    for b, s in res["decode_step_s"].items():
+        print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step, context 1024)")
+    print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
+    if "hf" in res:
+        print(f"HF generate tok/s   {res['hf']['tok_s']:10.0f}  ({res['hf']['seqs']} seqs) -> "
+              f"{thr / res['hf']['tok_s']:.1f}x")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""FlashAttention backend, used only when flash_attn imports (never on CPU).
+
+Prefers FlashAttention-4 (``flash_attn.cute``: one varlen call with a page table handles
+prefill chunks with cached prefixes and decodes together), else flash_attn 2 (varlen with
+``block_table``; its paged KV needs block_size % 256 == 0). K/V are stored by our Triton
+kernel. NOT exercised by the CPU tests: benchmarks/gpu_kernels_smoke.py is where to check it.
+"""
+from __future__ import annotations
+
+from nanosim.gpu.attention.metadata import AttentionMetadata
+from nanosim.gpu.kernels.store_kv import store_kv
+
+
+def import_flash():
+    """(version, module-level function(s)); raises ImportError when flash_attn is missing."""
+    try:
+        from flash_attn.cute import flash_attn_varlen_func
+
+        return 4, flash_attn_varlen_func
+    except ImportError:
+        from flash_attn import flash_attn_varlen_func  # noqa: F401 (raises if missing)
+
+        return 2, flash_attn_varlen_func
+
+
+class FlashAttention:
+    name = "flash"
+    supports_cuda_graphs = True
+
+    def __init__(self, block_size: int) -> None:
+        self.version, self.varlen = import_flash()
+        if self.version == 2 and block_size % 256:
+            raise ValueError(f"flash_attn 2 paged KV needs block_size % 256 == 0, got {block_size}; "
+                             "use attention='triton' or install flash-attn-4")
+
+    def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        if self.version == 4:
+            if meta.num_prefills == 0:  # decode: q (B, 1, Hq, D), the layout tested on H100
+                out = self.varlen(q.unsqueeze(1), k_cache, v_cache, seqused_k=meta.seq_lens,
+                                  page_table=meta.block_tables, softmax_scale=scale, causal=True)
+                return _first(out).squeeze(1)
+            out = self.varlen(q, k_cache, v_cache, cu_seqlens_q=meta.query_start_loc,
+                              seqused_k=meta.seq_lens, max_seqlen_q=meta.max_query_len,
+                              page_table=meta.block_tables, softmax_scale=scale, causal=True)
+            return _first(out)
+        cu_k = meta.query_start_loc.new_zeros(meta.num_seqs + 1)
+        cu_k[1:] = meta.seq_lens.cumsum(0)
+        return self.varlen(q, k_cache, v_cache, meta.query_start_loc, cu_k, meta.max_query_len,
+                           meta.max_seq_len, softmax_scale=scale, causal=True,
+                           block_table=meta.block_tables)
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out

@@ -1,0 +1,34 @@
+"""Attention with our Triton kernels: store K/V, varlen kernel on the batch's prefill head,
+decode kernel (split-KV) on its tail. CUDA-graph safe for decode-only batches."""
+from __future__ import annotations
+
+import torch
+
+from nanosim.gpu.attention.metadata import AttentionMetadata
+from nanosim.gpu.kernels.decode_attention import paged_decode_attention
+from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention
+from nanosim.gpu.kernels.store_kv import store_kv
+
+
+class TritonAttention:
+    name = "triton"
+    supports_cuda_graphs = True
+
+    def __init__(self, block_m: int = 64, block_n: int = 64, num_splits: int | None = None):
+        self.block_m, self.block_n, self.num_splits = block_m, block_n, num_splits
+
+    def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+        """q (T, Hq, D), k/v (T, Hkv, D), caches (N, bs, Hkv, D) -> (T, Hq, D)."""
+        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        out = torch.empty_like(q)
+        p, pt = meta.num_prefills, meta.num_prefill_tokens
+        if p:
+            paged_prefill_attention(q[:pt], k_cache, v_cache, meta.block_tables[:p],
+                                    meta.query_start_loc[:p + 1], meta.seq_lens[:p],
+                                    meta.max_query_len, scale, out=out[:pt],
+                                    block_m=self.block_m, block_n=self.block_n)
+        if meta.num_decodes:
+            paged_decode_attention(q[pt:], k_cache, v_cache, meta.block_tables[p:],
+                                   meta.seq_lens[p:], scale, out=out[pt:],
+                                   num_splits=self.num_splits, block_n=self.block_n)
+        return out

@@ -1,0 +1,221 @@
+"""Host-side step preparation: a list of SeqWork -> device tensors, with ONE host-to-device copy.
+
+Every integer and float input of a step (token ids, positions, slots, query starts, context
+lengths, sampling parameters, block tables) is written with numpy into one pinned int32
+buffer (floats bit-cast) and copied to the device in a single ``copy_``; the device tensors
+are views into that copy. Decode steps replayed by a CUDA graph use a fixed layout (sized for
+the largest graph) so the graph's input views never move; other steps use a compact layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from nanosim.gpu.attention.metadata import AttentionMetadata
+from nanosim.gpu.sampler import uniforms
+
+
+@dataclass(slots=True)
+class SeqWork:
+    """One sequence's work this step.
+
+    token_ids    tokens computed now: a prefill chunk, or the one newest token of a decode
+    start_pos    tokens of this sequence already in its KV cache (prefix hits + earlier steps);
+                 token_ids[j] sits at position start_pos + j
+    block_table  physical KV block ids of the sequence, covering start_pos + len(token_ids)
+    samples      sample a token after the last of token_ids (False for non-final chunks)
+    temperature  0 = greedy; top_k <= 0 and top_p = 1 disable those filters
+    seed         per-sequence seed: same seed (and runner seed) => same sampled tokens
+    """
+
+    token_ids: Sequence[int]
+    start_pos: int
+    block_table: Sequence[int]
+    samples: bool = True
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens",
+          "logits_indices", "top_k", "temperature", "top_p", "u", "block_tables")
+
+
+def layout(n_tok: int, n_seq: int, n_samp: int, width: int) -> dict[str, tuple[int, int]]:
+    """Offsets (start, stop) in int32 words of each field; block tables last (largest)."""
+    sizes = (n_tok, n_tok, n_tok, n_seq + 1, n_seq, n_samp, n_samp, n_samp, n_samp, n_samp,
+             n_seq * width)
+    ends = np.cumsum(sizes).tolist()
+    return {f: (e - s, e) for f, s, e in zip(FIELDS, sizes, ends)}
+
+
+@dataclass
+class StepInputs:
+    input_ids: torch.Tensor  # (T,) int32
+    positions: torch.Tensor  # (T,) int32
+    meta: AttentionMetadata
+    logits_indices: torch.Tensor  # (S,) int32: rows of the hidden states that sample
+    temperature: torch.Tensor  # (S,) f32
+    top_k: torch.Tensor  # (S,) int32
+    top_p: torch.Tensor  # (S,) f32
+    u: torch.Tensor  # (S,) f32 uniforms for the sampler
+    num_samples: int
+    all_greedy: bool
+    num_words: int  # int32 words to copy host -> device
+    stage: object  # the _Staging buffer holding these inputs
+
+    def upload(self) -> None:
+        """The step's one host-to-device copy (a no-op on CPU, where views alias the host)."""
+        self.stage.upload(self.num_words)
+
+
+class _Staging:
+    """A pinned host int32 buffer and its device twin (the same tensor on CPU)."""
+
+    def __init__(self, words: int, device: torch.device) -> None:
+        pin = device.type == "cuda"
+        self.host = torch.zeros(words, dtype=torch.int32, pin_memory=pin)
+        self.np = self.host.numpy()
+        self.dev = torch.zeros(words, dtype=torch.int32, device=device) if pin else self.host
+
+    def upload(self, words: int) -> None:
+        if self.dev is not self.host:
+            self.dev[:words].copy_(self.host[:words], non_blocking=True)
+
+
+class InputPacker:
+    """Packs steps into a compact staging buffer, or into the fixed-layout one whose device
+    views the CUDA graphs were captured with (kept separate so graph inputs are only ever
+    overwritten by graph steps: padding rows then always hold valid block ids)."""
+
+    def __init__(self, device: torch.device, block_size: int, max_tokens: int, max_seqs: int,
+                 max_width: int, graph_max_bs: int = 0, base_seed: int = 0) -> None:
+        self.block_size, self.base_seed = block_size, base_seed
+        self.max_tokens, self.max_seqs, self.max_width = max_tokens, max_seqs, max_width
+        self.eager = _Staging(layout(max_tokens, max_seqs, max_seqs, max_width)["block_tables"][1], device)
+        self.graph_layout = layout(graph_max_bs, graph_max_bs, graph_max_bs, max_width)
+        self.graph = _Staging(self.graph_layout["block_tables"][1], device) if graph_max_bs else None
+        self._graph_views: dict[tuple[int, int], StepInputs] = {}
+
+    def pack(self, works: list[SeqWork], num_blocks: int, graph_bs: int | None = None) -> StepInputs:
+        """Fill the host buffer for ``works`` and return device views of it (upload() copies).
+        graph_bs: decode-only batch padded to that CUDA-graph size, in the fixed layout.
+        Raises ValueError on work that does not fit the runner's limits or the cache."""
+        lens = np.fromiter((len(w.token_ids) for w in works), np.int64, len(works))
+        starts = np.fromiter((w.start_pos for w in works), np.int64, len(works))
+        B, T = len(works), int(lens.sum())
+        need = self._check(works, lens, starts, B, T)
+        rows = [i for i, w in enumerate(works) if w.samples]
+        width = self.max_width if graph_bs else int(need.max())
+        lay = self.graph_layout if graph_bs else layout(T, B, len(rows), width)
+        stage = self.graph if graph_bs else self.eager
+        v = {f: stage.np[a:b] for f, (a, b) in lay.items()}
+        qsl, seq_lens = self._fill_tokens(v, works, lens, starts, need, width, num_blocks, graph_bs)
+        all_greedy = self._fill_sampling(v, works, rows, qsl, seq_lens)
+        if graph_bs:
+            inp = self._graph_inputs(graph_bs, len(rows))
+        else:
+            inp = self._device_views(stage, lay, T, B, len(rows), width)
+            inp.meta = self._metadata(inp.meta, lens, qsl, seq_lens)
+        inp.all_greedy, inp.num_words = all_greedy, lay["block_tables"][0] + B * width
+        return inp
+
+    def _fill_tokens(self, v, works, lens, starts, need, width, num_blocks, graph_bs):
+        """Token ids, positions, query starts, context lengths, block tables, slots."""
+        B, T = len(works), int(lens.sum())
+        qsl = np.zeros(B + 1, np.int64)
+        np.cumsum(lens, out=qsl[1:])
+        seq_lens = starts + lens
+        positions = np.arange(T) + np.repeat(starts - qsl[:-1], lens)  # start_i + j
+        v["input_ids"][:T] = np.fromiter(chain.from_iterable(w.token_ids for w in works), np.int64, T)
+        v["positions"][:T] = positions
+        v["query_start_loc"][:B + 1] = qsl
+        v["seq_lens"][:B] = seq_lens
+        bt = v["block_tables"].reshape(-1, width)
+        self._fill_block_tables(bt, works, need, num_blocks)
+        blocks = bt[np.repeat(np.arange(B), lens), positions // self.block_size]
+        v["slot_mapping"][:T] = blocks * self.block_size + positions % self.block_size
+        if graph_bs and graph_bs > B:  # padding rows: no KV write, attend to 1 cached token
+            for f, val in (("input_ids", 0), ("positions", 0), ("slot_mapping", -1), ("seq_lens", 1)):
+                v[f][B:graph_bs] = val
+        return qsl, seq_lens
+
+    def _device_views(self, stage, lay, n_tok: int, n_seq: int, S: int, width: int) -> StepInputs:
+        """StepInputs viewing ``stage.dev``; metadata lengths are filled in by the caller."""
+        d = {f: stage.dev[a:b] for f, (a, b) in lay.items()}
+        meta = AttentionMetadata(
+            slot_mapping=d["slot_mapping"][:n_tok], query_start_loc=d["query_start_loc"][:n_seq + 1],
+            seq_lens=d["seq_lens"][:n_seq], block_tables=d["block_tables"][:n_seq * width].view(n_seq, width),
+            num_prefills=0, num_prefill_tokens=0, max_query_len=1, max_seq_len=self.max_width * self.block_size)
+        return StepInputs(
+            input_ids=d["input_ids"][:n_tok], positions=d["positions"][:n_tok], meta=meta,
+            logits_indices=d["logits_indices"][:S], temperature=d["temperature"][:S].view(torch.float32),
+            top_k=d["top_k"][:S], top_p=d["top_p"][:S].view(torch.float32),
+            u=d["u"][:S].view(torch.float32), num_samples=S, all_greedy=True, num_words=0, stage=stage)
+
+    def _graph_inputs(self, graph_bs: int, S: int) -> StepInputs:
+        """Cached views of the fixed graph layout (building torch views costs ~30 us/step).
+        Its metadata describes graph_bs decodes, as captured (no host lengths)."""
+        key = (graph_bs, S)
+        if key not in self._graph_views:
+            self._graph_views[key] = self._device_views(self.graph, self.graph_layout, graph_bs,
+                                                        graph_bs, S, self.max_width)
+        return self._graph_views[key]
+
+    @staticmethod
+    def _metadata(meta: AttentionMetadata, lens, qsl, seq_lens) -> AttentionMetadata:
+        """Fill the host-known lengths; the first num_prefills sequences go to the varlen path."""
+        q_lens = lens.tolist()
+        meta.num_prefills = max((i + 1 for i, n in enumerate(q_lens) if n > 1), default=0)
+        meta.num_prefill_tokens = int(qsl[meta.num_prefills])
+        meta.max_query_len, meta.max_seq_len = max(q_lens), int(seq_lens.max())
+        meta.query_lens_host, meta.seq_lens_host = q_lens, seq_lens.tolist()
+        return meta
+
+    def _check(self, works, lens, starts, B: int, T: int) -> np.ndarray:
+        """Refuse work that does not fit; returns the blocks each sequence reads (B,)."""
+        if not 1 <= B <= self.max_seqs:
+            raise ValueError(f"a step needs 1..{self.max_seqs} sequences, got {B}")
+        if T > self.max_tokens:
+            raise ValueError(f"{T} tokens exceed max_num_batched_tokens={self.max_tokens}")
+        if lens.min() < 1:
+            raise ValueError("every SeqWork needs at least one token id")
+        need = -(-(starts + lens) // self.block_size)
+        have = np.fromiter((len(w.block_table) for w in works), np.int64, B)
+        bad = np.flatnonzero((starts < 0) | (need > self.max_width) | (have < need))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"SeqWork start_pos={starts[i]} + {lens[i]} tokens needs {need[i]} blocks "
+                             f"(max {self.max_width}); block_table has {have[i]}")
+        return need
+
+    @staticmethod
+    def _fill_block_tables(bt: np.ndarray, works, need: np.ndarray, num_blocks: int) -> None:
+        """bt (rows, width) view: row i <- the first need[i] block ids of works[i]."""
+        total = int(need.sum())
+        flat = np.fromiter(chain.from_iterable(islice(w.block_table, n) for w, n in
+                                               zip(works, need.tolist())), np.int64, total)
+        if flat.min() < 0 or flat.max() >= num_blocks:
+            raise ValueError(f"block ids must be in [0, {num_blocks}); got {flat.min()}..{flat.max()}")
+        rows = np.repeat(np.arange(len(works)), need)
+        cols = np.arange(total) - np.repeat(np.cumsum(need) - need, need)
+        bt[rows, cols] = flat
+
+    def _fill_sampling(self, v, works, rows: list[int], qsl, seq_lens) -> bool:
+        """Sampling rows and parameters; returns True when every sampling row is greedy."""
+        S = len(rows)
+        temps = np.fromiter((works[i].temperature for i in rows), np.float32, S)
+        v["logits_indices"][:S] = qsl[1:][rows] - 1  # last token of each sampling sequence
+        v["top_k"][:S] = np.fromiter((works[i].top_k for i in rows), np.int64, S)
+        v["temperature"].view(np.float32)[:S] = temps
+        v["top_p"].view(np.float32)[:S] = np.fromiter((works[i].top_p for i in rows), np.float32, S)
+        if not (temps > 0).any():
+            return True
+        seeds = np.fromiter((works[i].seed for i in rows), np.int64, S)
+        v["u"].view(np.float32)[:S] = uniforms(seeds, seq_lens[rows], self.base_seed)  # new token at seq_len
+        return False

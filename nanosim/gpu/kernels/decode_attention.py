@@ -1,0 +1,149 @@
+"""Paged decode attention: one query token per sequence, GQA, optional split-KV.
+
+Grid (B, Hkv, S). A program takes all q heads of one KV head (padded to >= 16 rows for
+tl.dot), walks its share of the context in BLOCK_N-token tiles, and looks up each token's
+physical block in the block table, so any block_size >= 1 works. With S > 1 splits
+(flash-decoding), partial outputs and log-sum-exps are combined by a second kernel; S is
+fixed per call (not derived from lengths), so the launch is CUDA-graph safe.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
+                   part_o_ptr, part_lse_ptr,
+                   stride_qb, stride_qh, stride_ob, stride_oh, stride_slot, stride_head, stride_bt,
+                   qk_scale, block_size, num_q_heads,
+                   GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                   DOT_PRECISION: tl.constexpr):
+    b = tl.program_id(0)
+    kvh = tl.program_id(1)
+    split = tl.program_id(2)
+    seq_len = tl.load(seq_lens_ptr + b)
+    chunk = tl.cdiv(tl.cdiv(seq_len, NUM_SPLITS), BLOCK_N) * BLOCK_N  # tokens per split
+    lo = split * chunk
+    hi = tl.minimum(lo + chunk, seq_len)
+
+    hs = tl.arange(0, BLOCK_H)
+    heads = kvh * GROUP + hs  # q heads sharing this KV head
+    h_ok = hs < GROUP
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + d[None, :],
+                mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
+
+    m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (log2 domain)
+    l_i = tl.zeros([BLOCK_H], tl.float32)  # running sum of exp2
+    acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    for n0 in range(lo, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = n < hi
+        page = tl.load(bt_ptr + b * stride_bt + n // block_size, mask=n_ok, other=0)
+        slot = page.to(tl.int64) * block_size + n % block_size
+        kv_off = slot[:, None] * stride_slot + kvh * stride_head + d[None, :]
+        kv_ok = n_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_cache_ptr + kv_off, mask=kv_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_H, BLOCK_N)
+        s = tl.where(n_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_cache_ptr + kv_off, mask=kv_ok, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
+    hd_ok = h_ok[:, None] & d_ok[None, :]
+    if NUM_SPLITS == 1:
+        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + d[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=hd_ok)
+    else:
+        # partials: o (B, Hq, S, HEAD_DIM) fp32, lse (B, Hq, S) fp32, contiguous
+        row = (b * num_q_heads + heads) * NUM_SPLITS + split
+        tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], o, mask=hd_ok)
+        lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
+        tl.store(part_lse_ptr + row, lse, mask=h_ok)
+
+
+@triton.jit
+def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num_q_heads,
+                    NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    # Grid (B, Hq): weight each split's output by exp2(lse_s - max lse).
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    s = tl.arange(0, BLOCK_S)
+    s_ok = s < NUM_SPLITS
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    row = (b * num_q_heads + h) * NUM_SPLITS + s
+    lse = tl.load(part_lse_ptr + row, mask=s_ok, other=float("-inf"))
+    m = tl.max(lse, 0)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    w = tl.exp2(lse - m)  # (BLOCK_S,), 0 for empty splits
+    total = tl.sum(w, 0)
+    o = tl.load(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :],
+                mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    res = tl.sum(o * w[:, None], 0) / tl.where(total > 0, total, 1.0)
+    tl.store(out_ptr + b * stride_ob + h * stride_oh + d, res.to(out_ptr.dtype.element_ty), mask=d_ok)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs: exact ("ieee") dots, so fp32 GPU runs match the torch reference tightly;
+    16-bit inputs: the default ("tf32" is ignored for them)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def default_num_splits(batch: int, num_kv_heads: int, device: torch.device) -> int:
+    """Enough programs to cover ~2 waves of SMs; 1 on CPU or for big batches. Depends only on
+    the batch shape, never on context lengths, so CUDA graphs can fix it."""
+    if device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return max(1, min(16, math.ceil(2 * sms / max(1, batch * num_kv_heads))))
+
+
+def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                           block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
+                           out: torch.Tensor | None = None, num_splits: int | None = None,
+                           block_n: int = 64) -> torch.Tensor:
+    """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
+    seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
+    -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding)."""
+    B, Hq, D = q.shape
+    _, block_size, Hkv, _ = k_cache.shape
+    assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
+    assert Hq % Hkv == 0 and block_tables.stride(1) == 1
+    if out is None:
+        out = torch.empty_like(q)
+    if B == 0:
+        return out
+    splits = num_splits or default_num_splits(B, Hkv, q.device)
+    group = Hq // Hkv
+    if splits > 1:
+        part_o = torch.empty(B, Hq, splits, D, dtype=torch.float32, device=q.device)
+        part_lse = torch.empty(B, Hq, splits, dtype=torch.float32, device=q.device)
+    else:
+        part_o = part_lse = out  # unused
+    _decode_kernel[(B, Hkv, splits)](
+        q, k_cache, v_cache, block_tables, seq_lens, out, part_o, part_lse,
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
+        block_tables.stride(0), scale * LOG2E, block_size, Hq,
+        GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
+        BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, NUM_SPLITS=splits,
+        DOT_PRECISION=dot_precision(q.dtype))
+    if splits > 1:
+        _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq,
+                                 NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits),
+                                 HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D))
+    return out

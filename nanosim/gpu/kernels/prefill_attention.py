@@ -1,0 +1,93 @@
+"""Paged varlen (prefill-chunk) attention: q_len >= 1 per sequence, K/V read from the cache.
+
+Grid (B, Hq, cdiv(max_q_len, BLOCK_M)). Query row j of sequence b sits at position
+ctx_b + j (ctx_b = seq_len_b - q_len_b tokens were cached before this chunk: prefix hits or
+earlier chunks) and attends to cached positions 0..ctx_b + j, i.e. a causal mask aligned
+bottom-right. K/V of the chunk itself must already be stored in the cache.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from nanosim.gpu.kernels.decode_attention import LOG2E, dot_precision
+
+
+@triton.jit
+def _prefill_kernel(q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, bt_ptr, qsl_ptr, seq_lens_ptr,
+                    stride_qt, stride_qh, stride_ot, stride_oh, stride_slot, stride_head, stride_bt,
+                    qk_scale, block_size,
+                    GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    mt = tl.program_id(2)
+    q_start = tl.load(qsl_ptr + b)
+    q_len = tl.load(qsl_ptr + b + 1) - q_start
+    seq_len = tl.load(seq_lens_ptr + b)
+    ctx = seq_len - q_len
+    kvh = h // GROUP
+
+    m = mt * BLOCK_M + tl.arange(0, BLOCK_M)
+    m_ok = m < q_len
+    q_pos = ctx + m  # absolute positions of the query rows
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < HEAD_DIM
+    q = tl.load(q_ptr + (q_start + m)[:, None] * stride_qt + h * stride_qh + d[None, :],
+                mask=m_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_M, BLOCK_D)
+
+    # keys past the tile's last row are masked for every row; empty tiles do no work
+    hi = tl.minimum(seq_len, ctx + (mt + 1) * BLOCK_M)
+    hi = tl.where(mt * BLOCK_M < q_len, hi, 0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for n0 in range(0, hi, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = n < hi
+        page = tl.load(bt_ptr + b * stride_bt + n // block_size, mask=n_ok, other=0)
+        slot = page.to(tl.int64) * block_size + n % block_size
+        kv_off = slot[:, None] * stride_slot + kvh * stride_head + d[None, :]
+        kv_ok = n_ok[:, None] & d_ok[None, :]
+        k = tl.load(k_cache_ptr + kv_off, mask=kv_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
+        s = tl.where(n_ok[None, :] & (n[None, :] <= q_pos[:, None]), s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))  # finite after tile 0 (key 0 is always visible)
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_cache_ptr + kv_off, mask=kv_ok, other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+        m_i = m_new
+
+    o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    tl.store(out_ptr + (q_start + m)[:, None] * stride_ot + h * stride_oh + d[None, :],
+             o.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
+
+
+def paged_prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                            block_tables: torch.Tensor, query_start_loc: torch.Tensor,
+                            seq_lens: torch.Tensor, max_query_len: int, scale: float,
+                            out: torch.Tensor | None = None, block_m: int = 64,
+                            block_n: int = 64) -> torch.Tensor:
+    """q (T, Hq, D) packed chunks, caches (N, block_size, Hkv, D) contiguous, block_tables
+    (B, W) int32, query_start_loc (B+1,) int32, seq_lens (B,) int32 (context incl. the chunk)
+    -> out (T, Hq, D) in q's dtype."""
+    T, Hq, D = q.shape
+    _, block_size, Hkv, _ = k_cache.shape
+    B = seq_lens.shape[0]
+    assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
+    assert Hq % Hkv == 0 and block_tables.stride(1) == 1 and query_start_loc.shape == (B + 1,)
+    if out is None:
+        out = torch.empty_like(q)
+    if B == 0 or T == 0:
+        return out
+    grid = (B, Hq, triton.cdiv(max_query_len, block_m))
+    _prefill_kernel[grid](
+        q, k_cache, v_cache, out, block_tables, query_start_loc, seq_lens,
+        q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
+        block_tables.stride(0), scale * LOG2E, block_size,
+        GROUP=Hq // Hkv, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D), BLOCK_M=block_m,
+        BLOCK_N=block_n, DOT_PRECISION=dot_precision(q.dtype))
+    return out

@@ -1,0 +1,166 @@
+"""ModelRunner: one Qwen3 model, its paged KV cache and its decode CUDA graphs on one device.
+
+    runner = ModelRunner(MODELS["qwen3-0.6b"], "cuda", torch.bfloat16, block_size=256, ...)
+    out = runner.step([SeqWork(token_ids, start_pos, block_table, samples, ...), ...])
+    out.token_ids  # one sampled token per SeqWork with samples=True, in order
+    out.duration_s # GPU time of the step (CUDA events; perf_counter on CPU)
+
+The runner owns no scheduling state: block tables come from the caller's block manager,
+and a block id is an index into the cache's first dim (0 .. num_kv_blocks - 1).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nanosim.config import ModelSpec
+from nanosim.gpu.attention import select_backend
+from nanosim.gpu.cuda_graphs import DecodeGraphs, graph_batch_sizes
+from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
+from nanosim.gpu.kv_cache import allocate_kv_cache, blocks_from_memory, check_fits, kv_block_bytes
+from nanosim.gpu.loader import build_model
+from nanosim.gpu.sampler import sample
+
+__all__ = ["ModelRunner", "SeqWork", "StepOutput"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    token_ids: list[int]  # sampled tokens of the SeqWorks with samples=True, in order
+    duration_s: float  # device time from the input copy to the sampled tokens' copy back
+    wall_s: float  # host wall time of the whole step() call, input packing included
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+class ModelRunner:
+    def __init__(self, spec: ModelSpec, device: str | torch.device = "cuda",
+                 dtype: torch.dtype | str = torch.bfloat16, block_size: int = 256,
+                 num_kv_blocks: int | None = None, gpu_memory_utilization: float = 0.9,
+                 max_num_batched_tokens: int = 16384, max_num_seqs: int = 512,
+                 attention: str = "auto", enforce_eager: bool = False,
+                 weights_dir: str | Path | None = None, seed: int = 0,
+                 max_model_len: int | None = None, fused_ops: bool | None = None) -> None:
+        self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
+        self.block_size, self.max_num_seqs = block_size, max_num_seqs
+        self.max_model_len = max_model_len or spec.max_position_embeddings
+        if block_size < 1 or self.max_model_len > spec.max_position_embeddings:
+            raise ValueError(f"need block_size >= 1 and max_model_len <= {spec.max_position_embeddings}")
+        cuda = self.device.type == "cuda"
+        self._tokens_host = torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda)
+        self.backend = select_backend(attention, self.device, block_size)
+        fused = cuda if fused_ops is None else fused_ops
+        self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed, fused=fused)
+        self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs
+        max_width = -(-self.max_model_len // block_size)
+        graph_sizes = graph_batch_sizes(max_num_seqs) if self.use_graphs else []
+        self.packer = InputPacker(self.device, block_size, max_num_batched_tokens, max_num_seqs,
+                                  max_width, max(graph_sizes, default=0), seed)
+        if cuda:  # JIT-compiles the kernels and measures the activation peak
+            self._profile_peak_memory()
+        self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(gpu_memory_utilization)
+        self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype, self.device)
+        self.graphs = None
+        if self.use_graphs:
+            with torch.inference_mode():
+                self.graphs = DecodeGraphs(self.model, self.kv_caches, self.packer, graph_sizes,
+                                           spec.hidden_size, self.dtype, self.max_model_len,
+                                           self.num_kv_blocks)
+
+    # ---- start-up ------------------------------------------------------------------------------
+    def _blocks_from_memory(self, utilization: float) -> int:
+        if self.device.type != "cuda":
+            raise ValueError("num_kv_blocks is required on CPU (KV sizing reads free GPU memory)")
+        block_bytes = kv_block_bytes(self.spec, self.block_size, self.dtype)
+        n = blocks_from_memory(self.device, block_bytes, utilization)
+        check_fits(n, self.block_size, self.max_model_len, block_bytes, utilization)
+        return n
+
+    @torch.inference_mode()
+    def _profile_peak_memory(self) -> None:
+        """Forward max_num_batched_tokens tokens (sequences of max_model_len, like nano-vLLM)
+        and sample max_num_seqs rows, so the peak-memory stat covers a step's activations.
+        A temporary one-layer cache, shared by all layers, stands in for the real KV cache."""
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        n_tok = self.packer.max_tokens
+        seq_len = min(self.max_model_len, n_tok)
+        n_seq = max(1, min(self.max_num_seqs, n_tok // seq_len))
+        per_seq = -(-seq_len // self.block_size)
+        kv = allocate_kv_cache(self.spec, n_seq * per_seq, self.block_size, self.dtype, self.device)[0]
+        works = [SeqWork([0] * seq_len, 0, range(i * per_seq, (i + 1) * per_seq)) for i in range(n_seq)]
+        inp = self.packer.pack(works, n_seq * per_seq)
+        self._logits(inp, [kv] * self.spec.num_layers, None, n_seq)
+        ones = torch.ones(self.max_num_seqs, device=self.device)
+        logits = torch.zeros(self.max_num_seqs, self.spec.vocab_size, device=self.device)
+        sample(logits, ones, ones.int(), ones * 0.9, ones * 0.5)
+        del kv, logits
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+
+    # ---- one step ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, works: list[SeqWork]) -> StepOutput:
+        """Compute every SeqWork's tokens (prefill chunks and decodes, mixed in any order)
+        and sample one token for each with samples=True. Decode-only batches that fit a
+        captured size replay a CUDA graph."""
+        t0 = time.perf_counter()
+        graph_bs = None
+        if self.graphs is not None and all(len(w.token_ids) == 1 for w in works):
+            graph_bs = self.graphs.batch_size_for(len(works))
+        inp = self.packer.pack(works, self.num_kv_blocks, graph_bs)
+        timer = _Timer(self.device)
+        logits = self._logits(inp, self.kv_caches, graph_bs, len(works))  # (S, V)
+        out = self._tokens_host[:inp.num_samples]
+        if inp.num_samples:
+            ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy)
+            out.copy_(ids, non_blocking=True)
+        duration = timer.stop()  # waits for the device: `out` is filled now
+        return StepOutput(out.tolist(), duration, time.perf_counter() - t0)
+
+    @torch.inference_mode()
+    def logits(self, works: list[SeqWork]) -> torch.Tensor:
+        """(S, vocab) logits of the sampling rows, computed eagerly (no graph, no sampling).
+        Like step(), it writes the works' K/V into the cache. For parity checks."""
+        inp = self.packer.pack(works, self.num_kv_blocks)
+        logits = self._logits(inp, self.kv_caches, None, len(works))
+        if self.device.type == "cuda":  # the pinned inputs must not be repacked mid-copy
+            torch.cuda.current_stream(self.device).synchronize()
+        return logits
+
+    def _logits(self, inp: StepInputs, kv_caches, graph_bs: int | None, num_seqs: int) -> torch.Tensor:
+        """Upload the packed inputs, run the model (graph or eager) -> logits (S, V) of the
+        sampling rows only (the LM head never sees the other rows)."""
+        inp.upload()
+        if graph_bs is not None:
+            hidden = self.graphs.replay(graph_bs)[:num_seqs]  # one row per sequence
+            if inp.num_samples == num_seqs:
+                return self.model.compute_logits(hidden)
+        else:
+            hidden = self.model(inp.input_ids, inp.positions, inp.meta, kv_caches)
+        return self.model.compute_logits(hidden.index_select(0, inp.logits_indices))
+
+
+class _Timer:
+    """CUDA events on GPU (records at start; stop() syncs and returns seconds), else perf_counter."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start = torch.cuda.Event(enable_timing=True)
+            self.end = torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if not self.cuda:
+            return time.perf_counter() - self.t0
+        self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / 1e3

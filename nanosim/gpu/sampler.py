@@ -1,0 +1,52 @@
+"""Token sampling, vectorised over the batch: greedy, temperature, top-k, top-p.
+
+Randomness is one uniform number per sampled row, made on the host by hashing
+(runner seed, sequence seed, position of the new token). The same seed therefore gives the
+same tokens whatever the batch composition, chunking or device, and nothing on the GPU
+needs a per-row generator. The token is drawn by inverse CDF over the kept, sorted probs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """A 32-bit integer hash (xor-shift-multiply, constants from T. Mueller), vectorised."""
+    x = x & _M32
+    x = ((x ^ (x >> np.uint64(16))) * np.uint64(0x45D9F3B)) & _M32
+    x = ((x ^ (x >> np.uint64(16))) * np.uint64(0x45D9F3B)) & _M32
+    return x ^ (x >> np.uint64(16))
+
+
+def uniforms(seeds: np.ndarray, positions: np.ndarray, base_seed: int = 0) -> np.ndarray:
+    """(S,) uniform float32 in [0, 1), a pure function of (base_seed, seed, position)."""
+    s = np.asarray(seeds, dtype=np.int64).astype(np.uint64)
+    h = _mix32(np.uint64(base_seed & 0xFFFFFFFF) ^ _mix32(s >> np.uint64(32)))
+    h = _mix32(h ^ (s & _M32))
+    h = _mix32(h + np.asarray(positions, dtype=np.uint64) * np.uint64(0x9E3779B1))
+    return ((h >> np.uint64(8)).astype(np.float64) / float(1 << 24)).astype(np.float32)
+
+
+def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
+           top_p: torch.Tensor, u: torch.Tensor, all_greedy: bool = False) -> torch.Tensor:
+    """logits (S, V); per row: temperature (S,) f32 (0 = greedy), top_k (S,) int (<= 0 = off),
+    top_p (S,) f32 in (0, 1], u (S,) f32 uniform in [0, 1) -> token ids (S,) int64."""
+    greedy = logits.argmax(dim=-1)
+    if all_greedy:
+        return greedy
+    V = logits.shape[-1]
+    t = torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
+    probs = torch.softmax(logits.float() / t, dim=-1)
+    p_sorted, idx = probs.sort(dim=-1, descending=True)  # (S, V)
+    rank = torch.arange(V, device=logits.device).unsqueeze(0)
+    k = torch.where(top_k > 0, top_k, V).unsqueeze(1)
+    mass_before = p_sorted.cumsum(-1) - p_sorted
+    keep = (rank < k) & (mass_before < top_p.unsqueeze(1))  # rank 0 is always kept
+    cdf = (p_sorted * keep).cumsum(-1)  # (S, V), flat after the last kept token
+    target = (u * cdf[:, -1]).unsqueeze(1)
+    pick = torch.searchsorted(cdf, target, right=True).clamp_(max=V - 1)  # first cdf > target
+    sampled = idx.gather(1, pick).squeeze(1)
+    return torch.where(temperature > 0, sampled, greedy)

@@ -1,0 +1,42 @@
+"""Checks that need a real GPU (skipped, with a reason, on CPU-only machines)."""
+import pytest
+import torch
+
+from nanosim.config import ModelSpec
+from nanosim.gpu.inputs import SeqWork
+from nanosim.gpu.runner import ModelRunner
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+SPEC = ModelSpec("tiny", hidden_size=128, num_layers=2, num_q_heads=4, num_kv_heads=2, head_dim=64,
+                 intermediate_size=256, vocab_size=512, max_position_embeddings=512)
+
+
+def make(**kw):
+    args = dict(dtype=torch.float32, block_size=16, num_kv_blocks=64, max_num_batched_tokens=256,
+                max_num_seqs=8, max_model_len=512, seed=5)
+    return ModelRunner(SPEC, "cuda", **{**args, **kw})
+
+
+def generate(runner, prompts, steps):
+    tables = [list(range(8 * i, 8 * i + 8)) for i in range(len(prompts))]
+    toks = [[t] for t in runner.step([SeqWork(p, 0, tb) for p, tb in zip(prompts, tables)]).token_ids]
+    for _ in range(steps):
+        work = [SeqWork(t[-1:], len(p) + len(t) - 1, tb) for p, t, tb in zip(prompts, toks, tables)]
+        for t, new in zip(toks, runner.step(work).token_ids):
+            t.append(new)
+    return toks
+
+
+def test_triton_graphs_match_torch_eager_greedy():
+    prompts = [list(range(1, 40)), list(range(100, 107)), list(range(7, 30))]  # 3 seqs: graph bs 4
+    ref = generate(make(attention="torch", enforce_eager=True, fused_ops=False), prompts, 6)
+    fast = make(attention="triton")
+    assert fast.graphs is not None and fast.graphs.batch_size_for(3) == 4
+    assert generate(fast, prompts, 6) == ref
+
+
+def test_kv_cache_sized_from_memory():
+    r = make(num_kv_blocks=None, gpu_memory_utilization=0.5)
+    assert r.num_kv_blocks >= 512 // 16
+    assert r.kv_caches[0][0].shape == (r.num_kv_blocks, 16, 2, 64)

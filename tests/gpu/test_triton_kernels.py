@@ -1,0 +1,140 @@
+"""Each Triton kernel against the torch reference, on CPU through TRITON_INTERPRET=1."""
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported (conftest also does)
+
+import pytest  # noqa: E402
+
+from nanosim.gpu.attention.metadata import AttentionMetadata  # noqa: E402
+from nanosim.gpu.attention.torch_ref import paged_attention_ref, store_kv_ref  # noqa: E402
+from nanosim.gpu.kernels.decode_attention import paged_decode_attention  # noqa: E402
+from nanosim.gpu.kernels.fused_ops import qk_norm_rope, rms_norm, silu_and_mul  # noqa: E402
+from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention  # noqa: E402
+from nanosim.gpu.kernels.store_kv import store_kv  # noqa: E402
+from nanosim.gpu.layers import RMSNorm  # noqa: E402
+from nanosim.gpu.rotary import RotaryEmbedding  # noqa: E402
+
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+HKV, D = 2, 16
+
+
+def paged_batch(q_lens, starts, block_size, num_blocks=40, hq=4, seed=0):
+    """Random caches holding each sequence's context under a shuffled block table, plus
+    q for the new tokens and the matching metadata (K/V of new tokens already stored)."""
+    g = torch.Generator().manual_seed(seed)
+    k_cache = torch.randn(num_blocks, block_size, HKV, D, generator=g)
+    v_cache = torch.randn(num_blocks, block_size, HKV, D, generator=g)
+    seq_lens = [s + q for s, q in zip(starts, q_lens)]
+    need = [-(-n // block_size) for n in seq_lens]
+    perm = torch.randperm(num_blocks, generator=g).tolist()
+    width = max(need)
+    tables = torch.zeros(len(q_lens), width, dtype=torch.int32)
+    for i, n in enumerate(need):
+        tables[i, :n] = torch.tensor(perm[:n])
+        perm = perm[n:]
+    qsl = torch.tensor([0] + q_lens).cumsum(0).int()
+    slots = torch.cat([tables[i, torch.arange(s, s + q) // block_size].long() * block_size
+                       + torch.arange(s, s + q) % block_size for i, (s, q) in enumerate(zip(starts, q_lens))])
+    q = torch.randn(sum(q_lens), hq, D, generator=g)
+    n_pref = max((i + 1 for i, n in enumerate(q_lens) if n > 1), default=0)
+    meta = AttentionMetadata(slots.int(), qsl, torch.tensor(seq_lens).int(), tables, n_pref,
+                             int(qsl[n_pref]), max(q_lens), max(seq_lens), q_lens, seq_lens)
+    return q, k_cache, v_cache, meta
+
+
+def to(dev, *ts):
+    return [t.to(dev) for t in ts]
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 16])
+def test_store_kv_matches_reference(block_size):
+    g = torch.Generator().manual_seed(1)
+    qkv = torch.randn(5, (4 + 2 * HKV) * D, generator=g)  # v as a strided view, like the model
+    k = torch.randn(5, HKV, D, generator=g)
+    v = qkv[:, (4 + HKV) * D:].view(5, HKV, D)
+    slots = torch.tensor([3, -1, 0, 17, 9], dtype=torch.int32)
+    caches = [torch.zeros(-(-20 // block_size), block_size, HKV, D) for _ in range(4)]
+    store_kv_ref(k, v, caches[0], caches[1], slots)
+    kc, vc = to(DEV, caches[2], caches[3])
+    store_kv(*to(DEV, k, v), kc, vc, slots.to(DEV))
+    assert torch.equal(kc.cpu(), caches[0]) and torch.equal(vc.cpu(), caches[1])
+
+
+@pytest.mark.parametrize("block_size,splits", [(4, 1), (4, 3), (16, 2), (1, 1)])
+def test_decode_attention_matches_reference(block_size, splits):
+    q, kc, vc, meta = paged_batch([1, 1, 1], [0, 9, 37], block_size, num_blocks=60)
+    ref = paged_attention_ref(q, kc, vc, meta, D ** -0.5)
+    out = paged_decode_attention(*to(DEV, q, kc, vc, meta.block_tables, meta.seq_lens), D ** -0.5,
+                                 num_splits=splits, block_n=16)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_decode_attention_seq_len_zero_gives_zeros():
+    q, kc, vc, meta = paged_batch([1, 1], [0, 5], 4)
+    seq_lens = torch.tensor([0, 6], dtype=torch.int32)
+    out = paged_decode_attention(*to(DEV, q, kc, vc, meta.block_tables, seq_lens), 0.25,
+                                 num_splits=2, block_n=16).cpu()
+    assert torch.equal(out[0], torch.zeros_like(out[0])) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("block_size", [4, 16])
+def test_prefill_attention_with_cached_prefix_matches_reference(block_size):
+    # seq 0: fresh prompt of 21 tokens; seq 1: 7-token chunk after 18 cached tokens
+    # (prefix hit); seq 2: 1-token chunk after 8 cached tokens (fully cached prompt).
+    q, kc, vc, meta = paged_batch([21, 7, 1], [0, 18, 8], block_size, num_blocks=30)
+    ref = paged_attention_ref(q, kc, vc, meta, D ** -0.5)
+    out = paged_prefill_attention(*to(DEV, q, kc, vc, meta.block_tables, meta.query_start_loc,
+                                      meta.seq_lens), meta.max_query_len, D ** -0.5,
+                                  block_m=16, block_n=16)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_triton_backend_mixed_batch_matches_torch_backend():
+    from nanosim.gpu.attention.torch_ref import TorchAttention
+    from nanosim.gpu.attention.triton_backend import TritonAttention
+
+    q, kc, vc, meta = paged_batch([6, 3, 1, 1], [0, 8, 13, 2], 4, num_blocks=30)
+    k, v = torch.randn(2, q.shape[0], HKV, D).unbind(0)
+    kc2, vc2 = kc.clone(), vc.clone()
+    ref = TorchAttention().forward(q, k, v, kc, vc, meta, 0.3)
+    dmeta = AttentionMetadata(*to(DEV, meta.slot_mapping, meta.query_start_loc, meta.seq_lens,
+                                  meta.block_tables), meta.num_prefills, meta.num_prefill_tokens,
+                              meta.max_query_len, meta.max_seq_len)
+    kc2, vc2 = to(DEV, kc2, vc2)
+    out = TritonAttention(block_m=16, block_n=16).forward(*to(DEV, q, k, v), kc2, vc2, dmeta, 0.3)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kc2.cpu(), kc)
+
+
+def test_rms_norm_kernel_matches_layer():
+    x, res, w = torch.randn(3, 5, 40).unbind(1)[:3]
+    layer = RMSNorm(40, 1e-6)
+    layer.weight.data = w[0]
+    y_ref, r_ref = layer(x, res)
+    y, r = rms_norm(*to(DEV, x, layer.weight.data), 1e-6, residual=res.clone().to(DEV))
+    torch.testing.assert_close(y.cpu(), y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r.cpu(), r_ref)
+    torch.testing.assert_close(rms_norm(*to(DEV, x, w[0]), 1e-6).cpu(), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_silu_and_mul_kernel():
+    x = torch.randn(3, 2 * 50)
+    ref = torch.nn.functional.silu(x[:, :50]) * x[:, 50:]
+    torch.testing.assert_close(silu_and_mul(x.to(DEV), block=32).cpu(), ref, atol=1e-6, rtol=1e-5)
+
+
+def test_qk_norm_rope_kernel_matches_torch_path():
+    hq, T = 4, 5
+    qkv = torch.randn(T, (hq + 2 * HKV) * D)
+    qw, kw = 1 + 0.1 * torch.randn(2, D)
+    pos = torch.tensor([0, 3, 7, 100, 255])
+    rope = RotaryEmbedding(D, 256, 10000.0)
+    qn, kn = RMSNorm(D), RMSNorm(D)
+    qn.weight.data, kn.weight.data = qw, kw
+    q_ref, k_ref = rope(pos, qn(qkv[:, :hq * D].view(T, hq, D)), kn(qkv[:, hq * D:(hq + HKV) * D].view(T, HKV, D)))
+    q, k = qk_norm_rope(*to(DEV, qkv, qw, kw, rope.cos_sin_cache, pos), hq, HKV, D, 1e-6)
+    torch.testing.assert_close(q.cpu(), q_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(k.cpu(), k_ref, atol=1e-5, rtol=1e-5)
