@@ -68,6 +68,7 @@ class StepInputs:
     all_greedy: bool
     num_words: int  # int32 words to copy host -> device
     stage: object  # the _Staging buffer holding these inputs
+    needs_sort: bool = True  # some sampling row filters by top-k / top-p (else no sort)
 
     def upload(self) -> None:
         """The step's one host-to-device copy (a no-op on CPU, where views alias the host)."""
@@ -123,6 +124,8 @@ class InputPacker:
             inp = self._device_views(stage, lay, T, B, len(rows), width)
             inp.meta = self._metadata(inp.meta, lens, qsl, seq_lens)
         inp.all_greedy, inp.num_words = all_greedy, lay["block_tables"][0] + B * width
+        S = len(rows)
+        inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
         return inp
 
     def _fill_tokens(self, v, works, lens, starts, need, width, num_blocks, graph_bs):

@@ -118,7 +118,8 @@ class ModelRunner:
         logits = self._logits(inp, self.kv_caches, graph_bs, len(works))  # (S, V)
         out = self._tokens_host[:inp.num_samples]
         if inp.num_samples:
-            ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy)
+            ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
+                         inp.needs_sort)
             out.copy_(ids, non_blocking=True)
         duration = timer.stop()  # waits for the device: `out` is filled now
         return StepOutput(out.tolist(), duration, time.perf_counter() - t0)

@@ -31,7 +31,8 @@ def uniforms(seeds: np.ndarray, positions: np.ndarray, base_seed: int = 0) -> np
 
 
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
-           top_p: torch.Tensor, u: torch.Tensor, all_greedy: bool = False) -> torch.Tensor:
+           top_p: torch.Tensor, u: torch.Tensor, all_greedy: bool = False,
+           needs_sort: bool = True) -> torch.Tensor:
     """logits (S, V); per row: temperature (S,) f32 (0 = greedy), top_k (S,) int (<= 0 = off),
     top_p (S,) f32 in (0, 1], u (S,) f32 uniform in [0, 1) -> token ids (S,) int64."""
     greedy = logits.argmax(dim=-1)
@@ -40,6 +41,11 @@ def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
     V = logits.shape[-1]
     t = torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
     probs = torch.softmax(logits.float() / t, dim=-1)
+    if not needs_sort:  # no top-k / top-p: inverse CDF in vocabulary order, no O(V log V) sort
+        cdf = probs.cumsum(-1)
+        target = (u * cdf[:, -1]).unsqueeze(1)
+        sampled = torch.searchsorted(cdf, target, right=True).clamp_(max=V - 1).squeeze(1)
+        return torch.where(temperature > 0, sampled, greedy)
     p_sorted, idx = probs.sort(dim=-1, descending=True)  # (S, V)
     rank = torch.arange(V, device=logits.device).unsqueeze(0)
     k = torch.where(top_k > 0, top_k, V).unsqueeze(1)
