@@ -86,20 +86,10 @@ def cmd_simulate(a) -> int:
 
 
 def cmd_run(a) -> int:
-    from nanosim.gpu.llm import LLM
     from nanosim.gpu.replay import replay
     from nanosim.output import format_summary, write_run
 
-    cfg = _config(a)
-    opts = dict(block_size=cfg.block_size_tokens, max_num_seqs=cfg.max_num_seqs,
-                max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
-                chunked_prefill=cfg.chunked_prefill, policy=cfg.policy,
-                preemption_mode=cfg.preemption_mode, enable_prefix_caching=cfg.enable_prefix_caching,
-                gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=a.enforce_eager,
-                attention=a.attention, seed=cfg.seed)
-    if cfg.num_kv_blocks is not None:
-        opts["num_kv_blocks"] = cfg.num_kv_blocks
-    llm = LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights, **opts)
+    llm = _llm(a)
     reqs = _load_requests(a)
     bar = _bar(len(reqs), "run") if not a.no_progress else None
     req_df, step_df, summary = replay(llm, reqs, a.clock, a.temperature,
@@ -120,6 +110,77 @@ def _bar(total: int, desc: str):
     bar = _progress_bar(total)
     bar.set_description(desc)
     return bar
+
+
+def _llm(a):
+    from nanosim.gpu.llm import LLM
+
+    cfg = _config(a)
+    opts = dict(block_size=cfg.block_size_tokens, max_num_seqs=cfg.max_num_seqs,
+                max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
+                chunked_prefill=cfg.chunked_prefill, policy=cfg.policy,
+                preemption_mode=cfg.preemption_mode, enable_prefix_caching=cfg.enable_prefix_caching,
+                gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=a.enforce_eager,
+                attention=a.attention, seed=cfg.seed)
+    if cfg.num_kv_blocks is not None:
+        opts["num_kv_blocks"] = cfg.num_kv_blocks
+    return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights, **opts)
+
+
+def cmd_profile(a) -> int:
+    from nanosim.calibrate.profile import gpu_preset, profile_runner
+    from nanosim.sim.profile import save_profile
+
+    llm = _llm(a)
+    import torch
+
+    gpu = a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device))
+    bar = None if a.no_progress else _bar(1, "profile")
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress)
+    if bar is not None:
+        bar.close()
+    save_profile(prof, a.out)
+    print(f"wrote {a.out}: {len(prof.decode)} decode, {len(prof.prefill)} prefill, "
+          f"{len(prof.mixed)} mixed points ({prof.gpu_device_name}, {prof.attention_backend})")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    import torch
+
+    from nanosim.calibrate.profile import gpu_preset
+    from nanosim.calibrate.validate import RecordingBackend, format_validation, validate_replay, write
+    from nanosim.config import get_gpu
+    from nanosim.core.engine import Engine
+    from nanosim.gpu.backend import SamplingParams
+    from nanosim.sim.backend import SimBackend
+    from nanosim.sim.profile import make_cost_model
+
+    llm = _llm(a)
+    gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
+    llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
+    llm.engine.backend = RecordingBackend(llm.backend)
+    cost = make_cost_model(llm.spec, gpu, 1, a.profile)
+    sim = Engine(llm.cfg, SimBackend(cost), llm.engine.bm.num_blocks, llm.engine.bm.num_host_blocks)
+    reqs = _load_requests(a)
+    v = validate_replay(reqs, llm.engine, sim)
+    v.check(a.max_step_mape, a.max_latency_error)
+    meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), "model": llm.spec.name,
+            "gpu": torch.cuda.get_device_name(llm.device), "attention": llm.runner.backend.name,
+            "cost_model": getattr(cost, "description", cost.name),
+            "extrapolated_steps": getattr(cost, "extrapolated_steps", None),
+            "predicted_steps": getattr(cost, "total_steps", None),
+            "preemptions_real": int(v.real_requests.preemptions.sum())}
+    out = write(v, a.out, meta)
+    print(format_validation(v))
+    print(f"wrote {out}/validation.html, validation.json, step_summary.csv, latency_errors.csv")
+    return 1 if v.failures else 0
 
 
 def cmd_memory(a) -> int:
@@ -143,6 +204,31 @@ def cmd_trace(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from nanosim.sweep.commands import sweep
+
+    return sweep(a)
+
+
+def cmd_report(a) -> int:
+    from nanosim.sweep.commands import report
+
+    return report(a)
+
+
+def _real_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="qwen3-0.6b", help="preset name or local HF checkpoint dir")
+    p.add_argument("--weights", default=None, help="local checkpoint dir for a preset's shapes")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--attention", default="auto", choices=["auto", "flash", "triton", "torch"])
+    p.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    p.add_argument("--gpu", default=None, help="GPU preset name (default: from the device)")
+    p.add_argument("--out", required=True, help="output folder (profile: the JSON file)")
+    p.add_argument("--no-progress", action="store_true")
+    _engine_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nanosim", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,18 +249,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="replay a trace on a real GPU (Qwen3 runner)")
     _workload_args(r)
-    r.add_argument("--model", default="qwen3-0.6b", help="preset name or local HF checkpoint dir")
-    r.add_argument("--weights", default=None, help="local checkpoint dir for a preset's shapes")
-    r.add_argument("--device", default="cuda")
-    r.add_argument("--dtype", default="bfloat16")
-    r.add_argument("--attention", default="auto", choices=["auto", "flash", "triton", "torch"])
-    r.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    _real_args(r)
     r.add_argument("--clock", default="virtual", choices=["virtual", "wall"])
     r.add_argument("--temperature", type=float, default=0.0)
-    r.add_argument("--out", required=True)
-    r.add_argument("--no-progress", action="store_true")
-    _engine_args(r)
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("profile", help="measure step times on this GPU -> profile JSON")
+    _real_args(pr)
+    pr.add_argument("--reps", type=int, default=5, help="timed repeats per point (median)")
+    pr.set_defaults(func=cmd_profile)
+
+    va = sub.add_parser("validate", help="real replay vs simulation of one trace on this GPU")
+    _workload_args(va)
+    _real_args(va)
+    va.add_argument("--profile", default=None, help="profile JSON (or folder) for the simulator")
+    va.add_argument("--temperature", type=float, default=0.0)
+    va.add_argument("--max-step-mape", type=float, default=0.03, help="fraction; exit 1 above it")
+    va.add_argument("--max-latency-error", type=float, default=0.05,
+                    help="fraction, on TTFT/TPOT/E2E P50 and P99; exit 1 above it")
+    va.set_defaults(func=cmd_validate)
 
     m = sub.add_parser("memory", help="KV-cache capacity of a model on a GPU")
     m.add_argument("--model", default="qwen3-8b")
@@ -190,6 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", default=None)
     t.add_argument("--block-size", type=int, default=16, help="block size for the reuse ratio")
     t.set_defaults(func=cmd_trace)
+
+    w = sub.add_parser("sweep", help="run an experiment spec's points into a results store")
+    w.add_argument("spec", nargs="?", help="experiment spec (experiments/*.toml)")
+    w.add_argument("--out", default=None, help="results folder (default out/<spec name>)")
+    w.add_argument("--workers", type=int, default=None,
+                   help="local processes (default: all cores; 0 = run inline, for debugging)")
+    w.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
+                   help="run on Ray: a running cluster (auto), a new local one, or host:port")
+    w.add_argument("--limit", type=int, default=None, help="only the first N points of the spec")
+    w.add_argument("--dry-run", action="store_true", help="validate and list the points")
+    w.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    w.add_argument("--force", action="store_true",
+                   help="adopt this spec in a folder made by another version of it")
+    w.add_argument("--keys", action="store_true", help="list the spec keys and exit")
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(func=cmd_sweep)
+
+    r = sub.add_parser("report", help="one self-contained HTML page of a sweep's results")
+    r.add_argument("dir", help="results folder of `nanosim sweep`")
+    r.add_argument("--out", default=None, help="HTML file (default DIR/report.html)")
+    r.add_argument("--max-curves", type=int, default=8, help="curves per CDF / timeline figure")
+    r.set_defaults(func=cmd_report)
     return p
 
 

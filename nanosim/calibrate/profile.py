@@ -1,0 +1,90 @@
+"""`nanosim profile`: measure whole-step wall times of a model on this GPU over a grid.
+
+Each point is a real runner.step() on synthetic sequences (distinct KV blocks, CUDA graphs
+as in serving), timed as the GpuBackend times a step: host wall time from input packing to
+the sampled tokens back on the host; the median of ``reps`` after ``warmup`` runs. Written
+as a versioned profile JSON (nanosim/sim/profile.py) that `nanosim simulate --profile` and
+`nanosim validate` read.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from typing import Callable
+
+from nanosim.calibrate.shapes import Composition, default_grid
+from nanosim.sim.profile import Profile, build_profile, decode_shape, prefill_shape
+
+GPU_NAMES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100-80gb"), ("L40S", "l40s"))
+
+
+def gpu_preset(device_name: str) -> str:
+    for key, name in GPU_NAMES:
+        if key in device_name:
+            return name
+    raise ValueError(f"no GPU preset for {device_name!r}; pass --gpu with one of the presets")
+
+
+def timer(runner, reps: int, warmup: int) -> Callable[[Composition], float]:
+    from nanosim.gpu.inputs import SeqWork
+
+    def measure(comp: Composition) -> float:
+        works = comp.works(runner.block_size, SeqWork)
+        for _ in range(warmup):
+            runner.step(works)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            runner.step(works)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    return measure
+
+
+def versions(runner) -> dict:
+    import torch
+
+    import nanosim
+
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        driver = None
+    return {"torch": torch.__version__, "cuda": torch.version.cuda, "driver": driver,
+            "nanosim": nanosim.__version__, "triton": _version("triton")}
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except ImportError:
+        return None
+
+
+def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
+                   progress: Callable[[int, int], None] | None = None) -> Profile:
+    """Measure the default grid (points that fit this runner's KV cache and limits)."""
+    import torch
+
+    dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
+                                   runner.max_num_seqs, runner.max_model_len)
+    comps = {decode_shape(b, c): Composition(num_decodes=b, decode_context=c) for b, c in dec}
+    comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
+    comps.update({m.shape: m for m in mixed})
+    measure, done = timer(runner, reps, warmup), [0]
+
+    def measure_shape(shape) -> float:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], len(comps))
+        return measure(comps[shape])
+
+    return build_profile(
+        runner.spec, gpu_name, 1, measure_shape, dec, pre, [m.shape for m in mixed],
+        dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
+        versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
+        created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
+               f"cuda_graphs {runner.graphs is not None}; median of {reps} after {warmup} warm-up"))

@@ -1,0 +1,77 @@
+"""Step compositions to measure: the grid a profile covers, and how to build each step.
+
+A point is a ``Composition``: ``num_decodes`` decode sequences at ``decode_context`` tokens
+each, plus ``num_prefills`` prefill chunks of ``chunk`` tokens after ``cached`` cached ones.
+Its StepShape is what the cost model sees; ``works(...)`` turns it into runner SeqWorks
+with distinct KV blocks (so no point reads the same blocks twice from L2).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nanosim.core.batch import StepShape
+
+DECODE_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+DECODE_CONTEXTS = (128, 512, 1024, 2048, 4096)
+PREFILL_CHUNKS = (16, 64, 256, 1024, 2048, 4096, 8192)
+PREFILL_CACHED = (0, 1024, 4096)
+MIXED = tuple((b, c, n, q, p) for b in (8, 64, 192) for c in (512, 2048)
+              for n, q, p in ((1, 256, 0), (1, 2048, 0), (2, 1024, 1024), (4, 512, 0)))
+
+
+@dataclass(frozen=True)
+class Composition:
+    num_decodes: int = 0
+    decode_context: int = 0  # tokens each decode attends (incl. the one computed)
+    num_prefills: int = 0
+    chunk: int = 0
+    cached: int = 0
+
+    @property
+    def shape(self) -> StepShape:
+        n, q, p = self.num_prefills, self.chunk, self.cached
+        return StepShape(num_prefill_seqs=n, prefill_tokens=n * q,
+                         prefill_attn_pairs=n * q * (p + (q + 1) / 2), prefill_kv_tokens=n * (p + q),
+                         num_decode_seqs=self.num_decodes,
+                         decode_context_tokens=self.num_decodes * self.decode_context)
+
+    def blocks_needed(self, block_size: int) -> int:
+        per_decode = -(-self.decode_context // block_size)
+        per_prefill = -(-(self.cached + self.chunk) // block_size)
+        return self.num_decodes * per_decode + self.num_prefills * per_prefill
+
+    def tokens(self) -> int:
+        return self.num_prefills * self.chunk + self.num_decodes
+
+    def works(self, block_size: int, work_cls, token: int = 7) -> list:
+        """Prefill chunks first, then decodes (the engine's batch order)."""
+        out, nxt = [], 0
+
+        def blocks(n_tokens: int) -> list[int]:
+            nonlocal nxt
+            n = -(-n_tokens // block_size)
+            nxt += n
+            return list(range(nxt - n, nxt))
+
+        for _ in range(self.num_prefills):
+            out.append(work_cls([token] * self.chunk, self.cached, blocks(self.cached + self.chunk), True))
+        for _ in range(self.num_decodes):
+            out.append(work_cls([token], self.decode_context - 1, blocks(self.decode_context), True))
+        return out
+
+
+def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: int,
+                 max_model_len: int) -> tuple[list, list, list]:
+    """(decode (B, ctx) pairs, prefill (chunk, cached) pairs, mixed Compositions) that fit."""
+    def fits(c: Composition) -> bool:
+        longest = max(c.decode_context, c.cached + c.chunk)
+        return (c.blocks_needed(block_size) <= max_blocks and c.tokens() <= max_tokens
+                and c.num_decodes + c.num_prefills <= max_seqs and longest <= max_model_len)
+
+    decode = [(b, c) for b in DECODE_BATCHES for c in DECODE_CONTEXTS
+              if fits(Composition(num_decodes=b, decode_context=c))]
+    prefill = [(q, p) for q in PREFILL_CHUNKS for p in PREFILL_CACHED
+               if fits(Composition(num_prefills=1, chunk=q, cached=p))]
+    mixed = [Composition(b, c, n, q, p) for b, c, n, q, p in MIXED
+             if fits(Composition(b, c, n, q, p))]
+    return decode, prefill, mixed

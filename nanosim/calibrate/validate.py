@@ -1,0 +1,158 @@
+"""`nanosim validate`: replay one trace for real (virtual clock) and simulated, then compare.
+
+* per step: the cost model's prediction for the identical batch (the StepShape the real
+  engine executed) against the measured duration: MAPE and P50/P90/P99 absolute percentage
+  error, by batch type (decode-only, prefill-only, mixed);
+* per request: TTFT, TPOT and E2E distributions of the real replay against the simulated
+  replay of the same trace and config: relative error of P50, P90, P99 and mean.
+Both replays use the same engine code, config and KV block count; only the backend differs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nanosim.core.batch import ScheduledBatch, StepResult, StepShape
+
+LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
+STATS = ("p50", "p90", "p99", "mean")
+
+
+class RecordingBackend:
+    """Wraps a backend and keeps each executed step's shape and measured duration."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.needs_tokens = getattr(inner, "needs_tokens", False)
+        self.shapes: list[StepShape] = []
+        self.durations: list[float] = []
+
+    def execute(self, batch: ScheduledBatch) -> StepResult:
+        result = self.inner.execute(batch)
+        self.shapes.append(batch.shape)
+        self.durations.append(result.duration_s)
+        return result
+
+
+def batch_kind(s: StepShape) -> str:
+    if s.num_prefill_seqs and s.num_decode_seqs:
+        return "mixed"
+    return "prefill" if s.num_prefill_seqs else "decode"
+
+
+def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model) -> pd.DataFrame:
+    """One row per real step: kind, measured, predicted, absolute percentage error."""
+    pred = np.array([cost_model.step_time_s(s) for s in shapes])
+    meas = np.asarray(measured_s, dtype=float)
+    return pd.DataFrame({"kind": [batch_kind(s) for s in shapes], "measured_s": meas,
+                         "predicted_s": pred, "ape": np.abs(pred - meas) / meas,
+                         "num_tokens": [s.num_tokens for s in shapes]})
+
+
+def step_table(steps: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for kind, g in [("all", steps), *steps.groupby("kind")]:
+        ape = g["ape"].to_numpy()
+        rows.append({"kind": kind, "steps": len(g), "mape": ape.mean(),
+                     **{f"ape_p{q}": np.percentile(ape, q) for q in (50, 90, 99)}})
+    return pd.DataFrame(rows)
+
+
+def _stats(x: pd.Series) -> dict:
+    v = x.dropna().to_numpy(float)
+    if not len(v):
+        return {s: np.nan for s in STATS}
+    p = np.percentile(v, [50, 90, 99])
+    return {"p50": p[0], "p90": p[1], "p99": p[2], "mean": v.mean()}
+
+
+def latency_errors(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
+    """One row per (metric, statistic): real, simulated, relative error (sim - real) / real."""
+    rows = []
+    for m in LATENCY_METRICS:
+        r, s = _stats(real[m]), _stats(sim[m])
+        for st in STATS:
+            rows.append({"metric": m, "stat": st, "real": r[st], "sim": s[st],
+                         "rel_error": (s[st] - r[st]) / r[st] if r[st] else np.nan})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Validation:
+    steps: pd.DataFrame  # per real step
+    step_summary: pd.DataFrame  # by kind
+    latency: pd.DataFrame  # per metric and statistic
+    real_requests: pd.DataFrame
+    sim_requests: pd.DataFrame
+    failures: list[str] = field(default_factory=list)
+
+    def check(self, max_step_mape: float, max_latency_error: float) -> list[str]:
+        """Names of the figures over their thresholds (fractions, e.g. 0.03)."""
+        out = []
+        mape = float(self.step_summary.loc[self.step_summary.kind == "all", "mape"].iloc[0])
+        if mape > max_step_mape:
+            out.append(f"step-time MAPE {100 * mape:.1f}% > {100 * max_step_mape:.1f}%")
+        for _, r in self.latency[self.latency.stat.isin(["p50", "p99"])].iterrows():
+            if abs(r.rel_error) > max_latency_error:
+                out.append(f"{r.metric} {r.stat} error {100 * r.rel_error:+.1f}% > "
+                           f"±{100 * max_latency_error:.1f}%")
+        self.failures = out
+        return out
+
+
+def compare(real_engine, recorder: RecordingBackend, sim_engine) -> Validation:
+    """Both engines have already replayed the same trace (see run_replays)."""
+    real_req, _ = real_engine.results()
+    sim_req, _ = sim_engine.results()
+    steps = step_errors(recorder.shapes, recorder.durations, sim_engine.backend.cost_model)
+    return Validation(steps, step_table(steps), latency_errors(real_req, sim_req), real_req, sim_req)
+
+
+def write(v: Validation, out_dir: str | Path, meta: dict) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    v.steps.to_parquet(out / "step_errors.parquet", index=False)
+    v.step_summary.to_csv(out / "step_summary.csv", index=False)
+    v.latency.to_csv(out / "latency_errors.csv", index=False)
+    v.real_requests.to_parquet(out / "real_requests.parquet", index=False)
+    v.sim_requests.to_parquet(out / "sim_requests.parquet", index=False)
+    summary = {**meta, "step_summary": v.step_summary.to_dict("records"),
+               "latency": v.latency.to_dict("records"), "failures": v.failures}
+    (out / "validation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    from nanosim.report.calibration import write_figures
+
+    write_figures(v, out / "validation.html", meta)
+    return out
+
+
+def format_validation(v: Validation) -> str:
+    lines = ["step time (predicted vs measured, same batch)",
+             "  kind       steps    MAPE    P50     P90     P99  (abs % error)"]
+    for _, r in v.step_summary.iterrows():
+        lines.append(f"  {r.kind:<8} {r.steps:7d} {100 * r.mape:6.2f}% {100 * r.ape_p50:6.2f}% "
+                     f"{100 * r.ape_p90:6.2f}% {100 * r.ape_p99:6.2f}%")
+    lines.append("request latency (simulated vs real replay)")
+    for m in LATENCY_METRICS:
+        sub = v.latency[v.latency.metric == m].set_index("stat")
+        cells = "  ".join(f"{st} {100 * sub.loc[st, 'rel_error']:+6.1f}%" for st in STATS)
+        lines.append(f"  {m[:-2].upper():<5} {cells}")
+    for f in v.failures:
+        lines.append(f"OVER THRESHOLD: {f}")
+    return "\n".join(lines)
+
+
+def validate_replay(requests, real_engine, sim_engine, progress=None) -> Validation:
+    """Replay ``requests`` on both engines (the real one on the virtual clock: a step's
+    measured duration advances time, as in the simulator) and compare them. The real
+    engine's backend must be a RecordingBackend; the sim engine's a SimBackend."""
+    from nanosim.sim.simulator import simulate
+
+    if not isinstance(real_engine.backend, RecordingBackend):
+        raise TypeError("the real engine's backend must be wrapped in RecordingBackend")
+    simulate(real_engine, requests, fast_forward=False, progress=progress)
+    simulate(sim_engine, requests)
+    return compare(real_engine, real_engine.backend, sim_engine)

@@ -1,0 +1,90 @@
+"""Profiling -> fitting -> validation against a synthetic "GPU" whose true step times the
+test controls: the fitted cost model must recover them, per step and per request."""
+import math
+
+import pytest
+
+from nanosim.calibrate.shapes import Composition, default_grid
+from nanosim.calibrate.validate import RecordingBackend, format_validation, validate_replay, write
+from nanosim.config import EngineConfig, get_gpu, get_model
+from nanosim.core.batch import StepResult
+from nanosim.core.engine import Engine
+from nanosim.sim.backend import SimBackend
+from nanosim.sim.costmodel import RooflineCostModel
+from nanosim.sim.profile import ProfileCostModel, build_profile, load_profile, save_profile
+from nanosim.workload import make_workload
+
+MODEL, GPU = get_model("qwen3-1.7b"), get_gpu("h100")
+
+
+class TrueGpu:
+    """The synthetic GPU: a roofline with other efficiencies and overhead than our defaults,
+    times a smooth wiggle in the step's token count (so no model family fits it exactly)."""
+
+    needs_tokens = False
+
+    def __init__(self, wiggle=0.02):
+        self.base = RooflineCostModel(MODEL, GPU, hbm_efficiency=0.78, gemm_efficiency=0.62,
+                                      attn_efficiency=0.35, step_overhead_s=1.7e-3)
+        self.wiggle = wiggle
+
+    def time(self, shape) -> float:
+        return self.base.step_time_s(shape) * (1 + self.wiggle * math.sin(math.log1p(shape.num_tokens)))
+
+    def execute(self, batch) -> StepResult:
+        return StepResult(self.time(batch.shape))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    gpu = TrueGpu()
+    dec, pre, mixed = default_grid(max_blocks=4000, block_size=256, max_tokens=8192, max_seqs=256,
+                                   max_model_len=8192)
+    prof = build_profile(MODEL, "h100", 1, gpu.time, dec, pre, [m.shape for m in mixed],
+                         attention_backend="synthetic")
+    return gpu, prof
+
+
+def engines(gpu, prof, num_blocks, **cfg):
+    c = EngineConfig(max_model_len=8192, **cfg)
+    real = Engine(c, RecordingBackend(gpu), num_blocks)
+    sim = Engine(c, SimBackend(ProfileCostModel(prof, MODEL, GPU)), num_blocks)
+    return real, sim
+
+
+@pytest.mark.parametrize("suite,rate,num_blocks,name", [
+    ("chatbot", 2.0, 3000, "light"), ("chatbot", 12.0, 3000, "medium"),
+    ("code", 60.0, 64, "saturated")])
+def test_fitted_model_recovers_the_true_gpu(fitted, tmp_path, suite, rate, num_blocks, name):
+    gpu, prof = fitted
+    reqs = make_workload(suite, rate, num_requests=400, seed=11)
+    real, sim = engines(gpu, prof, num_blocks)
+    v = validate_replay(reqs, real, sim)
+    if name == "saturated":
+        assert v.real_requests.preemptions.sum() > 0
+    assert v.check(max_step_mape=0.03, max_latency_error=0.05) == [], format_validation(v)
+    assert len(v.steps) == len(real.results()[1])
+    out = write(v, tmp_path, {"case": name})
+    assert (out / "validation.html").stat().st_size > 10_000
+
+
+def test_roofline_without_profile_is_flagged_by_thresholds(fitted):
+    gpu, _ = fitted
+    reqs = make_workload("rag", 6.0, num_requests=150, seed=2)
+    c = EngineConfig(max_model_len=8192)
+    real = Engine(c, RecordingBackend(gpu), 3000)
+    sim = Engine(c, SimBackend(RooflineCostModel(MODEL, GPU)), 3000)  # default efficiencies
+    v = validate_replay(reqs, real, sim)
+    assert v.check(max_step_mape=0.03, max_latency_error=0.05)  # uncalibrated: over threshold
+
+
+def test_profile_round_trip_and_grid_fits_limits(fitted, tmp_path):
+    _, prof = fitted
+    save_profile(prof, tmp_path / "p.json")
+    again = load_profile(tmp_path / "p.json")
+    assert again.decode == prof.decode and again.prefill == prof.prefill
+    dec, pre, mixed = default_grid(max_blocks=100, block_size=256, max_tokens=2048, max_seqs=64,
+                                   max_model_len=4096)
+    for b, c in dec:
+        assert Composition(num_decodes=b, decode_context=c).blocks_needed(256) <= 100 and b <= 64
+    assert all(q <= 2048 for q, _ in pre) and all(m.tokens() <= 2048 for m in mixed)
