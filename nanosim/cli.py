@@ -89,13 +89,15 @@ def cmd_run(a) -> int:
     from nanosim.gpu.replay import replay
     from nanosim.output import format_summary, write_run
 
-    llm = _llm(a)
     reqs = _load_requests(a)
-    bar = _bar(len(reqs), "run") if not a.no_progress else None
-    req_df, step_df, summary = replay(llm, reqs, a.clock, a.temperature,
-                                      None if bar is None else bar.update_to)
-    if bar is not None:
-        bar.close()
+    with _llm(a, tp=a.tp) as llm:  # tp > 1: worker processes, stopped on leaving the block
+        if a.device != "cpu":
+            llm.warmup()  # no one-time kernel compile inside the measured replay
+        bar = _bar(len(reqs), "run") if not a.no_progress else None
+        req_df, step_df, summary = replay(llm, reqs, a.clock, a.temperature,
+                                          None if bar is None else bar.update_to)
+        if bar is not None:
+            bar.close()
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
     print(format_summary(summary))
@@ -112,7 +114,8 @@ def _bar(total: int, desc: str):
     return bar
 
 
-def _llm(a):
+def _llm(a, tp: int = 1):
+    """An LLM from the run/profile flags; tp > 1 only where the caller handles TP (run)."""
     from nanosim.gpu.llm import LLM
 
     cfg = _config(a)
@@ -124,7 +127,8 @@ def _llm(a):
                 attention=a.attention, seed=cfg.seed)
     if cfg.num_kv_blocks is not None:
         opts["num_kv_blocks"] = cfg.num_kv_blocks
-    return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights, **opts)
+    return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights,
+               tensor_parallel_size=tp, **opts)
 
 
 def cmd_profile(a) -> int:
@@ -164,6 +168,7 @@ def cmd_validate(a) -> int:
 
     llm = _llm(a)
     gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
+    llm.warmup()
     llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
     llm.engine.backend = RecordingBackend(llm.backend)
     cost = make_cost_model(llm.spec, gpu, 1, a.profile)

@@ -7,6 +7,10 @@
 
 The LLM drives the same Engine / Scheduler / BlockManager as the simulator; its backend is
 a GpuBackend over a ModelRunner. String prompts need a tokenizer in the model directory.
+
+tensor_parallel_size=N > 1 starts N - 1 worker processes (nanosim/gpu/tp.py); release them
+with llm.close() or ``with LLM(...) as llm:`` (they are also stopped at interpreter exit).
+Scripts that use it need the ``if __name__ == "__main__":`` guard (workers are spawned).
 """
 from __future__ import annotations
 
@@ -60,14 +64,16 @@ def cpu_default_blocks(cfg: EngineConfig) -> int:
 class LLM:
     def __init__(self, model: str, device: str = "cuda", dtype: str | torch.dtype = "bfloat16",
                  tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
-                 weights: str | None = None, **engine_options) -> None:
-        from nanosim.gpu.kv_cache import check_fits, kv_block_bytes
-        from nanosim.gpu.runner import ModelRunner
+                 weights: str | None = None, dist_timeout_s: float = 300.0,
+                 **engine_options) -> None:
+        """dist_timeout_s bounds every tensor-parallel wait (start-up stages, collectives)."""
+        from nanosim.gpu.dist import check_tp_config
 
-        if tensor_parallel_size != 1:
-            raise NotImplementedError("tensor_parallel_size > 1 is not implemented in real mode yet")
+        self.runner = None
         self.device = check_device(device)
         self.spec, weights_dir, self.tokenizer = resolve_model(model)
+        check_tp_config(self.spec, tensor_parallel_size, self.device)  # before any process starts
+        self.tp = tensor_parallel_size
         if weights is not None:  # a preset's shapes with a local checkpoint's values
             from nanosim.gpu.loader import check_spec
 
@@ -75,22 +81,61 @@ class LLM:
             weights_dir, self.tokenizer = Path(weights), _tokenizer(Path(weights))
         runner_kw = {k: engine_options.pop(k) for k in RUNNER_OPTIONS if k in engine_options}
         engine_options.setdefault("max_model_len", min(4096, self.spec.max_position_embeddings))
-        cfg = EngineConfig(block_size_tokens=block_size, seed=seed, **engine_options)
+        cfg = EngineConfig(block_size_tokens=block_size, seed=seed, tp=self.tp, **engine_options)
         if self.device.type == "cpu":
             runner_kw.setdefault("num_kv_blocks", cpu_default_blocks(cfg))
-        self.runner = ModelRunner(
-            self.spec, self.device, dtype, block_size, max_num_batched_tokens=cfg.max_num_batched_tokens,
-            max_num_seqs=cfg.max_num_seqs, weights_dir=weights_dir, seed=seed,
-            max_model_len=cfg.max_model_len, **runner_kw)
+        runner_kw.update(dtype=dtype, block_size=block_size, weights_dir=weights_dir, seed=seed,
+                         max_num_batched_tokens=cfg.max_num_batched_tokens,
+                         max_num_seqs=cfg.max_num_seqs, max_model_len=cfg.max_model_len)
+        self.runner = _make_runner(self.spec, self.device, self.tp, dist_timeout_s, runner_kw)
+        try:
+            self._start_engine(cfg, block_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_engine(self, cfg: EngineConfig, block_size: int) -> None:
+        from nanosim.gpu.kv_cache import check_fits, kv_block_bytes
+
         self.cfg = cfg.with_(num_kv_blocks=self.runner.num_kv_blocks)
-        block_bytes = kv_block_bytes(self.spec, block_size, self.runner.dtype)
+        block_bytes = kv_block_bytes(self.spec, block_size, self.runner.dtype, self.tp)  # per rank
         check_fits(self.runner.num_kv_blocks, block_size, cfg.max_model_len, block_bytes,
                    cfg.gpu_memory_utilization)  # also when num_kv_blocks was given
         host_blocks = cfg.swap_space_bytes // block_bytes if cfg.preemption_mode == "swap" else 0
         self.backend = GpuBackend(self.runner, host_blocks)
-        self.engine = Engine(self.cfg, self.backend, self.runner.num_kv_blocks, host_blocks)
+        self.host_blocks = host_blocks
         self.eos_token_id = getattr(self.tokenizer, "eos_token_id", None)
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh engine (empty queues, KV block manager, metrics) on the same runner."""
+        self.engine = Engine(self.cfg, self.backend, self.runner.num_kv_blocks, self.host_blocks)
         self._next_id = 0
+
+    def warmup(self) -> None:
+        """Run prefill-only, mixed and decode steps over block tables of several widths, so
+        that no step of a measured replay pays a one-time kernel compile; then reset()."""
+        bs, top = self.cfg.block_size_tokens, self.cfg.max_model_len - 8
+        lens = sorted({max(1, min(n, top)) for n in (1, bs // 2 + 1, 2 * bs + 1, 16 * bs + 1)})
+        budget = self.cfg.max_num_batched_tokens
+        greedy = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
+        for n in lens:
+            self.generate([[1 + n % 97] * n], greedy)
+        mixed = [[2 + n % 89] * n for n in lens if n <= budget]
+        self.generate(mixed, SamplingParams(temperature=0.6, max_tokens=8, ignore_eos=True))
+        self.reset()
+
+    def close(self) -> None:
+        """Stop the tensor-parallel workers (no-op at tp=1). Idempotent."""
+        close = getattr(self.runner, "close", None) if self.runner is not None else None
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def generate(self, prompts, sampling_params: SamplingParams | list[SamplingParams] | None = None,
                  use_tqdm: bool = False) -> list[dict]:
@@ -134,3 +179,14 @@ class LLM:
         ids = list(seq.output_ids)
         text = self.tokenizer.decode(ids) if self.tokenizer is not None else None
         return {"token_ids": ids, "text": text, "finish_reason": seq.finish_reason}
+
+
+def _make_runner(spec, device, tp: int, timeout_s: float, runner_kw: dict):
+    """A ModelRunner (tp=1) or rank 0 of a tensor-parallel group (tp>1)."""
+    if tp == 1:
+        from nanosim.gpu.runner import ModelRunner
+
+        return ModelRunner(spec, device, **runner_kw)
+    from nanosim.gpu.tp import TPRunner
+
+    return TPRunner(spec, device, tp, timeout_s=timeout_s, **runner_kw)

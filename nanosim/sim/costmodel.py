@@ -107,6 +107,7 @@ class RooflineCostModel:
                  host_link_bytes_per_s: float | None = None,
                  step_overhead_s: float = STEP_OVERHEAD_S,
                  per_seq_overhead_s: float = PER_SEQ_OVERHEAD_S,
+                 eager_overhead_s: float = 0.0,
                  block_size_tokens: int = 256) -> None:
         check_tp(model, tp)
         if dtype_bytes not in (1, 2, 4):
@@ -120,7 +121,7 @@ class RooflineCostModel:
         if host_link_bytes_per_s is None:
             host_link_bytes_per_s = default_host_link_bytes_per_s(gpu)
         for k, v in (("link_latency_s", link_latency_s), ("step_overhead_s", step_overhead_s),
-                     ("per_seq_overhead_s", per_seq_overhead_s)):
+                     ("per_seq_overhead_s", per_seq_overhead_s), ("eager_overhead_s", eager_overhead_s)):
             if not v >= 0:
                 raise ConfigError(f"{k} must be >= 0, got {v}")
         if not host_link_bytes_per_s > 0:
@@ -136,6 +137,10 @@ class RooflineCostModel:
         self.host_link_bytes_per_s = float(host_link_bytes_per_s)
         self.step_overhead_s = float(step_overhead_s)
         self.per_seq_overhead_s = float(per_seq_overhead_s)
+        # Extra host time of a step that cannot replay a CUDA graph (any prefill tokens):
+        # eager launches of every kernel. 0 by default (an engine with piecewise graphs);
+        # profiles fit it (our runner: ~12 ms for Qwen3-0.6B, eager vs graphed decode).
+        self.eager_overhead_s = float(eager_overhead_s)
         self.block_size_tokens = block_size_tokens
         self.description = (f"roofline ({model.name} on {gpu.name}, tp={tp}; efficiencies "
                             f"hbm {hbm_efficiency:.2f} gemm {gemm_efficiency:.2f} attn "
@@ -190,6 +195,7 @@ class RooflineCostModel:
         has_tokens = T > 0
         return {
             "steps": ran,
+            "eager_steps": 1.0 if shape.prefill_tokens > 0 else 0.0,
             "seqs": float(S) if has_tokens else 0.0,
             "gemm_flops": T * self._gemm_flops_tok + S * self._gemm_flops_row,
             "gemm_bytes": ((self.layer_weight_bytes + (self.lm_head_bytes if S > 0 else 0.0))
@@ -210,6 +216,7 @@ class RooflineCostModel:
         r = self.resources(shape)
         out = {
             "overhead": r["steps"] * self.step_overhead_s,
+            "eager": r["eager_steps"] * self.eager_overhead_s,
             "per_seq": r["seqs"] * self.per_seq_overhead_s,
             "gemm_compute": r["gemm_flops"] * self._u_flops,
             "gemm_memory": r["gemm_bytes"] * self._u_bytes,
@@ -243,6 +250,7 @@ class RooflineCostModel:
                + T * (self._emb_row_bytes + self._act_bytes_tok) + S * self._act_bytes_row) * ub
         t = self.step_overhead_s + S * self.per_seq_overhead_s + (g_c if g_c > g_m else g_m)
         if prefill_tokens:
+            t += self.eager_overhead_s
             kvb = self.kv_bytes_per_token_per_rank
             p_c = pairs * self._attn_flops_pair * self._u_attn
             p_m = (pkv * kvb + prefill_tokens * (kvb + self._qo_bytes_tok)) * ub

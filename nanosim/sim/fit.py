@@ -26,7 +26,7 @@ from nanosim.core.batch import StepShape
 from nanosim.sim.costmodel import RooflineCostModel
 
 PARAMS = ("step_overhead_s", "per_seq_overhead_s", "u_gemm", "u_bytes", "u_attn", "u_link",
-          "link_latency_s", "u_host")
+          "link_latency_s", "u_host", "eager_overhead_s")
 
 
 def nnls(A: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
@@ -64,7 +64,7 @@ def nnls(A: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarra
 
 def _theta(rm: RooflineCostModel) -> np.ndarray:
     return np.array([rm.step_overhead_s, rm.per_seq_overhead_s, rm._u_flops, rm._u_bytes,
-                     rm._u_attn, rm._u_link, rm.link_latency_s, rm._u_host])
+                     rm._u_attn, rm._u_link, rm.link_latency_s, rm._u_host, rm.eager_overhead_s])
 
 
 def model_from_theta(prior: RooflineCostModel, theta: np.ndarray) -> RooflineCostModel:
@@ -79,6 +79,7 @@ def model_from_theta(prior: RooflineCostModel, theta: np.ndarray) -> RooflineCos
         attn_efficiency=inv(theta[4] * g.bf16_flops_per_s),
         link_efficiency=inv(theta[5] * g.link_bytes_per_s),
         link_latency_s=float(theta[6]), host_link_bytes_per_s=inv(theta[7]),
+        eager_overhead_s=float(theta[8]),
         block_size_tokens=prior.block_size_tokens)
 
 
@@ -88,8 +89,8 @@ def _resource_matrix(prior: RooflineCostModel, shapes: list[StepShape]) -> dict[
 
 
 def _predict(R: dict[str, np.ndarray], th: np.ndarray) -> np.ndarray:
-    o, s, uf, ub, ua, ul, lat, uh = th
-    return (R["steps"] * o + R["seqs"] * s
+    o, s, uf, ub, ua, ul, lat, uh, eo = th
+    return (R["steps"] * o + R["seqs"] * s + R["eager_steps"] * eo
             + np.maximum(R["gemm_flops"] * uf, R["gemm_bytes"] * ub)
             + np.maximum(R["prefill_attn_flops"] * ua, R["prefill_attn_bytes"] * ub)
             + np.maximum(R["decode_attn_flops"] * ua, R["decode_attn_bytes"] * ub)
@@ -112,11 +113,12 @@ def _design(R: dict[str, np.ndarray], th: np.ndarray) -> np.ndarray:
     cols[:, 5] = R["link_bytes"]
     cols[:, 6] = R["link_hops"]
     cols[:, 7] = R["swap_bytes"]
+    cols[:, 8] = R["eager_steps"]
     return cols
 
 
 # Typical magnitudes for priors that are zero (so the ridge row still has a scale).
-_TYPICAL = np.array([1e-3, 1e-6, 1e-15, 1e-12, 1e-15, 1e-11, 1e-5, 1e-10])
+_TYPICAL = np.array([1e-3, 1e-6, 1e-15, 1e-12, 1e-15, 1e-11, 1e-5, 1e-10, 1e-3])
 
 
 @dataclass(frozen=True)

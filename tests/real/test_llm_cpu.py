@@ -112,3 +112,13 @@ def test_clear_errors(tiny_dir, tmp_path, capsys):
                "--out", str(tmp_path / "x"), "--no-progress"])
     if not torch.cuda.is_available():
         assert rc == 2 and "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_warmup_leaves_a_fresh_engine(tiny_dir):
+    path, model = tiny_dir
+    llm = LLM(str(path), device="cpu", dtype="float32", block_size=8, max_model_len=128)
+    llm.warmup()
+    req, steps = llm.engine.results()
+    assert len(req) == 0 and len(steps) == 0 and llm.engine.bm.num_free == llm.engine.bm.num_blocks
+    out = llm.generate([[5, 6, 7]], SamplingParams(temperature=0, max_tokens=6))[0]
+    assert out["token_ids"] == hf_greedy(model, [5, 6, 7], 6)
