@@ -47,11 +47,16 @@ FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens
 
 
 def layout(n_tok: int, n_seq: int, n_samp: int, width: int) -> dict[str, tuple[int, int]]:
-    """Offsets (start, stop) in int32 words of each field; block tables last (largest)."""
+    """Offsets (start, stop) in int32 words of each field; block tables last (largest).
+    Every field starts 16-byte aligned: Triton specializes kernels on pointer alignment, so
+    unaligned views at step-dependent offsets would trigger fresh compiles mid-replay."""
     sizes = (n_tok, n_tok, n_tok, n_seq + 1, n_seq, n_samp, n_samp, n_samp, n_samp, n_samp,
              n_seq * width)
-    ends = np.cumsum(sizes).tolist()
-    return {f: (e - s, e) for f, s, e in zip(FIELDS, sizes, ends)}
+    out, pos = {}, 0
+    for f, size in zip(FIELDS, sizes):
+        out[f] = (pos, pos + size)
+        pos += -(-size // 4) * 4
+    return out
 
 
 @dataclass
@@ -112,7 +117,9 @@ class InputPacker:
         B, T = len(works), int(lens.sum())
         need = self._check(works, lens, starts, B, T)
         rows = [i for i, w in enumerate(works) if w.samples]
-        width = self.max_width if graph_bs else int(need.max())
+        # eager: width rounded up to 16 (bounded by the cache's width) so the block-table
+        # stride takes few values (Triton specializes integer args on divisibility by 16)
+        width = self.max_width if graph_bs else min(-(-int(need.max()) // 16) * 16, self.max_width)
         lay = self.graph_layout if graph_bs else layout(T, B, len(rows), width)
         stage = self.graph if graph_bs else self.eager
         v = {f: stage.np[a:b] for f, (a, b) in lay.items()}

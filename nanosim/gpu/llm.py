@@ -116,7 +116,8 @@ class LLM:
         """Run prefill-only, mixed and decode steps over block tables of several widths, so
         that no step of a measured replay pays a one-time kernel compile; then reset()."""
         bs, top = self.cfg.block_size_tokens, self.cfg.max_model_len - 8
-        lens = sorted({max(1, min(n, top)) for n in (1, bs // 2 + 1, 2 * bs + 1, 16 * bs + 1)})
+        # token counts 1, multiples of 16 and others; block tables of 1, 3 and 17 blocks
+        lens = sorted({max(1, min(n, top)) for n in (1, 16, 64, bs // 2 + 1, 2 * bs + 1, 16 * bs + 1)})
         budget = self.cfg.max_num_batched_tokens
         greedy = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True)
         for n in lens:
