@@ -80,6 +80,8 @@ class BlockManager:
         """Cached blocks covering the longest prefix of ``seq`` (at most num_tokens - 1 tokens)."""
         if not self.enable_caching:
             return []
+        if seq.prompt_ids is None and seq.num_preemptions == 0:
+            return []  # content unknown: its keys are its own, and it has cached none yet
         hits = []
         for i in range((seq.num_tokens - 1) // self.block_size):
             b = self.cached.get(self.seq_hash(seq, i))
