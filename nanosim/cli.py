@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from nanosim.config import ConfigError, EngineConfig
 
@@ -46,11 +47,20 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--trace", help="trace file (format detected by content)")
     src.add_argument("--workload", help="synthetic suite: chatbot, rag, code, summarization")
     g.add_argument("--format", default=None, help="force a trace format")
-    g.add_argument("--rate", type=float, default=2.0, help="req/s for --workload (Poisson)")
+    g.add_argument("--rate", type=float, default=2.0,
+                   help="req/s (Poisson) for --workload and for traces without timestamps")
     g.add_argument("--num-requests", type=int, default=200, help="requests for --workload")
     g.add_argument("--rate-scale", type=float, default=1.0,
                    help="multiply the trace's arrival rate (compress arrival times)")
     g.add_argument("--max-requests", type=int, default=None, help="keep the first N requests")
+
+
+def _arrival_options(a, path) -> dict:
+    """Formats without timestamps (vidur, sharegpt) get Poisson arrivals at --rate."""
+    from nanosim.workload import detect_format
+
+    fmt = a.format or detect_format(path)
+    return {"rate_rps": a.rate, "seed": a.seed} if fmt in ("vidur", "sharegpt") else {}
 
 
 def _load_requests(a) -> list:
@@ -58,7 +68,7 @@ def _load_requests(a) -> list:
     from nanosim.workload.transforms import scale_rate
 
     if a.trace:
-        reqs = load_trace(a.trace, format=a.format)
+        reqs = load_trace(a.trace, format=a.format, **_arrival_options(a, a.trace))
     else:
         reqs = make_workload(a.workload, a.rate, num_requests=a.num_requests, seed=a.seed)
     if a.max_requests is not None:
@@ -200,7 +210,7 @@ def cmd_memory(a) -> int:
 def cmd_trace(a) -> int:
     from nanosim.workload import format_stats, load_trace, trace_stats, write_canonical
 
-    reqs = load_trace(a.file, format=a.format)
+    reqs = load_trace(a.file, format=a.format, **_arrival_options(a, a.file))
     if a.action == "stats":
         print(format_stats(trace_stats(reqs, block_size_tokens=a.block_size)))
     else:
@@ -287,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("out", nargs="?", help="output file for convert (.csv or .jsonl)")
     t.add_argument("--format", default=None)
     t.add_argument("--block-size", type=int, default=16, help="block size for the reuse ratio")
+    t.add_argument("--rate", type=float, default=2.0, help="req/s for formats without timestamps")
+    t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_trace)
 
     w = sub.add_parser("sweep", help="run an experiment spec's points into a results store")
@@ -313,7 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"nanosim: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _warn
     args = build_parser().parse_args(argv)
     if getattr(args, "action", None) == "convert" and not args.out:
         print("nanosim trace convert: give an output file", file=sys.stderr)

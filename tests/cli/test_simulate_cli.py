@@ -73,3 +73,15 @@ def test_trace_stats_and_convert_round_trip(tmp_path, capsys):
     assert main(["trace", "convert", str(src), str(out)]) == 0
     from nanosim.workload import load_trace
     assert load_trace(out) == load_trace(src)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", sorted(p.name for p in SHARED.glob("*.*") if p.suffix in (".csv", ".jsonl"))
+                         if SHARED.is_dir() else [])
+def test_simulate_and_stats_on_every_shared_trace(tmp_path, capsys, name):
+    path = str(SHARED / name)
+    s, req, _ = simulate(tmp_path, "--trace", path, "--rate", "4", "--max-requests", "400",
+                         "--model", "qwen3-8b", "--gpu", "h100")
+    assert s["requests"] == len(req) > 0 and s["finished"] + s["rejected"] == s["requests"]
+    assert main(["trace", "stats", path, "--rate", "4"]) == 0
+    assert "requests" in capsys.readouterr().out
