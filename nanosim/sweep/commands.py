@@ -1,0 +1,88 @@
+"""Bodies of `nanosim sweep` and `nanosim report` (cli.py keeps only the parsers)."""
+from __future__ import annotations
+
+import sys
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+from nanosim.config import ConfigError
+
+
+def sweep(a) -> int:
+    from nanosim.sweep import load_spec, run_sweep
+    from nanosim.sweep.point import Point
+
+    if a.keys:
+        print(format_keys(Point))
+        return 0
+    if a.spec is None:
+        raise ConfigError("give a spec file (experiments/*.toml), or --keys to list its keys")
+    spec = load_spec(a.spec)
+    out = Path(a.out or Path("out") / spec.name)
+    if a.dry_run:
+        print(format_plan(spec, out, a.limit))
+        return 0
+    print(f"sweep {spec.name}: {len(spec.points)} points -> {out}", file=sys.stderr)
+    try:
+        rep = run_sweep(spec, out, workers=a.workers, ray_address=a.ray, limit=a.limit,
+                        retry_failed=a.retry_failed, force=a.force, progress=not a.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished points are saved in {out}; rerun the same command to "
+              "run the rest", file=sys.stderr)
+        return 130
+    print(rep.format())
+    failed = _failed_in_store(out)
+    if failed:
+        print(f"{failed} point(s) failed; errors are in the points table (nanosim report "
+              f"{out}); rerun with --retry-failed after fixing the cause", file=sys.stderr)
+    print(f"results in {out}; next: nanosim report {out}")
+    return 1 if failed else 0
+
+
+def _failed_in_store(out: Path) -> int:
+    from nanosim.sweep.store import ResultStore
+
+    try:
+        pts = ResultStore(out).points()
+    except ConfigError:  # no point finished yet
+        return 0
+    return int((pts["status"] == "failed").sum())
+
+
+def report(a) -> int:
+    from nanosim.report.html import write_report
+
+    path = write_report(a.dir, a.out, max_curves=a.max_curves)
+    print(f"wrote {path}")
+    return 0
+
+
+def format_keys(point_cls) -> str:
+    """The spec keys, their types and defaults, as a table."""
+    hints = typing.get_type_hints(point_cls)
+    rows = [f"{'key':<24} {'type':<28} default"]
+    for f in fields(point_cls):
+        t = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        rows.append(f"{f.name:<24} {t:<28} {f.default!r}")
+    return "\n".join(rows)
+
+
+def format_plan(spec, out: Path, limit: int | None) -> str:
+    """What a run would do: the points (varying keys only) and which are already done."""
+    from nanosim.sweep.store import ResultStore
+
+    done = ResultStore(out).committed_ids() if (out / "points").is_dir() else set()
+    keys = spec.varying()
+    pts = spec.points[:limit] if limit is not None else spec.points
+    todo = sum(p.point_id not in done for p in pts)
+    lines = [f"sweep {spec.name}: {len(spec.points)} points, varying {', '.join(keys) or '-'}",
+             f"{len(pts) - todo} already in {out}, {todo} to run"
+             + (f" (--limit {limit})" if limit is not None else "")]
+    for i, p in enumerate(pts[:40]):
+        state = "done" if p.point_id in done else "todo"
+        lines.append(f"  {i + 1:4d} {p.point_id} {state}  "
+                     + ", ".join(f"{k}={getattr(p, k)}" for k in keys))
+    if len(pts) > 40:
+        lines.append(f"  ... {len(pts) - 40} more")
+    return "\n".join(lines)
