@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from nanosim.core.batch import ScheduledBatch, StepResult
 from nanosim.core.request import unique_tokens
@@ -54,7 +53,6 @@ class GpuBackend:
     def __init__(self, runner, num_host_blocks: int = 0) -> None:
         self.runner = runner
         self._prompts: dict[int, np.ndarray] = {}  # made-up ids of length-only prompts
-        self._host = None
         self.num_host_blocks = num_host_blocks
         self.default_sampling = SamplingParams()  # for requests added without their own
         self.vocab_size = runner.spec.vocab_size
@@ -93,22 +91,7 @@ class GpuBackend:
     def forget(self, seq: Sequence) -> None:
         self._prompts.pop(seq.seq_id, None)
 
-    # ---- KV swap to pinned host memory ----------------------------------------------------
+    # ---- KV swap to pinned host memory (every TP rank swaps its own heads) ------------------
     def _swap(self, pairs: list[tuple[int, int]], to_host: bool) -> None:
-        if not pairs:
-            return
-        caches = self.runner.kv_caches
-        if self._host is None:
-            k0 = caches[0][0]
-            self._host = torch.empty((len(caches), 2, self.num_host_blocks, *k0.shape[1:]),
-                                     dtype=k0.dtype, pin_memory=k0.is_cuda)
-        src = torch.tensor([a for a, _ in pairs])
-        dst = torch.tensor([b for _, b in pairs])
-        for layer, (k, v) in enumerate(caches):
-            host = self._host[layer]
-            if to_host:
-                host[0, dst] = k[src.to(k.device)].cpu()
-                host[1, dst] = v[src.to(v.device)].cpu()
-            else:
-                k[dst.to(k.device)] = host[0, src].to(k.device)
-                v[dst.to(v.device)] = host[1, src].to(v.device)
+        if pairs:
+            self.runner.swap_kv(pairs, to_host, self.num_host_blocks)

@@ -48,3 +48,32 @@ def allocate_kv_cache(spec: ModelSpec, num_blocks: int, block_size: int, dtype: 
     kv = torch.zeros(2, spec.num_layers, num_blocks, block_size, spec.num_kv_heads // tp_size,
                      spec.head_dim, dtype=dtype, device=device)
     return [(kv[0, i], kv[1, i]) for i in range(spec.num_layers)]
+
+
+class HostKVPool:
+    """Pinned host copies of swapped-out KV blocks (preemption by swap), allocated on first
+    use: (L, 2, num_host_blocks, block_size, Hkv/tp, D). With TP every rank swaps its own
+    heads between its cache and its own pool, at the same block ids."""
+
+    def __init__(self, kv_caches: list[tuple[torch.Tensor, torch.Tensor]], num_host_blocks: int) -> None:
+        self.kv_caches, self.num_host_blocks = kv_caches, num_host_blocks
+        self.host: torch.Tensor | None = None
+
+    def swap(self, pairs: list[tuple[int, int]], to_host: bool) -> None:
+        """pairs: (src, dst) block ids; device -> host when to_host, else host -> device."""
+        if not pairs:
+            return
+        if self.host is None:
+            k0 = self.kv_caches[0][0]
+            self.host = torch.empty((len(self.kv_caches), 2, self.num_host_blocks, *k0.shape[1:]),
+                                    dtype=k0.dtype, pin_memory=k0.is_cuda)
+        src = torch.tensor([a for a, _ in pairs])
+        dst = torch.tensor([b for _, b in pairs])
+        for layer, (k, v) in enumerate(self.kv_caches):
+            host = self.host[layer]
+            if to_host:
+                host[0, dst] = k[src.to(k.device)].cpu()
+                host[1, dst] = v[src.to(v.device)].cpu()
+            else:
+                k[dst.to(k.device)] = host[0, src].to(k.device)
+                v[dst.to(v.device)] = host[1, src].to(v.device)

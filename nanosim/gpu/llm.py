@@ -66,7 +66,8 @@ class LLM:
                  tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
                  weights: str | None = None, dist_timeout_s: float = 300.0,
                  **engine_options) -> None:
-        """dist_timeout_s bounds every tensor-parallel wait (start-up stages, collectives)."""
+        """dist_timeout_s bounds each tensor-parallel collective and command hand-off (start-up
+        stages wait while the ranks are alive; a dead rank is reported at once)."""
         from nanosim.gpu.dist import check_tp_config
 
         self.runner = None

@@ -7,6 +7,10 @@
 
 The runner owns no scheduling state: block tables come from the caller's block manager,
 and a block id is an index into the cache's first dim (0 .. num_kv_blocks - 1).
+
+Tensor parallelism: pass ``group`` (nanosim/gpu/dist.py RankGroup) and the runner holds only
+its rank's shard of the weights and of the KV heads; every rank runs step() on the same
+SeqWorks (nanosim/gpu/tp.py sends them) and only rank 0 samples.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from nanosim.config import ModelSpec
 from nanosim.gpu.attention import select_backend
 from nanosim.gpu.cuda_graphs import DecodeGraphs, graph_batch_sizes
 from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
-from nanosim.gpu.kv_cache import allocate_kv_cache, blocks_from_memory, check_fits, kv_block_bytes
+from nanosim.gpu.kv_cache import (HostKVPool, allocate_kv_cache, blocks_from_memory, check_fits,
+                                  kv_block_bytes)
 from nanosim.gpu.loader import build_model
 from nanosim.gpu.sampler import sample
 
@@ -45,8 +50,11 @@ class ModelRunner:
                  max_num_batched_tokens: int = 16384, max_num_seqs: int = 512,
                  attention: str = "auto", enforce_eager: bool = False,
                  weights_dir: str | Path | None = None, seed: int = 0,
-                 max_model_len: int | None = None, fused_ops: bool | None = None) -> None:
+                 max_model_len: int | None = None, fused_ops: bool | None = None,
+                 group=None) -> None:
         self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
+        self.group = group  # RankGroup when tensor-parallel, else None
+        self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
         self.block_size, self.max_num_seqs = block_size, max_num_seqs
         self.max_model_len = max_model_len or spec.max_position_embeddings
         if block_size < 1 or self.max_model_len > spec.max_position_embeddings:
@@ -55,7 +63,10 @@ class ModelRunner:
         self._tokens_host = torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda)
         self.backend = select_backend(attention, self.device, block_size)
         fused = cuda if fused_ops is None else fused_ops
-        self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed, fused=fused)
+        self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed,
+                                 self.tp_rank, self.tp_size, fused=fused)
+        if group is not None:  # every rank loaded, before the first collective
+            group.arrive("built")
         self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs
         max_width = -(-self.max_model_len // block_size)
         graph_sizes = graph_batch_sizes(max_num_seqs) if self.use_graphs else []
@@ -64,7 +75,9 @@ class ModelRunner:
         if cuda:  # JIT-compiles the kernels and measures the activation peak
             self._profile_peak_memory()
         self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(gpu_memory_utilization)
-        self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype, self.device)
+        self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
+                                           self.device, self.tp_size)
+        self._host_pool: HostKVPool | None = None
         self.graphs = None
         if self.use_graphs:
             with torch.inference_mode():
@@ -76,8 +89,10 @@ class ModelRunner:
     def _blocks_from_memory(self, utilization: float) -> int:
         if self.device.type != "cuda":
             raise ValueError("num_kv_blocks is required on CPU (KV sizing reads free GPU memory)")
-        block_bytes = kv_block_bytes(self.spec, self.block_size, self.dtype)
-        n = blocks_from_memory(self.device, block_bytes, utilization)
+        block_bytes = kv_block_bytes(self.spec, self.block_size, self.dtype, self.tp_size)
+        n = blocks_from_memory(self.device, block_bytes, utilization)  # this rank's free memory
+        if self.group is not None:  # every rank holds the same block ids: the smallest wins
+            n = self.group.min_int(n, self.device)
         check_fits(n, self.block_size, self.max_model_len, block_bytes, utilization)
         return n
 
@@ -92,7 +107,8 @@ class ModelRunner:
         seq_len = min(self.max_model_len, n_tok)
         n_seq = max(1, min(self.max_num_seqs, n_tok // seq_len))
         per_seq = -(-seq_len // self.block_size)
-        kv = allocate_kv_cache(self.spec, n_seq * per_seq, self.block_size, self.dtype, self.device)[0]
+        kv = allocate_kv_cache(self.spec, n_seq * per_seq, self.block_size, self.dtype, self.device,
+                               self.tp_size)[0]
         works = [SeqWork([0] * seq_len, 0, range(i * per_seq, (i + 1) * per_seq)) for i in range(n_seq)]
         inp = self.packer.pack(works, n_seq * per_seq)
         self._logits(inp, [kv] * self.spec.num_layers, None, n_seq)
@@ -105,10 +121,10 @@ class ModelRunner:
 
     # ---- one step ------------------------------------------------------------------------------
     @torch.inference_mode()
-    def step(self, works: list[SeqWork]) -> StepOutput:
+    def step(self, works: list[SeqWork], sample_tokens: bool = True) -> StepOutput:
         """Compute every SeqWork's tokens (prefill chunks and decodes, mixed in any order)
         and sample one token for each with samples=True. Decode-only batches that fit a
-        captured size replay a CUDA graph."""
+        captured size replay a CUDA graph. TP workers pass sample_tokens=False (no tokens)."""
         t0 = time.perf_counter()
         graph_bs = None
         if self.graphs is not None and all(len(w.token_ids) == 1 for w in works):
@@ -116,8 +132,8 @@ class ModelRunner:
         inp = self.packer.pack(works, self.num_kv_blocks, graph_bs)
         timer = _Timer(self.device)
         logits = self._logits(inp, self.kv_caches, graph_bs, len(works))  # (S, V)
-        out = self._tokens_host[:inp.num_samples]
-        if inp.num_samples:
+        out = self._tokens_host[:inp.num_samples if sample_tokens else 0]
+        if inp.num_samples and sample_tokens:
             ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
                          inp.needs_sort)
             out.copy_(ids, non_blocking=True)
@@ -133,6 +149,22 @@ class ModelRunner:
         if self.device.type == "cuda":  # the pinned inputs must not be repacked mid-copy
             torch.cuda.current_stream(self.device).synchronize()
         return logits
+
+    def swap_kv(self, pairs: list[tuple[int, int]], to_host: bool, num_host_blocks: int) -> None:
+        """Copy KV blocks (src, dst) to (to_host) or from the pinned host pool."""
+        if self._host_pool is None:
+            self._host_pool = HostKVPool(self.kv_caches, num_host_blocks)
+        self._host_pool.swap(pairs, to_host)
+
+    def shard_summary(self) -> dict[str, tuple[tuple[int, ...], float, float]]:
+        """{parameter name: (this rank's shape, sum, position-weighted sum)} in float64: a
+        checksum of what each TP rank holds (the weighted sum also sees rows in a wrong order)."""
+        out = {}
+        for name, p in self.model.named_parameters():
+            x = p.detach().double().flatten().cpu()
+            w = torch.arange(1, x.numel() + 1, dtype=torch.float64) / x.numel()
+            out[name] = (tuple(p.shape), float(x.sum()), float((x * w).sum()))
+        return out
 
     def _logits(self, inp: StepInputs, kv_caches, graph_bs: int | None, num_seqs: int) -> torch.Tensor:
         """Upload the packed inputs, run the model (graph or eager) -> logits (S, V) of the
