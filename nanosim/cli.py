@@ -2,8 +2,11 @@
 
     nanosim simulate  --trace FILE | --workload NAME  --model M --gpu G  --out DIR
     nanosim run       --trace FILE | --workload NAME  --model M [--weights DIR] --out DIR
+    nanosim profile   --model M --out FILE.json                      (on a GPU)
+    nanosim validate  --trace FILE --model M --profile P --out DIR   (on a GPU)
     nanosim memory    --model M --gpu G [--tp N] [--block-size N]
     nanosim trace stats FILE      |  nanosim trace convert FILE OUT
+    nanosim sweep SPEC [--out DIR] [--ray auto|ADDRESS]  |  nanosim report DIR
 """
 from __future__ import annotations
 
@@ -244,11 +247,7 @@ def _real_args(p: argparse.ArgumentParser) -> None:
     _engine_args(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nanosim", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _simulate_parser(sub) -> None:
     s = sub.add_parser("simulate", help="replay a trace against the simulated GPU")
     _workload_args(s)
     s.add_argument("--model", default="qwen3-8b")
@@ -262,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_args(s)
     s.set_defaults(func=cmd_simulate)
 
+
+def _real_parsers(sub) -> None:
     r = sub.add_parser("run", help="replay a trace on a real GPU (Qwen3 runner)")
     _workload_args(r)
     _real_args(r)
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction, on TTFT/TPOT/E2E P50 and P99; exit 1 above it")
     va.set_defaults(func=cmd_validate)
 
+
+def _tool_parsers(sub) -> None:
     m = sub.add_parser("memory", help="KV-cache capacity of a model on a GPU")
     m.add_argument("--model", default="qwen3-8b")
     m.add_argument("--gpu", default="h100")
@@ -301,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_trace)
 
+
+def _sweep_parsers(sub) -> None:
     w = sub.add_parser("sweep", help="run an experiment spec's points into a results store")
     w.add_argument("spec", nargs="?", help="experiment spec (experiments/*.toml)")
     w.add_argument("--out", default=None, help="results folder (default out/<spec name>)")
@@ -322,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="HTML file (default DIR/report.html)")
     r.add_argument("--max-curves", type=int, default=8, help="curves per CDF / timeline figure")
     r.set_defaults(func=cmd_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nanosim", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_simulate_parser, _real_parsers, _tool_parsers, _sweep_parsers):
+        add(sub)
     return p
 
 
