@@ -148,9 +148,19 @@ class LLM:
         params = sampling_params or SamplingParams()
         params = params if isinstance(params, list) else [params] * len(prompts)
         seqs = [self._add(p, sp, i) for i, (p, sp) in enumerate(zip(prompts, params))]
-        now = 0.0
+        bar = None
+        if use_tqdm:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(seqs), desc="generate", unit="req")
+        done_rows = self.engine.metrics.requests["request_id"]
+        start, now = len(done_rows), 0.0
         while self.engine.has_work:
             now += self.engine.step(now)
+            if bar is not None:
+                bar.update(len(done_rows) - start - bar.n)
+        if bar is not None:
+            bar.close()
         return [self._output(s) for s in seqs]
 
     def _add(self, prompt, sp: SamplingParams, index: int):
