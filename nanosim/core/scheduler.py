@@ -129,7 +129,9 @@ class Scheduler:
                     bm.append_block(seq)  # room guaranteed by can_swap_in
                 self.group.join(seq)
                 st.budget -= 1
-                st.decodes = True
+                # chunked: it decodes in this step; prefill-first: with the other decodes,
+                # in the next step without prefills (_schedule_decodes sets st.decodes)
+                st.decodes = st.decodes or self.cfg.chunked_prefill
             else:
                 self.prefilling[seq.seq_id] = seq
         while self.waiting and st.budget > 0 and len(self.running) < cfg.max_num_seqs:

@@ -59,6 +59,9 @@ def test_random_workloads_keep_invariants_and_end_cleanly(cfg, reqs):
             assert s.reject_reason
         else:
             assert s.num_output_tokens == s.req.output_tokens
+    if not cfg["chunked_prefill"]:  # nano-vLLM prefill-first: no step mixes the two
+        _, steps = e.results()
+        assert not ((steps.num_prefill_seqs > 0) & (steps.num_decode_seqs > 0)).any()
     bm = e.bm
     assert bm.num_free == bm.num_blocks and all(r == 0 for r in bm.ref)
     assert len(bm.host_free) == bm.num_host_blocks
