@@ -191,3 +191,19 @@ def test_s19_cache_stats_counted_once_at_admission():
         step(e)
     assert (e.bm.stat_requests, e.bm.stat_query_tokens, e.bm.stat_hit_tokens) == (3, 100, 32)
     assert r.num_cached_tokens == 32 and blocker.status is not Status.REJECTED
+
+
+def test_prefill_first_swap_in_never_mixes_prefill_and_decode():
+    from nanosim.core.scheduler import _Step
+
+    e = make_engine(num_blocks=8, chunked_prefill=False, preemption_mode="swap", host_blocks=16)
+    b = e.add_request(req(1, 16, out=40))
+    step(e)
+    step(e)
+    e.scheduler._preempt(b, _Step(100))  # b goes to host memory while decoding
+    assert b.status is Status.SWAPPED
+    e.add_request(req(2, 16, out=3))
+    chunks, decodes = step(e)  # b swapped back in and c admitted in the same step
+    assert b.status is Status.RUNNING and chunks == [(2, 16)] and decodes == []
+    chunks, decodes = step(e)
+    assert chunks == [] and decodes == [1, 2]
