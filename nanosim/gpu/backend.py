@@ -52,7 +52,8 @@ class GpuBackend:
 
     def __init__(self, runner, num_host_blocks: int = 0) -> None:
         self.runner = runner
-        self._prompts: dict[int, np.ndarray] = {}  # made-up ids of length-only prompts
+        # made-up ids of length-only prompts (int32, kept for the run: ~4 bytes per prompt token)
+        self._prompts: dict[int, np.ndarray] = {}
         self.num_host_blocks = num_host_blocks
         self.default_sampling = SamplingParams()  # for requests added without their own
         self.vocab_size = runner.spec.vocab_size
@@ -87,9 +88,6 @@ class GpuBackend:
         if start + n > p:
             ids += seq.output_ids[max(start - p, 0):start + n - p]
         return ids
-
-    def forget(self, seq: Sequence) -> None:
-        self._prompts.pop(seq.seq_id, None)
 
     # ---- KV swap to pinned host memory (every TP rank swaps its own heads) ------------------
     def _swap(self, pairs: list[tuple[int, int]], to_host: bool) -> None:
