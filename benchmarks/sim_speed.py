@@ -2,7 +2,8 @@
 its arrival rate scaled up until the GPU saturates. Prints simulated seconds per wall second,
 engine steps per second and requests per second (wall), with request and step counts.
 
-    python benchmarks/sim_speed.py [--trace FILE] [--profile]   # --profile: cProfile top 15
+    python benchmarks/sim_speed.py [--trace FILE] [--profile] [--cost-profile auto]
+    (--profile: cProfile top 15; --cost-profile: the profile cost model instead of the roofline)
 
 Target (issue 3): >= 1000x real time on one core at both loads. The run is single-threaded.
 """
@@ -23,8 +24,8 @@ from nanosim.workload.transforms import scale_rate
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure2023_conv_first20min.csv"
 
 
-def replay(reqs, fast_forward=True):
-    engine = build_engine(get_model("qwen3-8b"), get_gpu("h100"), EngineConfig())
+def replay(reqs, fast_forward=True, profile=None):
+    engine = build_engine(get_model("qwen3-8b"), get_gpu("h100"), EngineConfig(), profile)
     t0 = time.perf_counter()
     end = simulate(engine, reqs, fast_forward=fast_forward)
     wall = time.perf_counter() - t0
@@ -39,13 +40,15 @@ def replay(reqs, fast_forward=True):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trace", default=str(TRACE))
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile the saturated replay")
+    ap.add_argument("--cost-profile", default=None,
+                    help="measured profile for the cost model ('auto': shipped; default: roofline)")
     a = ap.parse_args()
     base = load_trace(a.trace)
     rows = []
     scale = 1.0
     while True:  # as recorded, then double the rate until achieved < 90% of offered
-        r = replay(scale_rate(base, scale) if scale != 1 else base)
+        r = replay(scale_rate(base, scale) if scale != 1 else base, profile=a.cost_profile)
         r["scale"] = scale
         rows.append(r)
         if r["achieved_rps"] < 0.9 * r["offered_rps"] or scale >= 64:

@@ -88,7 +88,8 @@ def cmd_simulate(a) -> int:
 
     model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), _config(a)
     reqs = _load_requests(a)
-    req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, a.profile,
+    profile = None if a.profile.lower() == "none" else a.profile
+    req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, profile,
                                               progress=not a.no_progress,
                                               replicas=a.replicas, router=a.router)
     summary["source"] = a.trace or f"workload:{a.workload}"
@@ -252,7 +253,9 @@ def _simulate_parser(sub) -> None:
     _workload_args(s)
     s.add_argument("--model", default="qwen3-8b")
     s.add_argument("--gpu", default="h100")
-    s.add_argument("--profile", default=None, help="measured profile JSON (or a folder of them)")
+    s.add_argument("--profile", default="auto",
+                   help="measured profile JSON or folder; 'auto' (default): the shipped profiles "
+                        "when one matches model/GPU/tp, else the roofline; 'none': the roofline")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--replicas", type=int, default=1, help="engines behind a router")
     s.add_argument("--router", default="round_robin",

@@ -76,19 +76,39 @@ class Engine:
             return None
         g = sched.group
         num_seqs, ctx0 = len(g), g.context_tokens
-        dur = np.asarray(run_s(num_seqs, ctx0, k), dtype=float)
-        ends = np.cumsum(np.concatenate(([now], dur)))  # sequential sums, as stepping does
-        k = int(np.searchsorted(ends[:-1], next_event_s, side="left"))  # steps starting before it
+        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, k, now, next_event_s)
+        k = int(np.searchsorted(starts, next_event_s, side="left"))  # steps starting before it
         if k < 2:
             return None
         used0 = self.bm.num_used
         offsets = sched.advance_decodes(k)
         kv_used = used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
-        self.metrics.record_decode_run(ends[:k], dur[:k], num_seqs, ctx0, kv_used)
-        end = float(ends[k])
+        self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, kv_used)
+        end = float(ends_at[k])
         sched.finish_due(end)
         self._collect()
         return end
+
+    @staticmethod
+    def _decode_durations(run_s, num_seqs: int, ctx0: int, k_max: int, now: float, until_s: float):
+        """Durations and start times of up to k_max decode-only steps, asked of the cost
+        model in doubling chunks until a step starts at or after ``until_s`` (so a run cut
+        short by an arrival does not price thousands of steps). Times are sequential float
+        sums, as stepping one by one gives. Returns (durations, starts, ends_at) where
+        ends_at[i] is the end of step i - 1 (ends_at[0] = now)."""
+        durs, t, n, chunk = [], [now], 0, 64
+        while n < k_max:
+            m = min(chunk, k_max - n)
+            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m), dtype=float)
+            e = np.cumsum(np.concatenate(([t[-1]], d)))
+            durs.append(d)
+            t.extend(e[1:].tolist())
+            n += m
+            if e[-2] >= until_s:  # this chunk's last step starts after the event
+                break
+            chunk *= 2
+        ends_at = np.asarray(t)
+        return np.concatenate(durs), ends_at[:-1], ends_at
 
     def _collect(self) -> None:
         fin = self.scheduler.finished

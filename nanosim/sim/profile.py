@@ -196,11 +196,16 @@ class ProfileCostModel:
         return f"ProfileCostModel<{self.description}>"
 
 
+# Profiles measured on our GPUs, shipped inside the package (profile_path="auto").
+SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "profiles"
+
+
 def make_cost_model(model: ModelSpec, gpu: GpuSpec, tp: int = 1,
                     profile_path: str | os.PathLike | None = None, **roofline_kwargs):
     """The cost model for a simulation, with a ``.description`` saying which it is.
 
     * ``profile_path`` None: the roofline model ("roofline (no profile)").
+    * ``"auto"``: the profiles shipped in the package (nanosim/profiles/), as a directory.
     * a file: that profile; it must match model/GPU/tp, else ProfileError.
     * a directory: the first ``*.json`` profile in it (sorted by name) that matches; the
       roofline model when none does. Files that fail to load raise ProfileError.
@@ -213,7 +218,7 @@ def make_cost_model(model: ModelSpec, gpu: GpuSpec, tp: int = 1,
 
     if profile_path is None:
         return roofline("no profile")
-    path = Path(profile_path)
+    path = SHIPPED_PROFILES if profile_path == "auto" else Path(profile_path)
     candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
     for f in candidates:
         prof = load_profile(f)

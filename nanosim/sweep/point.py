@@ -45,7 +45,7 @@ class Point:
     tp: int = 1  # tensor-parallel ranks per replica
     replicas: int = 1  # engines behind the router; GPUs used = tp * replicas
     router: str = "round_robin"
-    profile: str | None = None  # measured profile JSON or folder (default: roofline)
+    profile: str | None = None  # measured profile JSON/folder, "auto" = shipped ones (default: roofline)
     # workload: a trace file, or a synthetic suite at rate_rps
     trace: str | None = None  # path as written in the spec (resolved by the Spec)
     trace_format: str | None = None  # force a trace format (default: sniffed)

@@ -216,7 +216,9 @@ def _resolve_paths(points: list[Point], spec_path: Path, where: str) -> dict:
     for p in points:
         for key in ("trace", "profile"):
             given = getattr(p, key)
-            if given is not None and given not in out:
+            if key == "profile" and given == "auto":
+                out[given] = "auto"  # the package's shipped profiles (make_cost_model)
+            elif given is not None and given not in out:
                 out[given] = _find(given, spec_path, where, key)
                 if key == "trace":
                     _sniff(out[given], p.trace_format, where)

@@ -13,7 +13,8 @@ from nanosim.cli import main
 DATA = Path(__file__).resolve().parents[1] / "data"
 ARGS = ["simulate", "--trace", str(DATA / "golden_trace.csv"), "--model", "qwen3-0.6b",
         "--gpu", "h100", "--block-size", "16", "--num-kv-blocks", "60", "--max-num-seqs", "8",
-        "--max-num-batched-tokens", "256", "--max-model-len", "900", "--no-progress"]
+        "--max-num-batched-tokens", "256", "--max-model-len", "900", "--no-progress",
+        "--profile", "none"]  # the analytical roofline: independent of shipped measurements
 KEYS = ("requests", "finished", "rejected", "preemptions", "steps", "duration_s",
         "output_tokens", "prefix_cache_hit_rate", "ttft_s", "tpot_s", "e2e_s", "peak_kv_usage")
 
