@@ -181,10 +181,6 @@ class BlockManager:
         self.cache_full_blocks(seq, seq.num_computed_tokens)
         return pairs
 
-    def drop_host(self, seq: Sequence) -> None:
-        self.host_free.extend(seq.host_blocks)
-        seq.host_blocks = []
-
     # ---- statistics and invariants ----------------------------------------------------
     def record_admission(self, prompt_tokens: int, hit_tokens: int) -> None:
         self.stat_requests += 1

@@ -79,10 +79,6 @@ class Sequence:
         self._computed = value
 
     @property
-    def prompt_len(self) -> int:
-        return self.req.prompt_tokens
-
-    @property
     def num_output_tokens(self) -> int:
         return self.num_tokens - self.req.prompt_tokens
 
@@ -113,11 +109,6 @@ class Sequence:
         if lo >= p:
             return np.asarray(self.output_ids[lo - p:hi - p], dtype=np.int32)
         return np.concatenate([self.prompt_ids[lo:], np.asarray(self.output_ids[: hi - p], np.int32)])
-
-    def all_token_ids(self) -> list[int]:
-        """Prompt + generated ids (real mode)."""
-        prompt = [] if self.prompt_ids is None else self.prompt_ids.tolist()
-        return prompt + list(self.output_ids or [])
 
     def __repr__(self) -> str:  # pragma: no cover
         return (f"Seq({self.seq_id}, {self.status.value}, tokens={self.num_tokens}, "
