@@ -11,6 +11,12 @@ roofline of the workload (the same scheduler in the simulator with an ideal cost
 peak HBM bandwidth and FLOP/s, no overheads); transformers' generate() on the same prompts.
 
     python benchmarks/gpu_throughput.py --attention triton [--hf-seqs 256] [--json OUT]
+    python benchmarks/gpu_throughput.py --model qwen3-8b --tp 2 --hf-seqs 0   # same workload, TP
+
+The throughput line also splits the run's time: the sum of the measured step durations by
+step kind (prefill, decode by batch size) and the rest of the wall time (scheduler,
+bookkeeping). The decode latency at batch 256 is also given with temperature sampling
+(the throughput run samples at temperature 0.6; the plain figures are greedy).
 """
 from __future__ import annotations
 
@@ -44,16 +50,37 @@ def engine_throughput(llm, prompts, outs) -> dict:
     res = llm.generate(prompts, sps)
     dt = time.perf_counter() - t0
     n = sum(len(r["token_ids"]) for r in res)
-    return {"output_tokens": n, "seconds": dt, "tok_s": n / dt}
+    return {"output_tokens": n, "seconds": dt, "tok_s": n / dt, "split_s": time_split(llm, dt)}
 
 
-def decode_latency(runner, batch: int, context: int = 1024, reps: int = 50) -> float:
+def decode_attention_split() -> int:
+    from nanosim.gpu.kernels import decode_attention
+
+    return decode_attention.SPLIT_TOKENS
+
+
+def time_split(llm, wall_s: float) -> dict:
+    """Seconds of the measured steps by kind (GpuBackend: packing + forward + sampling +
+    sync), and the wall time outside them (scheduler, bookkeeping)."""
+    _, steps = llm.engine.results()
+    pre = steps.prefill_tokens > 0
+    out = {"prefill_steps": int(pre.sum()), "prefill_s": float(steps.duration_s[pre].sum())}
+    dec = steps[~pre]
+    for lo, hi in ((1, 16), (17, 128), (129, 100000)):
+        sel = dec[(dec.num_decode_seqs >= lo) & (dec.num_decode_seqs <= hi)]
+        out[f"decode_b{lo}-{min(hi, 512)}"] = [len(sel), float(sel.duration_s.sum())]
+    out["outside_steps_s"] = wall_s - float(steps.duration_s.sum())
+    return out
+
+
+def decode_latency(runner, batch: int, context: int = 1024, reps: int = 50,
+                   temperature: float = 0.0) -> float:
     """Median seconds of one decode step of `batch` sequences at `context` tokens."""
     from nanosim.gpu.inputs import SeqWork
 
     per = -(-(context + 1) // runner.block_size)
     works = [SeqWork([7], context, list(range(i * per, (i + 1) * per)) if (i + 1) * per <= runner.num_kv_blocks
-                     else list(range(per)), True) for i in range(batch)]
+                     else list(range(per)), True, temperature) for i in range(batch)]
     for _ in range(5):
         runner.step(works)
     times = []
@@ -81,7 +108,7 @@ def engine_tpot(llm, prompt_len: int = 128, out: int = 512) -> float:
     return statistics.median((wall(out) - wall(1)) / (out - 1) for _ in range(3))
 
 
-def roofline(prompts, outs) -> dict:
+def roofline(prompts, outs, model_name: str = MODEL, tp: int = 1) -> dict:
     """The same scheduler in the simulator, with an ideal cost model (peak rates, no overhead)."""
     from nanosim.config import EngineConfig, get_gpu, get_model
     from nanosim.core.engine import Engine
@@ -91,10 +118,10 @@ def roofline(prompts, outs) -> dict:
     from nanosim.sim.memory import kv_capacity
     from nanosim.sim.simulator import simulate
 
-    model, gpu = get_model(MODEL), get_gpu("h100")
+    model, gpu = get_model(model_name), get_gpu("h100")
     cfg = EngineConfig(block_size_tokens=256, max_num_seqs=512, max_num_batched_tokens=16384,
-                       max_model_len=4096, chunked_prefill=False)
-    cost = RooflineCostModel(model, gpu, hbm_efficiency=1.0, gemm_efficiency=1.0, attn_efficiency=1.0,
+                       max_model_len=4096, chunked_prefill=False, tp=tp)
+    cost = RooflineCostModel(model, gpu, tp, hbm_efficiency=1.0, gemm_efficiency=1.0, attn_efficiency=1.0,
                              step_overhead_s=0.0, per_seq_overhead_s=0.0)
     eng = Engine(cfg, SimBackend(cost), kv_capacity(model, gpu, cfg).num_blocks)
     reqs = [Request(i, 0.0, len(p), o) for i, (p, o) in enumerate(zip(prompts, outs))]
@@ -102,17 +129,17 @@ def roofline(prompts, outs) -> dict:
     return {"seconds": end, "tok_s": sum(outs) / end}
 
 
-def hf_baseline(prompts, outs, n: int) -> dict:
+def hf_baseline(prompts, outs, n: int, model_name: str = MODEL) -> dict:
     """transformers generate(), one padded batch of the first n prompts, sdpa attention."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from nanosim.config import get_model
 
-    m = get_model(MODEL)
+    m = get_model(model_name)
     cfg = Qwen3Config(vocab_size=m.vocab_size, hidden_size=m.hidden_size,
                       intermediate_size=m.intermediate_size, num_hidden_layers=m.num_layers,
                       num_attention_heads=m.num_q_heads, num_key_value_heads=m.num_kv_heads,
-                      head_dim=m.head_dim, tie_word_embeddings=True, max_position_embeddings=4096)
+                      head_dim=m.head_dim, tie_word_embeddings=m.tie_word_embeddings, max_position_embeddings=4096)
     model = Qwen3ForCausalLM(cfg).to("cuda", torch.bfloat16).eval()
     ps, os_ = prompts[:n], outs[:n]
     width = max(len(p) for p in ps)
@@ -132,10 +159,18 @@ def hf_baseline(prompts, outs, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--attention", default="triton", choices=["triton", "flash"])
+    ap.add_argument("--model", default=MODEL, help="a Qwen3 preset (random weights)")
+    ap.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (GPUs)")
+    ap.add_argument("--fused-ops", action=argparse.BooleanOptionalAction, default=None,
+                    help="fused Triton norm/rope/activation kernels (default: on CUDA)")
     ap.add_argument("--hf-seqs", type=int, default=64,
                     help="HF baseline on the first N prompts in one padded batch (0 skips); "
                          "all 256 at once need more KV memory than an 80 GB card has")
     ap.add_argument("--chunked-prefill", action="store_true", help="vLLM v1 mixed steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="skip the engine TPOT and the sampled batch-256 step (bigger models)")
+    ap.add_argument("--decode-split-tokens", type=int, default=None,
+                    help="A/B knob: longest context share per decode program (0: split by batch only)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -144,32 +179,44 @@ def main() -> None:
 
     prompts, outs = workload()
     t0 = time.perf_counter()
-    llm = LLM(MODEL, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
-              **ENGINE)
+    extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
+    if a.decode_split_tokens is not None:
+        from nanosim.gpu.kernels import decode_attention
+
+        decode_attention.SPLIT_TOKENS = a.decode_split_tokens
+    llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
+              tensor_parallel_size=a.tp, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
-    res = {"gpu": torch.cuda.get_device_name(), "attention": llm.runner.backend.name,
-           "cuda_graphs": llm.runner.graphs is not None, "engine_start_s": start_s,
-           "chunked_prefill": a.chunked_prefill}
+    res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
+           "decode_split_tokens": decode_attention_split(),
+           "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
+           "engine_start_s": start_s, "chunked_prefill": a.chunked_prefill}
     for key, fn in (("throughput", lambda: engine_throughput(llm, prompts, outs)),
                     ("decode_step_s", lambda: {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}),
+                    ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),
                     ("engine_tpot_b1_s", lambda: engine_tpot(llm)),
-                    ("roofline", lambda: roofline(prompts, outs))):
+                    ("roofline", lambda: roofline(prompts, outs, a.model, a.tp))):
+        if a.quick and key in ("decode_step_b256_sampled_s", "engine_tpot_b1_s"):
+            continue
         res[key] = fn()
         print(key, json.dumps(res[key], default=str), flush=True)  # keep what is done
+    llm.close()
     del llm
     gc.collect()
     torch.cuda.empty_cache()
     if a.hf_seqs:
-        res["hf"] = hf_baseline(prompts, outs, a.hf_seqs)
+        res["hf"] = hf_baseline(prompts, outs, a.hf_seqs, a.model)
         print("hf", json.dumps(res["hf"]), flush=True)
     thr = res["throughput"]["tok_s"]
-    print(f"\n{res['gpu']} | attention {res['attention']} | CUDA graphs {res['cuda_graphs']}")
+    print(f"\n{res['gpu']} | {a.model} tp={a.tp} | attention {res['attention']} | "
+          f"CUDA graphs {res['cuda_graphs']}")
     print(f"output tok/s        {thr:10.0f}  ({res['throughput']['output_tokens']} tokens in "
           f"{res['throughput']['seconds']:.2f} s)")
     print(f"roofline tok/s      {res['roofline']['tok_s']:10.0f}  -> {100 * thr / res['roofline']['tok_s']:.0f}% of roofline")
     for b, s in res["decode_step_s"].items():
         print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step, context 1024)")
-    print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
+    if "engine_tpot_b1_s" in res:
+        print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
     if "hf" in res:
         print(f"HF generate tok/s   {res['hf']['tok_s']:10.0f}  ({res['hf']['seqs']} seqs) -> "
               f"{thr / res['hf']['tok_s']:.1f}x")

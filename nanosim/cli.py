@@ -149,20 +149,20 @@ def cmd_profile(a) -> int:
     from nanosim.calibrate.profile import gpu_preset, profile_runner
     from nanosim.sim.profile import save_profile
 
-    llm = _llm(a)
     import torch
 
-    gpu = a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device))
-    bar = None if a.no_progress else _bar(1, "profile")
+    with _llm(a, tp=a.tp) as llm:  # tp > 1: every rank steps; the profile records tp
+        gpu = a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device))
+        bar = None if a.no_progress else _bar(1, "profile")
 
-    def progress(done: int, total: int) -> None:
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+        prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress, tp=llm.tp)
         if bar is not None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-    prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress)
-    if bar is not None:
-        bar.close()
+            bar.close()
     save_profile(prof, a.out)
     print(f"wrote {a.out}: {len(prof.decode)} decode, {len(prof.prefill)} prefill, "
           f"{len(prof.mixed)} mixed points ({prof.gpu_device_name}, {prof.attention_backend})")
@@ -180,18 +180,19 @@ def cmd_validate(a) -> int:
     from nanosim.sim.backend import SimBackend
     from nanosim.sim.profile import make_cost_model
 
-    llm = _llm(a)
-    gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
-    llm.warmup()
-    llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
-    llm.engine.backend = RecordingBackend(llm.backend)
-    cost = make_cost_model(llm.spec, gpu, 1, a.profile)
-    sim = Engine(llm.cfg, SimBackend(cost), llm.engine.bm.num_blocks, llm.engine.bm.num_host_blocks)
     reqs = _load_requests(a)
-    v = validate_replay(reqs, llm.engine, sim)
+    with _llm(a, tp=a.tp) as llm:  # tp > 1: the profile must be one measured at that tp
+        gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
+        cost = make_cost_model(llm.spec, gpu, llm.tp, a.profile)  # a bad profile fails early
+        llm.warmup()
+        llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
+        llm.engine.backend = RecordingBackend(llm.backend)
+        sim = Engine(llm.cfg, SimBackend(cost), llm.engine.bm.num_blocks, llm.engine.bm.num_host_blocks)
+        v = validate_replay(reqs, llm.engine, sim)
+        run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
+               "attention": llm.runner.backend.name}
     v.check(a.max_step_mape, a.max_latency_error)
-    meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), "model": llm.spec.name,
-            "gpu": torch.cuda.get_device_name(llm.device), "attention": llm.runner.backend.name,
+    meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), **run,
             "cost_model": getattr(cost, "description", cost.name),
             "extrapolated_steps": getattr(cost, "extrapolated_steps", None),
             "predicted_steps": getattr(cost, "total_steps", None),

@@ -64,8 +64,9 @@ def _version(module: str) -> str | None:
 
 
 def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
-                   progress: Callable[[int, int], None] | None = None) -> Profile:
-    """Measure the default grid (points that fit this runner's KV cache and limits)."""
+                   progress: Callable[[int, int], None] | None = None, tp: int = 1) -> Profile:
+    """Measure the default grid (points that fit this runner's KV cache and limits).
+    tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded."""
     import torch
 
     dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
@@ -82,7 +83,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         return measure(comps[shape])
 
     return build_profile(
-        runner.spec, gpu_name, 1, measure_shape, dec, pre, [m.shape for m in mixed],
+        runner.spec, gpu_name, tp, measure_shape, dec, pre, [m.shape for m in mixed],
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -20,6 +20,8 @@ from nanosim.core.batch import ScheduledBatch, StepResult, StepShape
 
 LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
 STATS = ("p50", "p90", "p99", "mean")
+SHAPE_FIELDS = ("num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs", "prefill_kv_tokens",
+                "num_decode_seqs", "decode_context_tokens", "swap_blocks")
 
 
 class RecordingBackend:
@@ -48,9 +50,12 @@ def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model) ->
     """One row per real step: kind, measured, predicted, absolute percentage error."""
     pred = np.array([cost_model.step_time_s(s) for s in shapes])
     meas = np.asarray(measured_s, dtype=float)
-    return pd.DataFrame({"kind": [batch_kind(s) for s in shapes], "measured_s": meas,
-                         "predicted_s": pred, "ape": np.abs(pred - meas) / meas,
-                         "num_tokens": [s.num_tokens for s in shapes]})
+    df = pd.DataFrame({"kind": [batch_kind(s) for s in shapes], "measured_s": meas,
+                       "predicted_s": pred, "ape": np.abs(pred - meas) / meas,
+                       "num_tokens": [s.num_tokens for s in shapes]})
+    for f in SHAPE_FIELDS:  # the whole step shape, so other cost models can be scored offline
+        df[f] = [getattr(s, f) for s in shapes]
+    return df
 
 
 def step_table(steps: pd.DataFrame) -> pd.DataFrame:

@@ -2,8 +2,10 @@
 
 Randomness is one uniform number per sampled row, made on the host by hashing
 (runner seed, sequence seed, position of the new token). The same seed therefore gives the
-same tokens whatever the batch composition, chunking or device, and nothing on the GPU
-needs a per-row generator. The token is drawn by inverse CDF over the kept, sorted probs.
+same tokens whatever the batch composition, chunking or device (up to the rounding of a
+near-tie), and nothing on the GPU needs a per-row generator. With top-k / top-p the token is
+drawn by inverse CDF over the kept, sorted probs; without them by the Gumbel-max trick with
+noise hashed from u (nanosim/gpu/kernels/sampling.py): one pass over the logits.
 """
 from __future__ import annotations
 
@@ -30,22 +32,47 @@ def uniforms(seeds: np.ndarray, positions: np.ndarray, base_seed: int = 0) -> np
     return ((h >> np.uint64(8)).astype(np.float64) / float(1 << 24)).astype(np.float32)
 
 
+M32, GOLDEN, MIX, ROW_SALT = 0xFFFFFFFF, 0x9E3779B1, 0x45D9F3B, 0x5BD1E995
+
+
+def _mix32_t(x: torch.Tensor) -> torch.Tensor:
+    x = ((x ^ (x >> 16)) * MIX) & M32
+    x = ((x ^ (x >> 16)) * MIX) & M32
+    return x ^ (x >> 16)
+
+
+def gumbel_argmax_torch(logits: torch.Tensor, temperature: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Reference of gumbel_argmax (same hash, fp32 math); O(S * V) memory."""
+    S, V = logits.shape
+    key = (u.float() * 16777216.0).long()
+    r = _mix32_t(key ^ ROW_SALT).unsqueeze(1)  # (S, 1)
+    i = torch.arange(V, device=logits.device, dtype=torch.int64).unsqueeze(0)
+    h = _mix32_t((r + i * GOLDEN) & M32)
+    un = ((h >> 8).float() + 0.5) * 2.0 ** -24
+    g = -torch.log(-torch.log(un))
+    t = temperature.float().unsqueeze(1)
+    x = logits.float()
+    score = torch.where(t > 0, x * (1.0 / torch.where(t > 0, t, 1.0)) + g, x)
+    return score.argmax(1)
+
+
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
            top_p: torch.Tensor, u: torch.Tensor, all_greedy: bool = False,
            needs_sort: bool = True) -> torch.Tensor:
     """logits (S, V); per row: temperature (S,) f32 (0 = greedy), top_k (S,) int (<= 0 = off),
     top_p (S,) f32 in (0, 1], u (S,) f32 uniform in [0, 1) -> token ids (S,) int64."""
-    greedy = logits.argmax(dim=-1)
     if all_greedy:
-        return greedy
+        return logits.argmax(dim=-1)
+    if not needs_sort:  # no top-k / top-p: Gumbel-max, one pass, no softmax, sort or cumsum
+        if logits.is_cuda:
+            from nanosim.gpu.kernels.sampling import gumbel_argmax
+
+            return gumbel_argmax(logits, temperature, u)
+        return gumbel_argmax_torch(logits, temperature, u)
+    greedy = logits.argmax(dim=-1)
     V = logits.shape[-1]
     t = torch.where(temperature > 0, temperature, 1.0).unsqueeze(1)
     probs = torch.softmax(logits.float() / t, dim=-1)
-    if not needs_sort:  # no top-k / top-p: inverse CDF in vocabulary order, no O(V log V) sort
-        cdf = probs.cumsum(-1)
-        target = (u * cdf[:, -1]).unsqueeze(1)
-        sampled = torch.searchsorted(cdf, target, right=True).clamp_(max=V - 1).squeeze(1)
-        return torch.where(temperature > 0, sampled, greedy)
     p_sorted, idx = probs.sort(dim=-1, descending=True)  # (S, V)
     rank = torch.arange(V, device=logits.device).unsqueeze(0)
     k = torch.where(top_k > 0, top_k, V).unsqueeze(1)

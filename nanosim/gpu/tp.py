@@ -56,6 +56,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -237,17 +238,32 @@ class TPRunner:
                 self.writer.send(("exit",), lambda i: self.procs[i].exitcode is None, EXIT_WAIT_S)
             except Exception:  # noqa: BLE001 - a worker gone or stuck; terminated below
                 polite = False
+        if polite:  # NCCL's destroy is collective: leave while the workers leave too
+            _leave_group(EXIT_WAIT_S)
         _stop(self.procs, EXIT_WAIT_S if polite else 0.0)
-        try:
-            if dist.is_initialized():
-                dist.destroy_process_group()
-        except Exception:  # noqa: BLE001 - a broken group; the workers are gone anyway
-            pass
+        _leave_group(EXIT_WAIT_S)  # after a failure: the workers are gone; bounded wait
         self.local = None
         self.writer.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
         if self._old_threads:
             torch.set_num_threads(self._old_threads)
+
+
+def _leave_group(wait_s: float) -> None:
+    """destroy_process_group(), given up after wait_s (with NCCL it waits for the other ranks,
+    which may be dead): a daemon thread runs it so close() itself never hangs."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+
+    def destroy() -> None:
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - a broken group; nothing left to release
+            pass
+
+    t = threading.Thread(target=destroy, name="nanosim-tp-leave", daemon=True)
+    t.start()
+    t.join(wait_s)
 
 
 def _stop(procs: list, wait_s: float) -> None:

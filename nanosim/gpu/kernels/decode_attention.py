@@ -17,19 +17,21 @@ import triton.language as tl
 LOG2E = 1.4426950408889634
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
                    part_o_ptr, part_lse_ptr,
                    stride_qb, stride_qh, stride_ob, stride_oh, stride_slot, stride_head, stride_bt,
-                   qk_scale, block_size, num_q_heads,
+                   qk_scale, block_size, num_q_heads, num_splits,
                    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
                    DOT_PRECISION: tl.constexpr):
+    # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
+    # split counts never triggers a fresh compile in the middle of a replay
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_lens_ptr + b)
-    chunk = tl.cdiv(tl.cdiv(seq_len, NUM_SPLITS), BLOCK_N) * BLOCK_N  # tokens per split
+    chunk = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N  # tokens per split
     lo = split * chunk
     hi = tl.minimum(lo + chunk, seq_len)
 
@@ -64,29 +66,29 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
     hd_ok = h_ok[:, None] & d_ok[None, :]
-    if NUM_SPLITS == 1:
+    if not SPLIT:
         tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + d[None, :],
                  o.to(out_ptr.dtype.element_ty), mask=hd_ok)
     else:
         # partials: o (B, Hq, S, HEAD_DIM) fp32, lse (B, Hq, S) fp32, contiguous
-        row = (b * num_q_heads + heads) * NUM_SPLITS + split
+        row = (b * num_q_heads + heads) * num_splits + split
         tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], o, mask=hd_ok)
         lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
         tl.store(part_lse_ptr + row, lse, mask=h_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num_q_heads,
-                    NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+                    num_splits, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
                     BLOCK_D: tl.constexpr):
     # Grid (B, Hq): weight each split's output by exp2(lse_s - max lse).
     b = tl.program_id(0)
     h = tl.program_id(1)
     s = tl.arange(0, BLOCK_S)
-    s_ok = s < NUM_SPLITS
+    s_ok = s < num_splits
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
-    row = (b * num_q_heads + h) * NUM_SPLITS + s
+    row = (b * num_q_heads + h) * num_splits + s
     lse = tl.load(part_lse_ptr + row, mask=s_ok, other=float("-inf"))
     m = tl.max(lse, 0)
     m = tl.where(m == float("-inf"), 0.0, m)
@@ -104,22 +106,34 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def default_num_splits(batch: int, num_kv_heads: int, device: torch.device) -> int:
-    """Enough programs to cover ~2 waves of SMs; 1 on CPU or for big batches. Depends only on
-    the batch shape, never on context lengths, so CUDA graphs can fix it."""
+# Longest share of one sequence's context a program walks (tokens), via the split count:
+# with one program per (sequence, KV head) at large batches, contexts of mixed lengths leave
+# a tail of long programs on few SMs. 0 restores batch-only splitting (benchmarks A/B it).
+SPLIT_TOKENS = 512
+MAX_SPLITS = 16
+
+
+def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
+                       max_seq_len: int = 0) -> int:
+    """Enough programs to cover ~2 waves of SMs, and enough splits that no program walks more
+    than SPLIT_TOKENS of the longest context (max_seq_len: the batch's bound, for CUDA
+    graphs the captured max_model_len, so the split count stays fixed); at most 16; 1 on CPU."""
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(16, math.ceil(2 * sms / max(1, batch * num_kv_heads))))
+    by_sms = math.ceil(2 * sms / max(1, batch * num_kv_heads))
+    by_len = math.ceil(max_seq_len / SPLIT_TOKENS) if SPLIT_TOKENS > 0 else 1
+    return max(1, min(MAX_SPLITS, max(by_sms, by_len)))
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
-                           block_n: int = 64) -> torch.Tensor:
+                           block_n: int = 64, max_seq_len: int = 0) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
-    -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding)."""
+    -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
+    max_seq_len: an upper bound of seq_lens (sets the default split count, see above)."""
     B, Hq, D = q.shape
     _, block_size, Hkv, _ = k_cache.shape
     assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
@@ -128,7 +142,9 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         out = torch.empty_like(q)
     if B == 0:
         return out
-    splits = num_splits or default_num_splits(B, Hkv, q.device)
+    splits = num_splits or default_num_splits(B, Hkv, q.device, max_seq_len)
+    if not 1 <= splits <= MAX_SPLITS:
+        raise ValueError(f"num_splits must be in 1..{MAX_SPLITS}, got {splits}")
     group = Hq // Hkv
     if splits > 1:
         part_o = torch.empty(B, Hq, splits, D, dtype=torch.float32, device=q.device)
@@ -138,12 +154,11 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     _decode_kernel[(B, Hkv, splits)](
         q, k_cache, v_cache, block_tables, seq_lens, out, part_o, part_lse,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
-        block_tables.stride(0), scale * LOG2E, block_size, Hq,
+        block_tables.stride(0), scale * LOG2E, block_size, Hq, splits,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
-        BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, NUM_SPLITS=splits,
+        BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype))
     if splits > 1:
-        _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq,
-                                 NUM_SPLITS=splits, BLOCK_S=triton.next_power_of_2(splits),
-                                 HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D))
+        _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq, splits,
+                                 BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D))
     return out

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Profile a model on this GPU, then validate the simulator against real replays of a trace at
+# three loads (the profile is a grid of synthetic steps: no step of the trace is used to fit).
+#
+#   bash benchmarks/calibrate_loads.sh MODEL TP TRACE OUTDIR [N_LIGHT N_MEDIUM N_SATURATED]
+#
+# light: the first N_LIGHT requests as recorded; medium: N_MEDIUM at 4x the arrival rate;
+# saturated: N_SATURATED at 16x with a 40-block KV cache (preemptions). Each load writes
+# OUTDIR/<load>/ (validation.json, step_errors.parquet, validation.html) and a log.
+set -u
+model=$1 tp=$2 trace=$3 out=$4
+n1=${5:-100} n2=${6:-200} n3=${7:-300}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+$py -m nanosim profile --model "$model" --tp "$tp" --out "$out/profile.json" --no-progress \
+    2>&1 | tee "$out/profile.log" || exit 1
+run() {  # name, requests, rate scale, extra flags
+    local name=$1 n=$2 scale=$3; shift 3
+    $py -m nanosim validate --trace "$trace" --model "$model" --tp "$tp" --max-requests "$n" \
+        --rate-scale "$scale" --profile "$out/profile.json" --out "$out/$name" --no-progress "$@" \
+        2>&1 | tee "$out/$name.log"
+}
+run light "$n1" 1
+run medium "$n2" 4
+run saturated "$n3" 16 --num-kv-blocks 40
