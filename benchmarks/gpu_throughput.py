@@ -44,6 +44,7 @@ def engine_throughput(llm, prompts, outs) -> dict:
     from nanosim.gpu.llm import SamplingParams
 
     llm.generate([[1, 2, 3]] * 4, SamplingParams(temperature=0.6, max_tokens=8, ignore_eos=True))
+    llm.reset()  # the split below counts the measured run's steps only
     sps = [SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=n) for n in outs]
     torch.cuda.synchronize()
     t0 = time.perf_counter()

@@ -26,20 +26,34 @@ def gpu_preset(device_name: str) -> str:
     raise ValueError(f"no GPU preset for {device_name!r}; pass --gpu with one of the presets")
 
 
-def timer(runner, reps: int, warmup: int) -> Callable[[Composition], float]:
+def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1,
+          max_reps: int = 200) -> Callable[[Composition], float]:
+    """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
+    steps get more repeats: their host-side jitter is a larger share), after warmup runs.
+    The SeqWorks are built inside the timed region, as GpuBackend builds them each step."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
-        works = comp.works(runner.block_size, SeqWork)
         for _ in range(warmup):
-            runner.step(works)
-        times = []
-        for _ in range(reps):
+            runner.step(comp.works(runner.block_size, SeqWork))
+        times: list[float] = []
+        while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
             t0 = time.perf_counter()
-            runner.step(works)
+            runner.step(comp.works(runner.block_size, SeqWork))
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
     return measure
+
+
+def spin_up(runner, comp: Composition, seconds: float = 2.0) -> None:
+    """Run steps for a while before measuring, so the GPU leaves its idle clocks (the first
+    points of a profile otherwise read slow)."""
+    from nanosim.gpu.inputs import SeqWork
+
+    works = comp.works(runner.block_size, SeqWork)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        runner.step(works)
 
 
 def versions(runner) -> dict:
@@ -75,6 +89,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
     measure, done = timer(runner, reps, warmup), [0]
+    spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
 
     def measure_shape(shape) -> float:
         done[0] += 1
@@ -87,5 +102,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
         notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
-               f"cuda_graphs {runner.graphs is not None}; median of {reps} after {warmup} warm-up"))
+               f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
+               f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up"))

@@ -107,6 +107,7 @@ class LLM:
         self.host_blocks = host_blocks
         self.eos_token_id = getattr(self.tokenizer, "eos_token_id", None)
         self.reset()
+        _freeze_heap()
 
     def reset(self) -> None:
         """A fresh engine (empty queues, KV block manager, metrics) on the same runner."""
@@ -126,6 +127,7 @@ class LLM:
         mixed = [[2 + n % 89] * n for n in lens if n <= budget]
         self.generate(mixed, SamplingParams(temperature=0.6, max_tokens=8, ignore_eos=True))
         self.reset()
+        _freeze_heap()
 
     def close(self) -> None:
         """Stop the tensor-parallel workers (no-op at tp=1). Idempotent."""
@@ -191,6 +193,16 @@ class LLM:
         ids = list(seq.output_ids)
         text = self.tokenizer.decode(ids) if self.tokenizer is not None else None
         return {"token_ids": ids, "text": text, "finish_reason": seq.finish_reason}
+
+
+def _freeze_heap() -> None:
+    """Move everything alive now (model, modules, graphs' Python objects) out of the garbage
+    collector's reach (gc.freeze, as vLLM does after start-up): a full collection during a
+    step then walks only the objects made since, not the whole start-up heap."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _make_runner(spec, device, tp: int, timeout_s: float, runner_kw: dict):

@@ -4,7 +4,8 @@ make_cost_model(), which picks a matching profile or falls back to the roofline.
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,15 @@ class ProfileCostModel:
     def reset_counts(self) -> None:
         self.total_steps = self.extrapolated_steps = 0
 
+    def _padded(self, shape: StepShape) -> StepShape:
+        """A decode-only batch as the runner executes it: padded to its CUDA-graph size
+        (padding rows attend to one token: the context total stays)."""
+        sizes, b = self.profile.decode_graph_sizes, shape.num_decode_seqs
+        if not sizes or shape.prefill_tokens or shape.num_prefill_seqs or shape.swap_blocks or b < 1:
+            return shape
+        i = bisect_left(sizes, b)
+        return shape if i == len(sizes) else replace(shape, num_decode_seqs=sizes[i])
+
     def _ratio(self, shape: StepShape) -> tuple[float, bool]:
         if shape.swap_blocks == 0:
             nd, npf = shape.num_decode_seqs, shape.num_prefill_seqs
@@ -173,6 +183,7 @@ class ProfileCostModel:
         return 1.0, False
 
     def step_time_s(self, shape: StepShape) -> float:
+        shape = self._padded(shape)
         r, inside = self._ratio(shape)
         self.total_steps += 1
         if not inside:
@@ -180,6 +191,8 @@ class ProfileCostModel:
         return self.roofline.step_time_s(shape) * r
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+        """Step times of a run of decode-only steps (context grows num_seqs per step);
+        the same values step_time_s gives one step at a time."""
         base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
         if num_steps == 0:
             return base
@@ -188,7 +201,11 @@ class ProfileCostModel:
             self.extrapolated_steps += num_steps
             return base * 1.0
         ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
-        r, inside = self._decode.at_y(num_seqs, ctx / num_seqs)
+        padded = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
+        if padded != num_seqs:  # the graph's batch, with the real (growing) context
+            rf = self.roofline
+            base = rf._fixed_s(0, 0, 0.0, 0, padded, 0) + rf._decode_attn_s(padded, ctx)
+        r, inside = self._decode.at_y(padded, ctx / padded)
         self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
         return base * r
 

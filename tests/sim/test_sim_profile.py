@@ -208,6 +208,7 @@ def _mutated(profile, fn):
     (lambda d: d.update(dtype="int3"), r"dtype: 'int3' is not one of"),
     (lambda d: d["versions"].pop("driver"), r"versions.driver: missing"),
     (lambda d: d.update(decode={}), r"decode: must be a list"),
+    (lambda d: d.update(decode_graph_sizes=[1, 0]), r"decode_graph_sizes: must be a list of positive"),
 ])
 def test_invalid_profiles_raise_one_clear_error(profile, tmp_path, mutate, match):
     path = _write(tmp_path, _mutated(profile, mutate))
@@ -268,3 +269,52 @@ def test_gpu_alias_renamed_model_and_duplicate_points(profile):
     # a node measured several times uses the median of its durations
     assert pm.step_time_s(decode_shape(first["batch_size"], first["context_tokens"])) == \
         pytest.approx(first["duration_s"], rel=1e-9)
+
+
+GRAPH_SIZES = (1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256)
+
+
+def _padded_gpu(shape: StepShape) -> float:
+    """A synthetic GPU with CUDA graphs: a decode batch runs padded to its graph size, and
+    every row, padding included, costs 20 us (sampling, per-row kernels)."""
+    b = shape.num_decode_seqs
+    if shape.prefill_tokens == 0 and b:
+        b = next(g for g in GRAPH_SIZES if g >= b)
+        shape = StepShape(num_decode_seqs=b, decode_context_tokens=shape.decode_context_tokens)
+        return true_gpu(shape, noise=False) + 2e-5 * b
+    return true_gpu(shape, noise=False)
+
+
+@pytest.fixture(scope="module")
+def padded_profile() -> Profile:
+    return build_profile(Q06, "h100", 1, _padded_gpu, [(b, c) for b in B for c in C],
+                         [(q, p) for q in Q for p in P], attention_backend="synthetic",
+                         decode_graph_sizes=GRAPH_SIZES)
+
+
+def test_decode_batches_are_priced_at_their_graph_size(padded_profile, tmp_path):
+    path = tmp_path / "p.json"
+    save_profile(padded_profile, path)
+    loaded = load_profile(path)
+    assert loaded.decode_graph_sizes == GRAPH_SIZES
+    pm = ProfileCostModel(loaded, Q06, H100)
+    plain = ProfileCostModel(make_profile(), Q06, H100)  # no graph sizes: no padding
+    for b in (3, 33, 47, 100, 129, 200):
+        shape = StepShape(num_decode_seqs=b, decode_context_tokens=b * 1000)
+        want = _padded_gpu(shape)
+        assert pm.step_time_s(shape) == pytest.approx(want, rel=0.03), b
+        if b in (33, 129):  # just past a graph size: plain interpolation misses the padding
+            assert abs(plain.step_time_s(shape) / want - 1) > 0.03
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 300), ctx_per_seq=st.integers(1, 9000), k=st.integers(0, 50))
+def test_decode_run_equals_loop_with_graph_padding(padded_profile, n, ctx_per_seq, k):
+    a = ProfileCostModel(padded_profile, Q06, H100)
+    b = ProfileCostModel(padded_profile, Q06, H100)
+    got = a.decode_run_s(n, n * ctx_per_seq, k)
+    loop = np.array([b.step_time_s(StepShape(num_decode_seqs=n,
+                                             decode_context_tokens=n * ctx_per_seq + i * n))
+                     for i in range(k)], dtype=np.float64)
+    assert got.shape == (k,) and np.array_equal(got, loop)
+    assert (a.total_steps, a.extrapolated_steps) == (b.total_steps, b.extrapolated_steps)

@@ -106,10 +106,11 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-# Longest share of one sequence's context a program walks (tokens), via the split count:
-# with one program per (sequence, KV head) at large batches, contexts of mixed lengths leave
-# a tail of long programs on few SMs. 0 restores batch-only splitting (benchmarks A/B it).
-SPLIT_TOKENS = 512
+# Longest share of one sequence's context a program walks (tokens), via the split count;
+# 0 = split by batch shape only (default). Measured on the H100 (benchmarks/gpu_throughput.py):
+# 512 made the batch-256 / 1024-context step slower (14.7 vs 12.8 ms, CUDA graphs captured
+# with max_model_len 4096 -> 8 splits) and did not speed up the mixed-length benchmark.
+SPLIT_TOKENS = 0
 MAX_SPLITS = 16
 
 
