@@ -201,6 +201,9 @@ def main() -> None:
             continue
         res[key] = fn()
         print(key, json.dumps(res[key], default=str), flush=True)  # keep what is done
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1, default=str)
     llm.close()
     del llm
     gc.collect()
