@@ -5,6 +5,8 @@ lengths, sampling parameters, block tables) is written with numpy into one pinne
 buffer (floats bit-cast) and copied to the device in a single ``copy_``; the device tensors
 are views into that copy. Decode steps replayed by a CUDA graph use a fixed layout (sized for
 the largest graph) so the graph's input views never move; other steps use a compact layout.
+Steps of any composition replayed by a "mixed" CUDA graph (token-count buckets) use a third,
+fixed layout with room for the token budget, every sequence and the varlen kernel's tile map.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from nanosim.gpu.attention.metadata import AttentionMetadata
+from nanosim.gpu.attention.metadata import AttentionMetadata, max_tiles, tile_map
 from nanosim.gpu.sampler import uniforms
 
 
@@ -43,15 +45,17 @@ class SeqWork:
 
 
 FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens",
-          "logits_indices", "top_k", "temperature", "top_p", "u", "block_tables")
+          "logits_indices", "top_k", "temperature", "top_p", "u", "tile_seq", "tile_m",
+          "block_tables")
 
 
-def layout(n_tok: int, n_seq: int, n_samp: int, width: int) -> dict[str, tuple[int, int]]:
+def layout(n_tok: int, n_seq: int, n_samp: int, width: int,
+           n_tiles: int = 0) -> dict[str, tuple[int, int]]:
     """Offsets (start, stop) in int32 words of each field; block tables last (largest).
     Every field starts 16-byte aligned: Triton specializes kernels on pointer alignment, so
     unaligned views at step-dependent offsets would trigger fresh compiles mid-replay."""
     sizes = (n_tok, n_tok, n_tok, n_seq + 1, n_seq, n_samp, n_samp, n_samp, n_samp, n_samp,
-             n_seq * width)
+             n_tiles, n_tiles, n_seq * width)
     out, pos = {}, 0
     for f, size in zip(FIELDS, sizes):
         out[f] = (pos, pos + size)
@@ -100,18 +104,32 @@ class InputPacker:
     overwritten by graph steps: padding rows then always hold valid block ids)."""
 
     def __init__(self, device: torch.device, block_size: int, max_tokens: int, max_seqs: int,
-                 max_width: int, graph_max_bs: int = 0, base_seed: int = 0) -> None:
+                 max_width: int, graph_max_bs: int = 0, base_seed: int = 0,
+                 mixed_max_tokens: int = 0, tile_block_m: int = 64) -> None:
         self.block_size, self.base_seed = block_size, base_seed
         self.max_tokens, self.max_seqs, self.max_width = max_tokens, max_seqs, max_width
         self.eager = _Staging(layout(max_tokens, max_seqs, max_seqs, max_width)["block_tables"][1], device)
         self.graph_layout = layout(graph_max_bs, graph_max_bs, graph_max_bs, max_width)
         self.graph = _Staging(self.graph_layout["block_tables"][1], device) if graph_max_bs else None
         self._graph_views: dict[tuple[int, int], StepInputs] = {}
+        # mixed graphs: buckets of up to mixed_max_tokens tokens, any number of sequences
+        self.tile_block_m, self.mixed_max_tokens = tile_block_m, mixed_max_tokens
+        self.mixed_layout = layout(mixed_max_tokens, max_seqs, max_seqs, max_width,
+                                   self.num_tiles(mixed_max_tokens))
+        self.mixed = (_Staging(self.mixed_layout["block_tables"][1], device)
+                      if mixed_max_tokens else None)
+        self._mixed_views: dict[tuple[int, int], StepInputs] = {}
 
-    def pack(self, works: list[SeqWork], num_blocks: int, graph_bs: int | None = None) -> StepInputs:
+    def num_tiles(self, num_tokens: int) -> int:
+        """Varlen-kernel programs (per head) of a mixed graph of num_tokens tokens."""
+        return max_tiles(num_tokens, self.max_seqs, self.tile_block_m) if num_tokens else 0
+
+    def pack(self, works: list[SeqWork], num_blocks: int, graph_bs: int | None = None,
+             mixed_tokens: int | None = None) -> StepInputs:
         """Fill the host buffer for ``works`` and return device views of it (upload() copies).
         graph_bs: decode-only batch padded to that CUDA-graph size, in the fixed layout.
-        Raises ValueError on work that does not fit the runner's limits or the cache."""
+        mixed_tokens: any batch, its tokens padded to that mixed-graph bucket (fixed layout,
+        tile map filled). Raises ValueError on work that does not fit the limits or the cache."""
         lens = np.fromiter((len(w.token_ids) for w in works), np.int64, len(works))
         starts = np.fromiter((w.start_pos for w in works), np.int64, len(works))
         B, T = len(works), int(lens.sum())
@@ -119,13 +137,25 @@ class InputPacker:
         rows = [i for i, w in enumerate(works) if w.samples]
         # eager: width rounded up to 16 (bounded by the cache's width) so the block-table
         # stride takes few values (Triton specializes integer args on divisibility by 16)
-        width = self.max_width if graph_bs else min(-(-int(need.max()) // 16) * 16, self.max_width)
-        lay = self.graph_layout if graph_bs else layout(T, B, len(rows), width)
-        stage = self.graph if graph_bs else self.eager
+        fixed = bool(graph_bs or mixed_tokens)
+        width = self.max_width if fixed else min(-(-int(need.max()) // 16) * 16, self.max_width)
+        if mixed_tokens:
+            if not T <= mixed_tokens <= self.mixed_max_tokens:
+                raise ValueError(f"{T} tokens do not fit a mixed graph of {mixed_tokens}")
+            lay, stage = self.mixed_layout, self.mixed
+        elif graph_bs:
+            lay, stage = self.graph_layout, self.graph
+        else:
+            lay, stage = layout(T, B, len(rows), width), self.eager
         v = {f: stage.np[a:b] for f, (a, b) in lay.items()}
-        qsl, seq_lens = self._fill_tokens(v, works, lens, starts, need, width, num_blocks, graph_bs)
+        qsl, seq_lens = self._fill_tokens(v, works, lens, starts, need, width, num_blocks,
+                                          graph_bs or mixed_tokens, rows_too=bool(graph_bs))
         all_greedy = self._fill_sampling(v, works, rows, qsl, seq_lens)
-        if graph_bs:
+        if mixed_tokens:
+            n = self.num_tiles(mixed_tokens)
+            v["tile_seq"][:n], v["tile_m"][:n] = tile_map(lens, n, self.tile_block_m)
+            inp = self._mixed_inputs(mixed_tokens, len(rows))
+        elif graph_bs:
             inp = self._graph_inputs(graph_bs, len(rows))
         else:
             inp = self._device_views(stage, lay, T, B, len(rows), width)
@@ -135,8 +165,10 @@ class InputPacker:
         inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
         return inp
 
-    def _fill_tokens(self, v, works, lens, starts, need, width, num_blocks, graph_bs):
-        """Token ids, positions, query starts, context lengths, block tables, slots."""
+    def _fill_tokens(self, v, works, lens, starts, need, width, num_blocks, pad_to, rows_too):
+        """Token ids, positions, query starts, context lengths, block tables, slots.
+        pad_to: a graph's token count; rows_too: a decode graph (a padding token is also a
+        padding sequence, attending to one cached token)."""
         B, T = len(works), int(lens.sum())
         qsl = np.zeros(B + 1, np.int64)
         np.cumsum(lens, out=qsl[1:])
@@ -150,9 +182,11 @@ class InputPacker:
         self._fill_block_tables(bt, works, need, num_blocks)
         blocks = bt[np.repeat(np.arange(B), lens), positions // self.block_size]
         v["slot_mapping"][:T] = blocks * self.block_size + positions % self.block_size
-        if graph_bs and graph_bs > B:  # padding rows: no KV write, attend to 1 cached token
-            for f, val in (("input_ids", 0), ("positions", 0), ("slot_mapping", -1), ("seq_lens", 1)):
-                v[f][B:graph_bs] = val
+        if pad_to and pad_to > T:  # padding tokens: no KV write
+            for f, val in (("input_ids", 0), ("positions", 0), ("slot_mapping", -1)):
+                v[f][T:pad_to] = val
+            if rows_too:  # (mixed graphs: no tile reads the rows past B)
+                v["seq_lens"][B:pad_to] = 1
         return qsl, seq_lens
 
     def _device_views(self, stage, lay, n_tok: int, n_seq: int, S: int, width: int) -> StepInputs:
@@ -176,6 +210,20 @@ class InputPacker:
             self._graph_views[key] = self._device_views(self.graph, self.graph_layout, graph_bs,
                                                         graph_bs, S, self.max_width)
         return self._graph_views[key]
+
+    def _mixed_inputs(self, tokens: int, S: int) -> StepInputs:
+        """Cached views of the fixed mixed layout for a bucket of ``tokens`` tokens: every
+        sequence row, the bucket's share of the tile map, no host lengths."""
+        key = (tokens, S)
+        if key not in self._mixed_views:
+            inp = self._device_views(self.mixed, self.mixed_layout, tokens, self.max_seqs, S,
+                                     self.max_width)
+            a, _ = self.mixed_layout["tile_seq"]
+            b, _ = self.mixed_layout["tile_m"]
+            n = self.num_tiles(tokens)
+            inp.meta.tile_seq, inp.meta.tile_m = self.mixed.dev[a:a + n], self.mixed.dev[b:b + n]
+            self._mixed_views[key] = inp
+        return self._mixed_views[key]
 
     @staticmethod
     def _metadata(meta: AttentionMetadata, lens, qsl, seq_lens) -> AttentionMetadata:

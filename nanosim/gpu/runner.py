@@ -22,7 +22,7 @@ import torch
 
 from nanosim.config import ModelSpec
 from nanosim.gpu.attention import select_backend
-from nanosim.gpu.cuda_graphs import DecodeGraphs, graph_batch_sizes
+from nanosim.gpu.cuda_graphs import DecodeGraphs, MixedGraphs, graph_batch_sizes, mixed_token_buckets
 from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
 from nanosim.gpu.kv_cache import (HostKVPool, allocate_kv_cache, blocks_from_memory, check_fits,
                                   kv_block_bytes)
@@ -51,7 +51,9 @@ class ModelRunner:
                  attention: str = "auto", enforce_eager: bool = False,
                  weights_dir: str | Path | None = None, seed: int = 0,
                  max_model_len: int | None = None, fused_ops: bool | None = None,
-                 group=None) -> None:
+                 group=None, mixed_graphs: bool | None = None) -> None:
+        """mixed_graphs: CUDA graphs for steps with a prefill too (token buckets; default: on
+        whenever decode graphs are, with an attention backend that takes a tile map)."""
         self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
         self.group = group  # RankGroup when tensor-parallel, else None
         self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
@@ -70,20 +72,31 @@ class ModelRunner:
         self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs
         max_width = -(-self.max_model_len // block_size)
         graph_sizes = graph_batch_sizes(max_num_seqs) if self.use_graphs else []
+        tiles = getattr(self.backend, "supports_tile_map", False)
+        use_mixed = self.use_graphs and tiles and (mixed_graphs is None or mixed_graphs)
+        if mixed_graphs and not (self.use_graphs and tiles):
+            raise ValueError(f"mixed_graphs needs CUDA graphs (not enforce_eager, a CUDA device) "
+                             f"and the triton attention backend, not {self.backend.name}")
+        buckets = mixed_token_buckets(max_num_batched_tokens, max_num_seqs) if use_mixed else []
         self.packer = InputPacker(self.device, block_size, max_num_batched_tokens, max_num_seqs,
-                                  max_width, max(graph_sizes, default=0), seed)
+                                  max_width, max(graph_sizes, default=0), seed,
+                                  mixed_max_tokens=max(buckets, default=0),
+                                  tile_block_m=getattr(self.backend, "block_m", 64))
         if cuda:  # JIT-compiles the kernels and measures the activation peak
             self._profile_peak_memory()
         self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(gpu_memory_utilization)
         self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
                                            self.device, self.tp_size)
         self._host_pool: HostKVPool | None = None
-        self.graphs = None
+        self.graphs = self.mixed_graphs = None
         if self.use_graphs:
             with torch.inference_mode():
                 self.graphs = DecodeGraphs(self.model, self.kv_caches, self.packer, graph_sizes,
                                            spec.hidden_size, self.dtype, self.max_model_len,
                                            self.num_kv_blocks)
+                if buckets:
+                    self.mixed_graphs = MixedGraphs(self.model, self.kv_caches, self.packer, buckets,
+                                                    spec.hidden_size, self.dtype, self.num_kv_blocks)
 
     # ---- start-up ------------------------------------------------------------------------------
     def _blocks_from_memory(self, utilization: float) -> int:
@@ -126,12 +139,14 @@ class ModelRunner:
         and sample one token for each with samples=True. Decode-only batches that fit a
         captured size replay a CUDA graph. TP workers pass sample_tokens=False (no tokens)."""
         t0 = time.perf_counter()
-        graph_bs = None
+        graph_bs = mixed = None
         if self.graphs is not None and all(len(w.token_ids) == 1 for w in works):
             graph_bs = self.graphs.batch_size_for(len(works))
-        inp = self.packer.pack(works, self.num_kv_blocks, graph_bs)
+        if graph_bs is None and self.mixed_graphs is not None:
+            mixed = self.mixed_graphs.size_for(sum(len(w.token_ids) for w in works))
+        inp = self.packer.pack(works, self.num_kv_blocks, graph_bs, mixed)
         timer = _Timer(self.device)
-        logits = self._logits(inp, self.kv_caches, graph_bs, len(works))  # (S, V)
+        logits = self._logits(inp, self.kv_caches, graph_bs, len(works), mixed)  # (S, V)
         out = self._tokens_host[:inp.num_samples if sample_tokens else 0]
         if inp.num_samples and sample_tokens:
             ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
@@ -166,14 +181,17 @@ class ModelRunner:
             out[name] = (tuple(p.shape), float(x.sum()), float((x * w).sum()))
         return out
 
-    def _logits(self, inp: StepInputs, kv_caches, graph_bs: int | None, num_seqs: int) -> torch.Tensor:
-        """Upload the packed inputs, run the model (graph or eager) -> logits (S, V) of the
-        sampling rows only (the LM head never sees the other rows)."""
+    def _logits(self, inp: StepInputs, kv_caches, graph_bs: int | None, num_seqs: int,
+                mixed: int | None = None) -> torch.Tensor:
+        """Upload the packed inputs, run the model (a decode or mixed graph, or eagerly) ->
+        logits (S, V) of the sampling rows only (the LM head never sees the other rows)."""
         inp.upload()
         if graph_bs is not None:
             hidden = self.graphs.replay(graph_bs)[:num_seqs]  # one row per sequence
             if inp.num_samples == num_seqs:
                 return self.model.compute_logits(hidden)
+        elif mixed is not None:
+            hidden = self.mixed_graphs.replay(mixed)  # (bucket, H); padding rows unused
         else:
             hidden = self.model(inp.input_ids, inp.positions, inp.meta, kv_caches)
         return self.model.compute_logits(hidden.index_select(0, inp.logits_indices))

@@ -92,6 +92,26 @@ def test_prefill_attention_with_cached_prefix_matches_reference(block_size):
     torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
 
 
+def test_tiled_varlen_attention_matches_reference_with_idle_tiles():
+    """The CUDA-graph (tile-map) launch: prefill chunks with cached prefixes and decodes in
+    one grid whose length exceeds the work (idle programs); rows of every kind match."""
+    from nanosim.gpu.kernels.prefill_attention import max_tiles, tile_map, tiled_varlen_attention
+
+    q_lens, starts = [21, 7, 1, 1, 1], [0, 18, 8, 30, 3]
+    q, kc, vc, meta = paged_batch(q_lens, starts, 4, num_blocks=40)
+    ref = paged_attention_ref(q, kc, vc, meta, D ** -0.5)
+    n = max_tiles(64, 8, block_m=16)  # a 64-token, 8-sequence budget: more tiles than needed
+    seq, m = tile_map(q_lens, n, block_m=16)
+    assert n == 4 + 8 and list(seq[:6]) == [0, 0, 1, 2, 3, 4] and (seq[6:] == -1).all()
+    assert list(m[:6]) == [0, 1, 0, 0, 0, 0]
+    out = tiled_varlen_attention(*to(DEV, q, kc, vc, meta.block_tables, meta.query_start_loc,
+                                     meta.seq_lens, torch.from_numpy(seq), torch.from_numpy(m)),
+                                 D ** -0.5, block_m=16, block_n=16)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        tile_map(q_lens, 5, block_m=16)
+
+
 def test_triton_backend_mixed_batch_matches_torch_backend():
     from nanosim.gpu.attention.torch_ref import TorchAttention
     from nanosim.gpu.attention.triton_backend import TritonAttention

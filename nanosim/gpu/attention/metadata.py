@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -30,6 +31,11 @@ class AttentionMetadata:
     # Host copies for the torch reference (None inside CUDA graphs: lengths are not fixed there).
     query_lens_host: list[int] | None = None
     seq_lens_host: list[int] | None = None
+    # Tile map of a CUDA-graph step of any composition (triton backend): program t of the
+    # varlen kernel serves sequence tile_seq[t] (-1: idle), query tile tile_m[t]; every
+    # sequence, decodes included, goes through that one launch. None otherwise.
+    tile_seq: torch.Tensor | None = None
+    tile_m: torch.Tensor | None = None
 
     @property
     def num_seqs(self) -> int:
@@ -38,3 +44,24 @@ class AttentionMetadata:
     @property
     def num_decodes(self) -> int:
         return self.num_seqs - self.num_prefills
+
+
+def max_tiles(num_tokens: int, max_seqs: int, block_m: int = 64) -> int:
+    """Tiles a batch of num_tokens tokens in at most max_seqs sequences can need: each
+    sequence adds at most one partial tile, and every sequence has a token."""
+    return -(-num_tokens // block_m) + min(max_seqs, num_tokens)
+
+
+def tile_map(query_lens, num_tiles: int, block_m: int = 64):
+    """(tile_seq, tile_m) int32 numpy arrays of length num_tiles: the query tiles of each
+    sequence in order, then -1 (idle programs)."""
+    lens = np.asarray(query_lens, dtype=np.int64)
+    per = -(-lens // block_m)
+    n = int(per.sum())
+    if n > num_tiles:
+        raise ValueError(f"{n} query tiles do not fit the {num_tiles} of this launch")
+    seq = np.full(num_tiles, -1, np.int32)
+    m = np.zeros(num_tiles, np.int32)
+    seq[:n] = np.repeat(np.arange(len(lens)), per)
+    m[:n] = np.arange(n) - np.repeat(np.cumsum(per) - per, per)
+    return seq, m

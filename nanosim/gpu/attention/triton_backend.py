@@ -1,18 +1,20 @@
 """Attention with our Triton kernels: store K/V, varlen kernel on the batch's prefill head,
-decode kernel (split-KV) on its tail. CUDA-graph safe for decode-only batches."""
+decode kernel (split-KV) on its tail. CUDA-graph safe for decode-only batches, and for any
+batch when the metadata carries a tile map (one varlen launch over every sequence)."""
 from __future__ import annotations
 
 import torch
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
 from nanosim.gpu.kernels.decode_attention import paged_decode_attention
-from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention
+from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention, tiled_varlen_attention
 from nanosim.gpu.kernels.store_kv import store_kv
 
 
 class TritonAttention:
     name = "triton"
     supports_cuda_graphs = True
+    supports_tile_map = True  # meta.tile_seq/tile_m: one graph-safe launch for any batch
 
     def __init__(self, block_m: int = 64, block_n: int = 64, num_splits: int | None = None):
         self.block_m, self.block_n, self.num_splits = block_m, block_n, num_splits
@@ -21,6 +23,11 @@ class TritonAttention:
         """q (T, Hq, D), k/v (T, Hkv, D), caches (N, bs, Hkv, D) -> (T, Hq, D)."""
         store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
         out = torch.empty_like(q)
+        if meta.tile_seq is not None:  # CUDA-graph step: rows not in any tile stay garbage
+            return tiled_varlen_attention(q, k_cache, v_cache, meta.block_tables,
+                                          meta.query_start_loc, meta.seq_lens, meta.tile_seq,
+                                          meta.tile_m, scale, out=out, block_m=self.block_m,
+                                          block_n=self.block_n)
         p, pt = meta.num_prefills, meta.num_prefill_tokens
         if p:
             paged_prefill_attention(q[:pt], k_cache, v_cache, meta.block_tables[:p],
