@@ -8,19 +8,23 @@
 # saturated: N_SATURATED at 16x with a 40-block KV cache (preemptions). Each load writes
 # OUTDIR/<load>/ (validation.json, step_errors.parquet, validation.html) and a log.
 # Environment: LOADS (default "light medium saturated"), MAX_MODEL_LEN (default 4096, for the
-# profile and every replay alike), PYTHON (default python3).
+# profile and every replay alike), PYTHON (default python3), PROFILE (an existing profile:
+# skip the profiling).
 set -u
 model=$1 tp=$2 trace=$3 out=$4
 n1=${5:-100} n2=${6:-200} n3=${7:-300}
 py=${PYTHON:-python3}
 len=${MAX_MODEL_LEN:-4096}
 mkdir -p "$out"
-$py -m nanosim profile --model "$model" --tp "$tp" --max-model-len "$len" --out "$out/profile.json" \
-    --no-progress 2>&1 | tee "$out/profile.log" || exit 1
+prof=${PROFILE:-$out/profile.json}
+if [ -z "${PROFILE:-}" ]; then
+    $py -m nanosim profile --model "$model" --tp "$tp" --max-model-len "$len" --out "$prof" \
+        --no-progress 2>&1 | tee "$out/profile.log" || exit 1
+fi
 run() {  # name, requests, rate scale, extra flags
     local name=$1 n=$2 scale=$3; shift 3
     $py -m nanosim validate --trace "$trace" --model "$model" --tp "$tp" --max-requests "$n" \
-        --rate-scale "$scale" --max-model-len "$len" --profile "$out/profile.json" --out "$out/$name" \
+        --rate-scale "$scale" --max-model-len "$len" --profile "$prof" --out "$out/$name" \
         --no-progress "$@" 2>&1 | tee "$out/$name.log"
 }
 for load in ${LOADS:-light medium saturated}; do
