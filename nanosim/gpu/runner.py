@@ -1,4 +1,4 @@
-"""ModelRunner: one Qwen3 model, its paged KV cache and its decode CUDA graphs on one device.
+"""ModelRunner: one Qwen3 model, its paged KV cache and its CUDA graphs on one device.
 
     runner = ModelRunner(MODELS["qwen3-0.6b"], "cuda", torch.bfloat16, block_size=256, ...)
     out = runner.step([SeqWork(token_ids, start_pos, block_table, samples, ...), ...])
@@ -137,7 +137,8 @@ class ModelRunner:
     def step(self, works: list[SeqWork], sample_tokens: bool = True) -> StepOutput:
         """Compute every SeqWork's tokens (prefill chunks and decodes, mixed in any order)
         and sample one token for each with samples=True. Decode-only batches that fit a
-        captured size replay a CUDA graph. TP workers pass sample_tokens=False (no tokens)."""
+        captured size replay a decode graph, other batches of up to the largest token bucket
+        a mixed graph; the rest run eagerly. TP workers pass sample_tokens=False (no tokens)."""
         t0 = time.perf_counter()
         graph_bs = mixed = None
         if self.graphs is not None and all(len(w.token_ids) == 1 for w in works):
