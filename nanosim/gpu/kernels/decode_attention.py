@@ -17,6 +17,28 @@ import triton.language as tl
 LOG2E = 1.4426950408889634
 
 
+@triton.jit
+def paged_kv_offsets(bt_row_ptr, n, n_ok, d, d_ok, kvh, block_size, stride_slot, stride_head):
+    """Cache offsets (BLOCK_N, BLOCK_D) of context tokens n of one sequence, KV head kvh, and
+    their mask: token n lives in block bt_row[n // block_size] at offset n % block_size."""
+    page = tl.load(bt_row_ptr + n // block_size, mask=n_ok, other=0)
+    slot = page.to(tl.int64) * block_size + n % block_size
+    return slot[:, None] * stride_slot + kvh * stride_head + d[None, :], n_ok[:, None] & d_ok[None, :]
+
+
+@triton.jit
+def online_softmax_step(s, m_i, l_i, acc, v_ptrs, kv_ok, DOT_PRECISION: tl.constexpr):
+    """Fold one key tile into a running softmax-weighted sum (flash attention): scores s
+    (rows, BLOCK_N) in the log2 domain, masked keys at -inf; running max m_i and sum l_i
+    (rows,), acc (rows, BLOCK_D) fp32; V of the tile at v_ptrs. Returns (m_i, l_i, acc)."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    v = tl.load(v_ptrs, mask=kv_ok, other=0.0)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    return m_new, l_i * alpha + tl.sum(p, 1), acc
+
+
 @triton.jit(do_not_specialize=["num_splits"])
 def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
                    part_o_ptr, part_lse_ptr,
@@ -49,20 +71,13 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     for n0 in range(lo, hi, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_ok = n < hi
-        page = tl.load(bt_ptr + b * stride_bt + n // block_size, mask=n_ok, other=0)
-        slot = page.to(tl.int64) * block_size + n % block_size
-        kv_off = slot[:, None] * stride_slot + kvh * stride_head + d[None, :]
-        kv_ok = n_ok[:, None] & d_ok[None, :]
+        kv_off, kv_ok = paged_kv_offsets(bt_ptr + b * stride_bt, n, n_ok, d, d_ok, kvh,
+                                         block_size, stride_slot, stride_head)
         k = tl.load(k_cache_ptr + kv_off, mask=kv_ok, other=0.0)  # (BLOCK_N, BLOCK_D)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_H, BLOCK_N)
         s = tl.where(n_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_cache_ptr + kv_off, mask=kv_ok, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v_cache_ptr + kv_off, kv_ok,
+                                            DOT_PRECISION)
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
     hd_ok = h_ok[:, None] & d_ok[None, :]

@@ -17,7 +17,8 @@ import triton
 import triton.language as tl
 
 from nanosim.gpu.attention.metadata import max_tiles, tile_map  # noqa: F401  (host side)
-from nanosim.gpu.kernels.decode_attention import LOG2E, dot_precision
+from nanosim.gpu.kernels.decode_attention import (LOG2E, dot_precision, online_softmax_step,
+                                                   paged_kv_offsets)
 
 
 @triton.jit
@@ -61,20 +62,14 @@ def _prefill_kernel(q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, bt_ptr, qsl_ptr, s
     for n0 in range(0, hi, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_ok = n < hi
-        page = tl.load(bt_ptr + b * stride_bt + n // block_size, mask=n_ok, other=0)
-        slot = page.to(tl.int64) * block_size + n % block_size
-        kv_off = slot[:, None] * stride_slot + kvh * stride_head + d[None, :]
-        kv_ok = n_ok[:, None] & d_ok[None, :]
+        kv_off, kv_ok = paged_kv_offsets(bt_ptr + b * stride_bt, n, n_ok, d, d_ok, kvh,
+                                         block_size, stride_slot, stride_head)
         k = tl.load(k_cache_ptr + kv_off, mask=kv_ok, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # (BLOCK_M, BLOCK_N)
         s = tl.where(n_ok[None, :] & (n[None, :] <= q_pos[:, None]), s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))  # finite after tile 0 (key 0 is always visible)
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_cache_ptr + kv_off, mask=kv_ok, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        # row max finite after tile 0 (key 0 is always visible)
+        m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v_cache_ptr + kv_off, kv_ok,
+                                            DOT_PRECISION)
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
     tl.store(out_ptr + (q_start + m)[:, None] * stride_ot + h * stride_oh + d[None, :],
