@@ -8,6 +8,11 @@ Loaders raise ValueError on a shape mismatch; the checkpoint loader adds file/te
     MergedColumnParallelLinear [gate; up] stacked, each split by rank (shard_id 0, 1, ...)
     QKVParallelLinear          [q; k; v] stacked, heads split by rank (shard_id "q"/"k"/"v")
     RowParallelLinear          W (out, in/tp): input split, partial sums all-reduced
+
+``skinny = True`` (set by the model when fused kernels are on, CUDA) sends batches of at
+most SKINNY_MAX_M rows to the Triton skinny GEMM (nanosim/gpu/kernels/skinny_gemm.py)
+instead of cuBLAS; a RowParallelLinear with ``partial_sums = True`` (tp = 1 only) may then
+return split-K partial sums (S, M, N) fp32, which its consumer (fused rms_norm) adds up.
 """
 from __future__ import annotations
 
@@ -42,9 +47,18 @@ class _ParallelLinear(nn.Module):
         self.tp_rank, self.tp_size = tp_rank, tp_size
         self.weight = nn.Parameter(torch.empty(out_local, in_local), requires_grad=False)
         self.weight.weight_loader = self.weight_loader
+        self.skinny = False
+
+    def _matmul(self, x: torch.Tensor, partials: bool = False) -> torch.Tensor:
+        if self.skinny:
+            from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
+
+            if x.shape[0] <= SKINNY_MAX_M:
+                return skinny_linear(x, self.weight, partials=partials)
+        return F.linear(x, self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight)
+        return self._matmul(x)
 
 
 class ColumnParallelLinear(_ParallelLinear):
@@ -108,6 +122,7 @@ class RowParallelLinear(_ParallelLinear):
     def __init__(self, in_features: int, out_features: int, tp_rank: int = 0, tp_size: int = 1):
         self.in_features, self.out_features = in_features, out_features
         super().__init__(divide(in_features, tp_size, "in_features"), out_features, tp_rank, tp_size)
+        self.partial_sums = False  # consumer adds split-K partials (see the module doc)
 
     def weight_loader(self, param, loaded, shard_id=None) -> None:
         check_shape(loaded, (self.out_features, self.in_features))
@@ -115,7 +130,8 @@ class RowParallelLinear(_ParallelLinear):
         param.data.copy_(loaded.narrow(1, self.tp_rank * n, n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight)
+        """-> (M, out) or, with partial_sums and a skinny batch, (S, M, out) fp32 partials."""
+        y = self._matmul(x, partials=self.partial_sums and self.tp_size == 1)
         if self.tp_size > 1:
             dist.all_reduce(y)
         return y

@@ -36,6 +36,7 @@ class Qwen3Attention(nn.Module):
         self.k_norm = RMSNorm(d, spec.rms_norm_eps)
         self.rotary = rotary  # shared by all layers (one cos/sin cache)
         self.backend, self.fused = backend, fused
+        self.qkv_proj.skinny = self.o_proj.skinny = self.o_proj.partial_sums = fused
 
     def forward(self, positions: torch.Tensor, h: torch.Tensor, kv: KVCache,
                 meta: AttentionMetadata) -> torch.Tensor:
@@ -46,15 +47,16 @@ class Qwen3Attention(nn.Module):
         if self.fused:
             from nanosim.gpu.kernels.fused_ops import qk_norm_rope
 
-            q, k = qk_norm_rope(qkv, self.q_norm.weight, self.k_norm.weight,
-                                self.rotary.cos_sin_cache, positions, self.num_heads,
-                                self.num_kv_heads, d, self.eps)
+            q = qk_norm_rope(qkv, self.q_norm.weight, self.k_norm.weight,
+                             self.rotary.cos_sin_cache, positions, self.num_heads,
+                             self.num_kv_heads, d, self.eps, kv, meta.slot_mapping)
+            k = v = None  # already in the cache: the backend skips its store
         else:
             q = self.q_norm(qkv[:, :q_end].view(T, self.num_heads, d))
             k = self.k_norm(qkv[:, q_end:k_end].view(T, self.num_kv_heads, d))
             q, k = self.rotary(positions, q, k)
         o = self.backend.forward(q, k, v, kv[0], kv[1], meta, self.scale)  # (T, Hq, D)
-        return self.o_proj(o.reshape(T, self.num_heads * d))
+        return self.o_proj(o.reshape(T, self.num_heads * d))  # (T, H) or split-K partials
 
 
 class Qwen3MLP(nn.Module):
@@ -64,8 +66,16 @@ class Qwen3MLP(nn.Module):
         self.gate_up_proj = MergedColumnParallelLinear(spec.hidden_size, [i, i], tp_rank, tp_size)
         self.down_proj = RowParallelLinear(i, spec.hidden_size, tp_rank, tp_size)
         self.act = SiluAndMul(fused)
+        self.fused = fused
+        self.gate_up_proj.skinny = self.down_proj.skinny = self.down_proj.partial_sums = fused
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (T, H) -> (T, H), or split-K partials (S, T, H) fp32 for the next fused norm."""
+        if self.fused:
+            from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_gate_up_silu
+
+            if x.shape[0] <= SKINNY_MAX_M:  # SwiGLU in the GEMM's epilogue
+                return self.down_proj(skinny_gate_up_silu(x, self.gate_up_proj.weight))
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 

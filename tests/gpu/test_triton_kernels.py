@@ -158,3 +158,71 @@ def test_qk_norm_rope_kernel_matches_torch_path():
     q, k = qk_norm_rope(*to(DEV, qkv, qw, kw, rope.cos_sin_cache, pos), hq, HKV, D, 1e-6)
     torch.testing.assert_close(q.cpu(), q_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(k.cpu(), k_ref, atol=1e-5, rtol=1e-5)
+
+
+def test_qk_norm_rope_can_store_k_and_v_into_the_cache():
+    hq, T, bs = 4, 5, 4
+    qkv = torch.randn(T, (hq + 2 * HKV) * D)
+    qw, kw = 1 + 0.1 * torch.randn(2, D)
+    pos = torch.tensor([0, 3, 7, 100, 255])
+    slots = torch.tensor([3, -1, 0, 17, 9], dtype=torch.int32)
+    rope = RotaryEmbedding(D, 256, 10000.0)
+    q_ref, k_ref = qk_norm_rope(qkv, qw, kw, rope.cos_sin_cache, pos, hq, HKV, D, 1e-6)
+    v = qkv[:, (hq + HKV) * D:].reshape(T, HKV, D)
+    want = [torch.zeros(5, bs, HKV, D) for _ in range(2)]
+    store_kv_ref(k_ref, v, *want, slots)
+    caches = to(DEV, *[torch.zeros(5, bs, HKV, D) for _ in range(2)])
+    q = qk_norm_rope(*to(DEV, qkv, qw, kw, rope.cos_sin_cache, pos), hq, HKV, D, 1e-6,
+                     kv_cache=caches, slot_mapping=slots.to(DEV))
+    torch.testing.assert_close(q.cpu(), q_ref)
+    for got, ref in zip(caches, want):  # slot -1 wrote nothing; the rest exactly
+        torch.testing.assert_close(got.cpu(), ref, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("M", [1, 3, 16])
+@pytest.mark.parametrize("block_n,split_k", [(16, 1), (32, 1), (16, 2), (32, 4)])
+def test_skinny_linear_matches_matmul(M, block_n, split_k):
+    from nanosim.gpu.kernels.skinny_gemm import SkinnyConfig, skinny_linear
+
+    g = torch.Generator().manual_seed(M)
+    x, w = torch.randn(M, 200, generator=g), torch.randn(70, 200, generator=g)  # ragged N, K
+    cfg = SkinnyConfig(block_n=block_n, block_k=32, split_k=split_k)
+    ref = x @ w.T
+    parts = skinny_linear(*to(DEV, x, w), partials=True, config=cfg).cpu()
+    assert parts.shape == (split_k, M, 70) and parts.dtype == torch.float32
+    torch.testing.assert_close(parts.sum(0), ref, atol=1e-4, rtol=1e-5)
+    if split_k == 1:
+        torch.testing.assert_close(skinny_linear(*to(DEV, x, w), config=cfg).cpu(), ref,
+                                   atol=1e-4, rtol=1e-5)
+    else:  # a split without partials would need a reduction nobody runs
+        with pytest.raises(ValueError, match="partials"):
+            skinny_linear(*to(DEV, x, w), config=cfg)
+
+
+def test_skinny_gate_up_silu_matches_unfused():
+    from nanosim.gpu.kernels.skinny_gemm import SkinnyConfig, skinny_gate_up_silu
+
+    x, w = torch.randn(2, 96), torch.randn(2 * 40, 96)
+    ref = silu_and_mul(x @ w.T) if DEV == "cuda" else torch.nn.functional.silu(x @ w[:40].T) * (x @ w[40:].T)
+    got = skinny_gate_up_silu(*to(DEV, x, w), config=SkinnyConfig(block_n=16, block_k=32))
+    torch.testing.assert_close(got.cpu(), ref, atol=1e-4, rtol=1e-5)
+
+
+def test_skinny_refuses_large_batches():
+    from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
+
+    with pytest.raises(ValueError, match="rows"):
+        skinny_linear(*to(DEV, torch.randn(SKINNY_MAX_M + 1, 8), torch.randn(4, 8)))
+
+
+def test_rms_norm_adds_split_k_partials_first():
+    g = torch.Generator().manual_seed(5)
+    parts, res, w = torch.randn(3, 4, 48, generator=g), torch.randn(4, 48, generator=g), torch.randn(48, generator=g)
+    layer = RMSNorm(48)
+    layer.weight.data = w
+    y_ref, r_ref = layer(parts.sum(0), res.clone())
+    y, r = rms_norm(*to(DEV, parts, w), 1e-6, residual=res.clone().to(DEV))
+    torch.testing.assert_close(y.cpu(), y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r.cpu(), r_ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="residual"):
+        rms_norm(*to(DEV, parts, w), 1e-6)

@@ -1,7 +1,8 @@
 """Attention backends, chosen once at start by name.
 
 Every backend has ``forward(q, k, v, k_cache, v_cache, meta, scale) -> out`` that stores the
-new K/V into the paged cache and attends over each sequence's whole context, plus
+new K/V into the paged cache (k = v = None: the model's fused kernel already did) and
+attends over each sequence's whole context, plus
 ``supports_cuda_graphs``. Modules are imported lazily so the torch path never loads triton.
 """
 from __future__ import annotations

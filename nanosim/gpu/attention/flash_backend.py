@@ -34,7 +34,8 @@ class FlashAttention:
                              "use attention='triton' or install flash-attn-4")
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
-        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        if k is not None:  # None: the fused qk-norm/rope kernel stored them
+            store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
         if self.version == 4:
             if meta.num_prefills == 0:  # decode: q (B, 1, Hq, D), the layout tested on H100
                 out = self.varlen(q.unsqueeze(1), k_cache, v_cache, seqused_k=meta.seq_lens,

@@ -52,5 +52,6 @@ class TorchAttention:
     supports_cuda_graphs = False  # loops over host-side lengths
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
-        store_kv_ref(k, v, k_cache, v_cache, meta.slot_mapping)
+        if k is not None:  # None: already stored (fused qk-norm/rope kernel)
+            store_kv_ref(k, v, k_cache, v_cache, meta.slot_mapping)
         return paged_attention_ref(q, k_cache, v_cache, meta, scale)

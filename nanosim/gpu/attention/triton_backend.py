@@ -20,8 +20,9 @@ class TritonAttention:
         self.block_m, self.block_n, self.num_splits = block_m, block_n, num_splits
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
-        """q (T, Hq, D), k/v (T, Hkv, D), caches (N, bs, Hkv, D) -> (T, Hq, D)."""
-        store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+        """q (T, Hq, D), k/v (T, Hkv, D) or None (already stored), caches (N, bs, Hkv, D) -> (T, Hq, D)."""
+        if k is not None:  # None: the fused qk-norm/rope kernel stored them
+            store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
         out = torch.empty_like(q)
         if meta.tile_seq is not None:  # CUDA-graph step: rows not in any tile stay garbage
             return tiled_varlen_attention(q, k_cache, v_cache, meta.block_tables,

@@ -127,6 +127,7 @@ def dot_precision(dtype: torch.dtype) -> str:
 # with max_model_len 4096 -> 8 splits) and did not speed up the mixed-length benchmark.
 SPLIT_TOKENS = 0
 MAX_SPLITS = 16
+DECODE_LAUNCH = {"num_warps": 4, "num_stages": 3}  # Triton's defaults
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
@@ -145,11 +146,13 @@ def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
-                           block_n: int = 64, max_seq_len: int = 0) -> torch.Tensor:
+                           block_n: int = 64, max_seq_len: int = 0, num_warps: int | None = None,
+                           num_stages: int | None = None) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
-    max_seq_len: an upper bound of seq_lens (sets the default split count, see above)."""
+    max_seq_len: an upper bound of seq_lens (sets the default split count, see above).
+    num_warps/num_stages: launch options (None: DECODE_LAUNCH, from the H100 sweep)."""
     B, Hq, D = q.shape
     _, block_size, Hkv, _ = k_cache.shape
     assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
@@ -173,7 +176,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         block_tables.stride(0), scale * LOG2E, block_size, Hq, splits,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
-        DOT_PRECISION=dot_precision(q.dtype))
+        DOT_PRECISION=dot_precision(q.dtype),
+        num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"])
     if splits > 1:
         _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq, splits,
                                  BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D))
