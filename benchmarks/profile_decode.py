@@ -1,47 +1,96 @@
-"""Where a decode step's device time goes (needs CUDA): torch.profiler over eager decode
-steps of Qwen3-0.6B shapes at a given batch, top kernels by CUDA time, kernels per step.
+"""Where a decode step's time goes (needs CUDA), for Qwen3-0.6B shapes at given batch sizes:
 
-    python benchmarks/profile_decode.py [--batch 1] [--context 1024] [--attention triton]
+  * step: runner.step wall time with CUDA graphs (packing + graph + LM head + sampler + sync)
+  * graph: the decode graph's replay alone on the GPU (CUDA events)
+  * kernels: torch.profiler over eager forwards + LM head + sampler: kernels per step, kernel
+    time per step, the top kernels
+
+    python benchmarks/profile_decode.py [--batch 1 256] [--context 1024] [--attention triton]
 """
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 
 
+def median_s(fn, reps: int = 30) -> float:
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def graph_s(runner, bs: int, reps: int = 30) -> float:
+    """GPU seconds of one replay of the decode graph of size bs (inputs as last packed)."""
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        runner.graphs.replay(bs)
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+    return statistics.median(times)
+
+
+def kernels(runner, works, steps: int, top: int):
+    from torch.profiler import ProfilerActivity, profile
+
+    from nanosim.gpu.sampler import sample
+
+    def eager_step():
+        logits = runner.logits(works)
+        ones = torch.ones(len(works), device="cuda")
+        sample(logits, ones * 0.6, ones.int() * 0, ones, ones * 0.5, False, False)
+
+    for _ in range(3):
+        eager_step()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            eager_step()
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+    total = sum(e.self_device_time_total for e in events) / steps
+    count = sum(e.count for e in events) / steps
+    print(f"  eager: {count:.0f} kernels/step, {total / 1e3:.3f} ms of kernel time/step")
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:top]:
+        print(f"  {e.self_device_time_total / steps:9.1f} us {e.count / steps:6.1f}x  {e.key[:90]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1])
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--attention", default="triton")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--top", type=int, default=14)
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("profile_decode.py needs a CUDA GPU")
-    from torch.profiler import ProfilerActivity, profile
-
     from nanosim.config import get_model
     from nanosim.gpu.inputs import SeqWork
     from nanosim.gpu.runner import ModelRunner
 
-    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max(16, a.batch),
+    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max(a.batch),
                     max_num_batched_tokens=8192, max_model_len=4096, attention=a.attention,
-                    enforce_eager=True, gpu_memory_utilization=0.5)
+                    gpu_memory_utilization=0.5, mixed_graphs=False)
     per = -(-(a.context + 1) // 256)
-    works = [SeqWork([5], a.context, list(range(i * per, (i + 1) * per)), True) for i in range(a.batch)]
-    for _ in range(5):
-        r.step(works)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(a.steps):
+    for bs in a.batch:
+        works = [SeqWork([5], a.context, list(range(i * per, (i + 1) * per)), True, 0.6)
+                 for i in range(bs)]
+        for _ in range(5):
             r.step(works)
-    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
-    total = sum(e.self_device_time_total for e in events) / a.steps
-    count = sum(e.count for e in events) / a.steps
-    print(f"batch {a.batch}, context {a.context}, {a.attention}: {count:.0f} kernels/step, "
-          f"{total / 1e3:.3f} ms of kernel time/step")
-    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:15]:
-        print(f"{e.self_device_time_total / a.steps:9.1f} us {e.count / a.steps:6.1f}x  {e.key[:90]}")
+        step = median_s(lambda: r.step(works))
+        graph = graph_s(r, r.graphs.batch_size_for(bs))
+        print(f"batch {bs}, context {a.context}, {a.attention}: step {step * 1e3:.3f} ms "
+              f"(temperature 0.6), decode graph replay {graph * 1e3:.3f} ms", flush=True)
+        kernels(r, works, a.steps, a.top)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,8 @@ def test_qk_norm_rope_can_store_k_and_v_into_the_cache():
     pos = torch.tensor([0, 3, 7, 100, 255])
     slots = torch.tensor([3, -1, 0, 17, 9], dtype=torch.int32)
     rope = RotaryEmbedding(D, 256, 10000.0)
-    q_ref, k_ref = qk_norm_rope(qkv, qw, kw, rope.cos_sin_cache, pos, hq, HKV, D, 1e-6)
+    q_ref, k_ref = (t.cpu() for t in qk_norm_rope(*to(DEV, qkv, qw, kw, rope.cos_sin_cache, pos),
+                                                   hq, HKV, D, 1e-6))
     v = qkv[:, (hq + HKV) * D:].reshape(T, HKV, D)
     want = [torch.zeros(5, bs, HKV, D) for _ in range(2)]
     store_kv_ref(k_ref, v, *want, slots)

@@ -38,6 +38,6 @@ class TritonAttention:
         if meta.num_decodes:
             paged_decode_attention(q[pt:], k_cache, v_cache, meta.block_tables[p:],
                                    meta.seq_lens[p:], scale, out=out[pt:],
-                                   num_splits=self.num_splits, block_n=self.block_n,
+                                   num_splits=self.num_splits,
                                    max_seq_len=meta.max_seq_len)
         return out

@@ -127,7 +127,10 @@ def dot_precision(dtype: torch.dtype) -> str:
 # with max_model_len 4096 -> 8 splits) and did not speed up the mixed-length benchmark.
 SPLIT_TOKENS = 0
 MAX_SPLITS = 16
-DECODE_LAUNCH = {"num_warps": 4, "num_stages": 3}  # Triton's defaults
+# H100, Qwen3-0.6B shapes (kernel_sweep.py): 2 stages and 128-token tiles without a split
+# gave 197 us vs 208 (4 warps, 3 stages, 64) at batch 128 of contexts 100..2000, equal at
+# batch 256 x 1024 (2,970 GB/s); 64-token tiles were faster at batch 1 (16 splits).
+DECODE_LAUNCH = {"num_warps": 4, "num_stages": 2}
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
@@ -146,13 +149,14 @@ def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
-                           block_n: int = 64, max_seq_len: int = 0, num_warps: int | None = None,
+                           block_n: int | None = None, max_seq_len: int = 0, num_warps: int | None = None,
                            num_stages: int | None = None) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
     max_seq_len: an upper bound of seq_lens (sets the default split count, see above).
-    num_warps/num_stages: launch options (None: DECODE_LAUNCH, from the H100 sweep)."""
+    block_n: context tokens per tile (None: 128 without a split, else 64); num_warps/num_stages:
+    launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py)."""
     B, Hq, D = q.shape
     _, block_size, Hkv, _ = k_cache.shape
     assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
@@ -165,6 +169,7 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     if not 1 <= splits <= MAX_SPLITS:
         raise ValueError(f"num_splits must be in 1..{MAX_SPLITS}, got {splits}")
     group = Hq // Hkv
+    block_n = block_n or (128 if splits == 1 else 64)
     if splits > 1:
         part_o = torch.empty(B, Hq, splits, D, dtype=torch.float32, device=q.device)
         part_lse = torch.empty(B, Hq, splits, dtype=torch.float32, device=q.device)

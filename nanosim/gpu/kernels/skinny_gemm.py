@@ -29,20 +29,21 @@ SKINNY_MAX_M = 16  # larger batches go to cuBLAS (F.linear)
 @dataclass(frozen=True)
 class SkinnyConfig:
     block_n: int = 32  # output features per program
-    block_k: int = 256  # reduction tile
+    block_k: int = 128  # reduction tile
     split_k: int = 1  # K slices (programs along grid dim 1)
     num_warps: int = 4
-    num_stages: int = 4
+    num_stages: int = 5
 
 
 def default_config(N: int, K: int, sms: int, can_split: bool) -> SkinnyConfig:
-    """Aim for >= 2 programs per SM: 32-row tiles, 16-row ones when the grid is short, then
-    (can_split: the caller takes partials) split K while each slice keeps >= 512 of it."""
-    block_n = 32 if triton.cdiv(N, 32) >= 2 * sms else 16
+    """About one program per SM (H100 sweep, benchmarks/kernel_sweep.py: qkv and o_proj of
+    Qwen3-0.6B at M = 1 were fastest with ~128 programs, 128-wide K tiles, 5 stages): 32-row
+    tiles, and (can_split: the caller takes partials) K split while that stays within one
+    program per SM and each slice keeps >= 256 of K."""
     split = 1
-    while can_split and triton.cdiv(N, block_n) * split < 2 * sms and K // (split * 2) >= 512:
+    while can_split and triton.cdiv(N, 32) * split * 2 <= sms and K // (split * 2) >= 256:
         split *= 2
-    return SkinnyConfig(block_n=block_n, split_k=split)
+    return SkinnyConfig(split_k=split)
 
 
 @triton.jit
