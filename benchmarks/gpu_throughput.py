@@ -172,12 +172,16 @@ def main() -> None:
                     help="skip the engine TPOT and the sampled batch-256 step (bigger models)")
     ap.add_argument("--decode-split-tokens", type=int, default=None,
                     help="A/B knob: longest context share per decode program (0: split by batch only)")
+    ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_throughput.py needs a CUDA GPU")
     from nanosim.gpu.llm import LLM
 
+    from nanosim.gpu.kernels import pdl
+
+    pdl.ENABLED = not a.no_pdl
     prompts, outs = workload()
     t0 = time.perf_counter()
     extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
@@ -191,7 +195,7 @@ def main() -> None:
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
            "decode_split_tokens": decode_attention_split(),
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
-           "engine_start_s": start_s, "chunked_prefill": a.chunked_prefill}
+           "engine_start_s": start_s, "pdl": pdl.ENABLED, "chunked_prefill": a.chunked_prefill}
     for key, fn in (("throughput", lambda: engine_throughput(llm, prompts, outs)),
                     ("decode_step_s", lambda: {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}),
                     ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),

@@ -2,6 +2,7 @@
 
   * step: runner.step wall time with CUDA graphs (packing + graph + LM head + sampler + sync)
   * graph: the decode graph's replay alone on the GPU (CUDA events)
+  * phases: the step replayed by hand: packing (CPU ms), upload + graph, LM head, sampler
   * kernels: torch.profiler over eager forwards + LM head + sampler: kernels per step, kernel
     time per step, the top kernels
 
@@ -40,6 +41,39 @@ def graph_s(runner, bs: int, reps: int = 30) -> float:
     return statistics.median(times)
 
 
+def phases(runner, works, reps: int = 30) -> str:
+    """runner.step's phases, replayed by hand (medians, ms): host packing (CPU), then on the
+    GPU upload + graph, LM head, sampler + copy back, and the whole wall time."""
+    from nanosim.gpu.sampler import sample
+
+    bs = runner.graphs.batch_size_for(len(works))
+    rows = {k: [] for k in ("pack", "graph", "lm_head", "sample", "wall")}
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        ev = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        t0 = time.perf_counter()
+        inp = runner.packer.pack(works, runner.num_kv_blocks, bs)
+        t1 = time.perf_counter()
+        ev[0].record()
+        inp.upload()
+        hidden = runner.graphs.replay(bs)[:len(works)]
+        ev[1].record()
+        logits = runner.model.compute_logits(hidden)
+        ev[2].record()
+        ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
+                     inp.needs_sort)
+        out = runner._tokens_host[:len(works)]
+        out.copy_(ids, non_blocking=True)
+        ev[3].record()
+        ev[3].synchronize()
+        out.tolist()
+        rows["wall"].append(time.perf_counter() - t0)
+        rows["pack"].append(t1 - t0)
+        for k, a, b in (("graph", 0, 1), ("lm_head", 1, 2), ("sample", 2, 3)):
+            rows[k].append(ev[a].elapsed_time(ev[b]) / 1e3)
+    return ", ".join(f"{k} {statistics.median(v) * 1e3:.3f}" for k, v in rows.items())
+
+
 def kernels(runner, works, steps: int, top: int):
     from torch.profiler import ProfilerActivity, profile
 
@@ -70,9 +104,13 @@ def main() -> None:
     ap.add_argument("--attention", default="triton")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=14)
+    ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("profile_decode.py needs a CUDA GPU")
+    from nanosim.gpu.kernels import pdl
+
+    pdl.ENABLED = not a.no_pdl
     from nanosim.config import get_model
     from nanosim.gpu.inputs import SeqWork
     from nanosim.gpu.runner import ModelRunner
@@ -90,6 +128,7 @@ def main() -> None:
         graph = graph_s(r, r.graphs.batch_size_for(bs))
         print(f"batch {bs}, context {a.context}, {a.attention}: step {step * 1e3:.3f} ms "
               f"(temperature 0.6), decode graph replay {graph * 1e3:.3f} ms", flush=True)
+        print(f"  phases (ms): {phases(r, works)}", flush=True)
         kernels(r, works, a.steps, a.top)
 
 

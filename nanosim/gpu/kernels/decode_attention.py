@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+
 LOG2E = 1.4426950408889634
 
 
@@ -46,7 +48,8 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
                    qk_scale, block_size, num_q_heads, num_splits,
                    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
-                   DOT_PRECISION: tl.constexpr):
+                   DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr):
+    pdl_enter(USE_PDL)
     # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
     # split counts never triggers a fresh compile in the middle of a replay
     b = tl.program_id(0)
@@ -95,7 +98,8 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
 @triton.jit(do_not_specialize=["num_splits"])
 def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num_q_heads,
                     num_splits, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_D: tl.constexpr):
+                    BLOCK_D: tl.constexpr, USE_PDL: tl.constexpr):
+    pdl_enter(USE_PDL)
     # Grid (B, Hq): weight each split's output by exp2(lse_s - max lse).
     b = tl.program_id(0)
     h = tl.program_id(1)
@@ -182,8 +186,10 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype),
-        num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"])
+        num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
+        **pdl_launch(q.device))
     if splits > 1:
         _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq, splits,
-                                 BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D))
+                                 BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D),
+                                 **pdl_launch(q.device))
     return out

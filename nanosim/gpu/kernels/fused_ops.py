@@ -15,10 +15,14 @@ import torch
 import triton
 import triton.language as tl
 
+from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+
 
 @triton.jit
 def _rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, stride_p, stride_x, stride_r, stride_o, N, eps,
-                     HAS_RES: tl.constexpr, PARTS: tl.constexpr, BLOCK: tl.constexpr):
+                     HAS_RES: tl.constexpr, PARTS: tl.constexpr, BLOCK: tl.constexpr,
+                     USE_PDL: tl.constexpr):
+    pdl_enter(USE_PDL)
     row = tl.program_id(0)
     c = tl.arange(0, BLOCK)
     ok = c < N
@@ -55,12 +59,14 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float,
         assert res.stride(1) == 1
         _rms_norm_kernel[(R,)](x, res, weight, out, x.stride(0) if parts else 0, x.stride(-2),
                                res.stride(0), out.stride(0), N, eps, HAS_RES=residual is not None,
-                               PARTS=parts, BLOCK=triton.next_power_of_2(N))
+                               PARTS=parts, BLOCK=triton.next_power_of_2(N), **pdl_launch(x.device))
     return out if residual is None else (out, residual)
 
 
 @triton.jit
-def _silu_and_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, N, BLOCK: tl.constexpr):
+def _silu_and_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, N, BLOCK: tl.constexpr,
+                         USE_PDL: tl.constexpr):
+    pdl_enter(USE_PDL)
     row = tl.program_id(0)
     c = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     ok = c < N
@@ -77,7 +83,8 @@ def silu_and_mul(x: torch.Tensor, block: int = 1024) -> torch.Tensor:
     out = torch.empty(T, N2 // 2, dtype=x.dtype, device=x.device)
     if T:
         _silu_and_mul_kernel[(T, triton.cdiv(N2 // 2, block))](x, out, x.stride(0), out.stride(0),
-                                                              N2 // 2, BLOCK=block)
+                                                              N2 // 2, BLOCK=block,
+                                                              **pdl_launch(x.device))
     return out
 
 
@@ -85,11 +92,12 @@ def silu_and_mul(x: torch.Tensor, block: int = 1024) -> torch.Tensor:
 def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, cos_sin_ptr, pos_ptr, q_ptr, k_ptr, v_ptr,
                          slot_ptr, stride_t, eps, HQ: tl.constexpr, HKV: tl.constexpr,
                          HEAD_DIM: tl.constexpr, HALF: tl.constexpr, BLOCK_HALF: tl.constexpr,
-                         STORE: tl.constexpr):
+                         STORE: tl.constexpr, USE_PDL: tl.constexpr):
     # Grid (T, HQ + HKV [+ HKV if STORE]): head h < HQ is a q head, then k heads, then (STORE)
     # v heads. In a qkv row the q heads come first, then the k and v heads, each HEAD_DIM
     # wide, so the source is h * HEAD_DIM. STORE: k and v go straight into the paged caches
     # k_ptr/v_ptr (N, block_size, HKV, HEAD_DIM) at slot_ptr[t] (-1: skip); else k to k_ptr.
+    pdl_enter(USE_PDL)
     t = tl.program_id(0)
     h = tl.program_id(1)
     is_q = h < HQ
@@ -160,5 +168,5 @@ def qk_norm_rope(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tens
         _qk_norm_rope_kernel[(T, heads)](
             qkv, q_weight, k_weight, cos_sin_cache, positions, q, k_out, v_out, slot_mapping,
             qkv.stride(0), eps, HQ=num_q_heads, HKV=num_kv_heads, HEAD_DIM=head_dim, HALF=half,
-            BLOCK_HALF=triton.next_power_of_2(half), STORE=store)
+            BLOCK_HALF=triton.next_power_of_2(half), STORE=store, **pdl_launch(qkv.device))
     return q if store else (q, k_out)

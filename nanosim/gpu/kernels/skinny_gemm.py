@@ -23,6 +23,8 @@ import torch
 import triton
 import triton.language as tl
 
+from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+
 SKINNY_MAX_M = 16  # larger batches go to cuBLAS (F.linear)
 
 
@@ -49,8 +51,10 @@ def default_config(N: int, K: int, sms: int, can_split: bool) -> SkinnyConfig:
 @triton.jit
 def _skinny_kernel(x_ptr, w_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_os, stride_om,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                   SPLIT_K: tl.constexpr, GATE_UP: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                   SPLIT_K: tl.constexpr, GATE_UP: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                   USE_PDL: tl.constexpr):
     # Grid (cdiv(N, BLOCK_N), SPLIT_K). GATE_UP: N is I, gate rows n and up rows I + n.
+    pdl_enter(USE_PDL)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     m = tl.arange(0, BLOCK_M)
@@ -109,7 +113,7 @@ def _launch(x: torch.Tensor, w: torch.Tensor, N: int, gate_up: bool, partials: b
         x, w, out, M, N, K, x.stride(0), w.stride(0), out.stride(0) if partials else 0,
         out.stride(-2), BLOCK_M=16, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         SPLIT_K=split, GATE_UP=gate_up, DOT_PRECISION=dot_precision(x.dtype),
-        num_warps=config.num_warps, num_stages=config.num_stages)
+        num_warps=config.num_warps, num_stages=config.num_stages, **pdl_launch(x.device))
     return out
 
 
