@@ -67,3 +67,13 @@ def test_uniforms_are_deterministic_and_spread():
     assert (0 <= u1).all() and (u1 < 1).all() and abs(u1.mean() - 0.5) < 0.01
     hist = np.histogram(u1, bins=10, range=(0, 1))[0]
     assert hist.min() > 1800
+
+
+def test_uniforms_small_batch_path_equals_the_vectorised_one():
+    """Batches of <= 16 rows hash with Python ints: the same bits as the numpy path."""
+    rng = np.random.default_rng(0)
+    for base in (0, 7, 2**31 + 5, 2**40 + 3):
+        seeds, pos = rng.integers(-2**62, 2**62, 400), rng.integers(0, 2**31, 400)
+        big = uniforms(seeds, pos, base)  # > 16 rows: numpy
+        small = np.concatenate([uniforms(seeds[i:i + 8], pos[i:i + 8], base) for i in range(0, 400, 8)])
+        np.testing.assert_array_equal(big, small)

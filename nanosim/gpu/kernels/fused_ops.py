@@ -92,36 +92,37 @@ def silu_and_mul(x: torch.Tensor, block: int = 1024) -> torch.Tensor:
 def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, cos_sin_ptr, pos_ptr, q_ptr, k_ptr, v_ptr,
                          slot_ptr, stride_t, eps, HQ: tl.constexpr, HKV: tl.constexpr,
                          HEAD_DIM: tl.constexpr, HALF: tl.constexpr, BLOCK_HALF: tl.constexpr,
-                         STORE: tl.constexpr, USE_PDL: tl.constexpr):
-    # Grid (T, HQ + HKV [+ HKV if STORE]): head h < HQ is a q head, then k heads, then (STORE)
-    # v heads. In a qkv row the q heads come first, then the k and v heads, each HEAD_DIM
-    # wide, so the source is h * HEAD_DIM. STORE: k and v go straight into the paged caches
-    # k_ptr/v_ptr (N, block_size, HKV, HEAD_DIM) at slot_ptr[t] (-1: skip); else k to k_ptr.
+                         BLOCK_HEADS: tl.constexpr, STORE: tl.constexpr, USE_PDL: tl.constexpr):
+    # Grid (T,): one program per token, all its heads as rows of a (BLOCK_HEADS, BLOCK_HALF)
+    # tile per rotary half. Row h < HQ is a q head, then HKV k heads, then (STORE) HKV v heads;
+    # in a qkv row they sit in that order, HEAD_DIM wide, so row h starts at h * HEAD_DIM.
+    # STORE: k and v go straight into the paged caches k_ptr/v_ptr (N, block_size, HKV,
+    # HEAD_DIM) at slot_ptr[t] (-1: skip); else k goes to k_ptr (T, HKV, HEAD_DIM).
     pdl_enter(USE_PDL)
     t = tl.program_id(0)
-    h = tl.program_id(1)
+    h = tl.arange(0, BLOCK_HEADS)[:, None]  # (BLOCK_HEADS, 1)
+    c = tl.arange(0, BLOCK_HALF)[None, :]  # (1, BLOCK_HALF)
     is_q = h < HQ
     is_k = (h >= HQ) & (h < HQ + HKV)
-    is_v = h >= HQ + HKV
-    c = tl.arange(0, BLOCK_HALF)
-    ok = c < HALF
+    is_v = (h >= HQ + HKV) & (h < HQ + HKV + HKV * STORE)  # none unless STORE
+    ok = (c < HALF) & (is_q | is_k | is_v)
     src = qkv_ptr + t * stride_t + h * HEAD_DIM
     x1 = tl.load(src + c, mask=ok, other=0.0).to(tl.float32)
     x2 = tl.load(src + HALF + c, mask=ok, other=0.0).to(tl.float32)
-    inv = 1.0 / tl.sqrt((tl.sum(x1 * x1, 0) + tl.sum(x2 * x2, 0)) / HEAD_DIM + eps)
-    w1 = tl.load(qw_ptr + c, mask=ok & is_q, other=0.0) + tl.load(kw_ptr + c, mask=ok & is_k, other=0.0)
-    w2 = tl.load(qw_ptr + HALF + c, mask=ok & is_q, other=0.0) + \
-        tl.load(kw_ptr + HALF + c, mask=ok & is_k, other=0.0)
+    inv = 1.0 / tl.sqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1)) / HEAD_DIM + eps)[:, None]
+    c_ok = c < HALF
+    w1 = tl.where(is_q, tl.load(qw_ptr + c, mask=c_ok, other=0.0), tl.load(kw_ptr + c, mask=c_ok, other=0.0))
+    w2 = tl.where(is_q, tl.load(qw_ptr + HALF + c, mask=c_ok, other=0.0),
+                  tl.load(kw_ptr + HALF + c, mask=c_ok, other=0.0))
     dt = q_ptr.dtype.element_ty
     y1 = ((x1 * inv).to(dt).to(tl.float32) * w1.to(tl.float32)).to(dt).to(tl.float32)
     y2 = ((x2 * inv).to(dt).to(tl.float32) * w2.to(tl.float32)).to(dt).to(tl.float32)
     pos = tl.load(pos_ptr + t).to(tl.int64)
-    cos = tl.load(cos_sin_ptr + pos * HEAD_DIM + c, mask=ok, other=0.0)
-    sin = tl.load(cos_sin_ptr + pos * HEAD_DIM + HALF + c, mask=ok, other=0.0)
+    cos = tl.load(cos_sin_ptr + pos * HEAD_DIM + c, mask=c_ok, other=0.0)
+    sin = tl.load(cos_sin_ptr + pos * HEAD_DIM + HALF + c, mask=c_ok, other=0.0)
     o1 = (y1 * cos - y2 * sin).to(dt)
     o2 = (y2 * cos + y1 * sin).to(dt)
-    qh = tl.minimum(h, HQ - 1)
-    q_dst = q_ptr + (t * HQ + qh) * HEAD_DIM
+    q_dst = q_ptr + (t * HQ + tl.minimum(h, HQ - 1)) * HEAD_DIM
     tl.store(q_dst + c, o1, mask=ok & is_q)
     tl.store(q_dst + HALF + c, o2, mask=ok & is_q)
     kh = tl.minimum(tl.maximum(h - HQ, 0), HKV - 1)
@@ -130,8 +131,7 @@ def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, cos_sin_ptr, pos_ptr, q_ptr, k
         row = tl.maximum(slot, 0) * HKV * HEAD_DIM
         k_dst = k_ptr + row + kh * HEAD_DIM
         k_ok = ok & is_k & (slot >= 0)
-        vh = tl.maximum(h - HQ - HKV, 0)
-        v_dst = v_ptr + row + vh * HEAD_DIM
+        v_dst = v_ptr + row + tl.minimum(tl.maximum(h - HQ - HKV, 0), HKV - 1) * HEAD_DIM
         v_ok = ok & is_v & (slot >= 0)
         tl.store(v_dst + c, x1.to(dt), mask=v_ok)
         tl.store(v_dst + HALF + c, x2.to(dt), mask=v_ok)
@@ -164,9 +164,11 @@ def qk_norm_rope(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tens
         v_out, slot_mapping = k_out, positions  # unused
     if T:
         half = head_dim // 2
-        heads = num_q_heads + num_kv_heads * (2 if store else 1)
-        _qk_norm_rope_kernel[(T, heads)](
+        heads = triton.next_power_of_2(num_q_heads + num_kv_heads * (2 if store else 1))
+        block_half = triton.next_power_of_2(half)
+        _qk_norm_rope_kernel[(T,)](
             qkv, q_weight, k_weight, cos_sin_cache, positions, q, k_out, v_out, slot_mapping,
             qkv.stride(0), eps, HQ=num_q_heads, HKV=num_kv_heads, HEAD_DIM=head_dim, HALF=half,
-            BLOCK_HALF=triton.next_power_of_2(half), STORE=store, **pdl_launch(qkv.device))
+            BLOCK_HALF=block_half, BLOCK_HEADS=heads, STORE=store,
+            num_warps=4 if heads * block_half <= 2048 else 8, **pdl_launch(qkv.device))
     return q if store else (q, k_out)
