@@ -160,7 +160,8 @@ def cmd_profile(a) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-        prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress, tp=llm.tp)
+        prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress, tp=llm.tp,
+                              passes=a.passes)
         if bar is not None:
             bar.close()
     save_profile(prof, a.out)
@@ -277,6 +278,8 @@ def _real_parsers(sub) -> None:
     pr = sub.add_parser("profile", help="measure step times on this GPU -> profile JSON")
     _real_args(pr)
     pr.add_argument("--reps", type=int, default=5, help="timed repeats per point (median)")
+    pr.add_argument("--passes", type=int, default=2,
+                    help="alternating sweeps over the grid; a point is the median of its passes")
     pr.set_defaults(func=cmd_profile)
 
     va = sub.add_parser("validate", help="real replay vs simulation of one trace on this GPU")

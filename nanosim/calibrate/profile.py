@@ -75,6 +75,21 @@ def spin_up(runner, comp: Composition, seconds: float = 2.0) -> None:
         runner.step(works)
 
 
+def median_of_passes(keys: list, measure: Callable, passes: int,
+                     progress: Callable[[int, int], None] | None = None) -> dict:
+    """{key: median of measure(key) over `passes` sweeps of keys, alternately forward and
+    backward} (slow drift then lands on each point from both sides)."""
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    samples: dict = {k: [] for k in keys}
+    for p in range(passes):
+        for i, k in enumerate(keys if p % 2 == 0 else keys[::-1]):
+            samples[k].append(measure(k))
+            if progress is not None:
+                progress(p * len(keys) + i + 1, passes * len(keys))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 def versions(runner) -> dict:
     import torch
 
@@ -97,9 +112,14 @@ def _version(module: str) -> str | None:
 
 
 def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
-                   progress: Callable[[int, int], None] | None = None, tp: int = 1) -> Profile:
+                   progress: Callable[[int, int], None] | None = None, tp: int = 1,
+                   passes: int = 2) -> Profile:
     """Measure the default grid (points that fit this runner's KV cache and limits).
-    tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded."""
+    tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded.
+    passes: sweeps over the whole grid, alternately forward and backward; a point's time is
+    the median of its passes (an even count cancels a linear drift exactly). Host and clock drift on a shared machine is slow and one sweep
+    puts it into neighbouring points alike (our H100 profile read a batch-4 step faster
+    than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it)."""
     import torch
 
     dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
@@ -107,22 +127,17 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     comps = {decode_shape(b, c): Composition(num_decodes=b, decode_context=c) for b, c in dec}
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
-    measure, done = timer(runner, reps, warmup, between=decode_between(runner)), [0]
+    measure = timer(runner, reps, warmup, between=decode_between(runner))
     spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
-
-    def measure_shape(shape) -> float:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], len(comps))
-        return measure(comps[shape])
-
+    times = median_of_passes(list(comps), lambda shape: measure(comps[shape]), passes, progress)
     return build_profile(
-        runner.spec, gpu_name, tp, measure_shape, dec, pre, [m.shape for m in mixed],
+        runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
         notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
-               f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up; "
+               f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
+               f"median of {passes} alternating passes over the grid; "
                f"steps with a prefill each after 8 decode steps"))

@@ -88,3 +88,26 @@ def test_profile_round_trip_and_grid_fits_limits(fitted, tmp_path):
     for b, c in dec:
         assert Composition(num_decodes=b, decode_context=c).blocks_needed(256) <= 100 and b <= 64
     assert all(q <= 2048 for q, _ in pre) and all(m.tokens() <= 2048 for m in mixed)
+
+
+def test_profile_passes_alternate_direction_and_take_the_median():
+    """A clock that drifts linearly over the sweep biases a single pass by grid position;
+    an even number of alternating passes cancels it for every point."""
+    from nanosim.calibrate.profile import median_of_passes
+
+    keys = list("abcde")
+    for passes in (1, 2, 4):
+        clock, seen, calls = [0], [], []
+
+        def measure(k):  # true time 1.0 for every point, plus 0.01 of drift per measurement
+            seen.append(k)
+            clock[0] += 1
+            return 1.0 + 0.01 * clock[0]
+
+        got = median_of_passes(keys, measure, passes, progress=lambda d, t: calls.append((d, t)))
+        assert seen == (keys + keys[::-1]) * (passes // 2) + keys * (passes % 2)
+        assert calls[-1] == (5 * passes, 5 * passes) and len(calls) == 5 * passes
+        spread = max(got.values()) - min(got.values())
+        assert spread == pytest.approx(0.04 if passes == 1 else 0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="passes"):
+        median_of_passes(keys, measure, 0)
