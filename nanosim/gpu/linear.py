@@ -53,7 +53,7 @@ class _ParallelLinear(nn.Module):
         if self.skinny:
             from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
 
-            if x.shape[0] <= SKINNY_MAX_M:
+            if 0 < x.shape[0] <= SKINNY_MAX_M:
                 return skinny_linear(x, self.weight, partials=partials)
         return F.linear(x, self.weight)
 

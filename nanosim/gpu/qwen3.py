@@ -74,7 +74,7 @@ class Qwen3MLP(nn.Module):
         if self.fused:
             from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_gate_up_silu
 
-            if x.shape[0] <= SKINNY_MAX_M:  # SwiGLU in the GEMM's epilogue
+            if 0 < x.shape[0] <= SKINNY_MAX_M:  # SwiGLU in the GEMM's epilogue
                 return self.down_proj(skinny_gate_up_silu(x, self.gate_up_proj.weight))
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
