@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from nanosim.gpu.kernels.decode_attention import dot_precision
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
 
 SKINNY_MAX_M = 16  # larger batches go to cuBLAS (F.linear)
@@ -107,8 +108,6 @@ def _launch(x: torch.Tensor, w: torch.Tensor, N: int, gate_up: bool, partials: b
         out = torch.empty(split, M, N, dtype=torch.float32, device=x.device)
     else:
         out = torch.empty(M, N, dtype=x.dtype, device=x.device)
-    from nanosim.gpu.kernels.decode_attention import dot_precision
-
     _skinny_kernel[(triton.cdiv(N, config.block_n), split)](
         x, w, out, M, N, K, x.stride(0), w.stride(0), out.stride(0) if partials else 0,
         out.stride(-2), BLOCK_M=16, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
