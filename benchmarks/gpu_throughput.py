@@ -75,8 +75,10 @@ def time_split(llm, wall_s: float) -> dict:
 
 
 def decode_latency(runner, batch: int, context: int = 1024, reps: int = 50,
-                   temperature: float = 0.0) -> float:
-    """Median seconds of one decode step of `batch` sequences at `context` tokens."""
+                   temperature: float = 0.0, fast: bool = False) -> float:
+    """Median seconds of one decode step of `batch` sequences at `context` tokens: runner.step
+    (inputs packed anew), or with fast=True runner.step_next after one step (the engine's
+    steady-decode path: inputs edited in place; the context grows by one token a step)."""
     from nanosim.gpu.inputs import SeqWork
 
     per = -(-(context + 1) // runner.block_size)
@@ -85,6 +87,14 @@ def decode_latency(runner, batch: int, context: int = 1024, reps: int = 50,
     for _ in range(5):
         runner.step(works)
     times = []
+    if fast:
+        runner.step(works)
+        for _ in range(reps):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            runner.step_next()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
     for _ in range(reps):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -172,6 +182,8 @@ def main() -> None:
                     help="skip the engine TPOT and the sampled batch-256 step (bigger models)")
     ap.add_argument("--decode-split-tokens", type=int, default=None,
                     help="A/B knob: longest context share per decode program (0: split by batch only)")
+    ap.add_argument("--no-fast-decode", action="store_true",
+                    help="A/B knob: every engine step packs its inputs anew (no runner.step_next)")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -192,12 +204,16 @@ def main() -> None:
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
               tensor_parallel_size=a.tp, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
+    llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
            "decode_split_tokens": decode_attention_split(),
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
-           "engine_start_s": start_s, "pdl": pdl.ENABLED, "chunked_prefill": a.chunked_prefill}
+           "engine_start_s": start_s, "pdl": pdl.ENABLED, "chunked_prefill": a.chunked_prefill,
+           "fast_decode": not a.no_fast_decode}
     for key, fn in (("throughput", lambda: engine_throughput(llm, prompts, outs)),
                     ("decode_step_s", lambda: {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}),
+                    ("decode_step_next_s", lambda: {b: decode_latency(llm.runner, b, fast=True)
+                                                    for b in (1, 64, 256)} if a.tp == 1 else {}),
                     ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),
                     ("engine_tpot_b1_s", lambda: engine_tpot(llm)),
                     ("roofline", lambda: roofline(prompts, outs, a.model, a.tp))):
@@ -223,6 +239,8 @@ def main() -> None:
     print(f"roofline tok/s      {res['roofline']['tok_s']:10.0f}  -> {100 * thr / res['roofline']['tok_s']:.0f}% of roofline")
     for b, s in res["decode_step_s"].items():
         print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step, context 1024)")
+    for b, s in res.get("decode_step_next_s", {}).items():
+        print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step_next: the engine's steady decode)")
     if "engine_tpot_b1_s" in res:
         print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
     if "hf" in res:

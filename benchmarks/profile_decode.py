@@ -1,10 +1,13 @@
 """Where a decode step's time goes (needs CUDA), for Qwen3-0.6B shapes at given batch sizes:
 
-  * step: runner.step wall time with CUDA graphs (packing + graph + LM head + sampler + sync)
+  * step: runner.step wall time with CUDA graphs (packing + graph + LM head + sampler + sync);
+    step_next: the same for the steady-decode fast path (inputs edited in place)
   * graph: the decode graph's replay alone on the GPU (CUDA events)
   * phases: the step replayed by hand: packing (CPU ms), upload + graph, LM head, sampler
   * kernels: torch.profiler over eager forwards + LM head + sampler: kernels per step, kernel
     time per step, the top kernels
+  * --prefill N: the same for one prefill step of about N tokens made of prompts of 100..1024
+    tokens (gpu_throughput.py's first step), eager
 
     python benchmarks/profile_decode.py [--batch 1 256] [--context 1024] [--attention triton]
 """
@@ -74,6 +77,25 @@ def phases(runner, works, reps: int = 30) -> str:
     return ", ".join(f"{k} {statistics.median(v) * 1e3:.3f}" for k, v in rows.items())
 
 
+def prefill_works(tokens: int, block_size: int, num_blocks: int):
+    """Prompts of gpu_throughput.py's workload (lengths uniform in 100..1024, seed 0) until
+    about ``tokens`` tokens, each with its own blocks."""
+    from random import randint, seed
+
+    from nanosim.gpu.inputs import SeqWork
+
+    seed(0)
+    works, total, nxt = [], 0, 0
+    while True:
+        n = randint(100, 1024)
+        if total + n > tokens:
+            return works
+        per = -(-n // block_size)
+        table = [b % num_blocks for b in range(nxt, nxt + per)]  # timing only: blocks may repeat
+        works.append(SeqWork([randint(0, 10000) for _ in range(n)], 0, table, True, 0.6))
+        total, nxt = total + n, nxt + per
+
+
 def kernels(runner, works, steps: int, top: int):
     from torch.profiler import ProfilerActivity, profile
 
@@ -104,6 +126,7 @@ def main() -> None:
     ap.add_argument("--attention", default="triton")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--top", type=int, default=14)
+    ap.add_argument("--prefill", type=int, default=0, help="also one prefill step of ~N tokens")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -116,7 +139,7 @@ def main() -> None:
     from nanosim.gpu.runner import ModelRunner
 
     r = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max(a.batch),
-                    max_num_batched_tokens=8192, max_model_len=4096, attention=a.attention,
+                    max_num_batched_tokens=max(8192, a.prefill), max_model_len=4096, attention=a.attention,
                     gpu_memory_utilization=0.5, mixed_graphs=False)
     per = -(-(a.context + 1) // 256)
     for bs in a.batch:
@@ -125,11 +148,22 @@ def main() -> None:
         for _ in range(5):
             r.step(works)
         step = median_s(lambda: r.step(works))
+        for w in works:  # a spare block: step_next runs the context past a block boundary
+            w.block_table.append(w.block_table[-1])
+        r.step(works)
+        step_next = median_s(r.step_next)
         graph = graph_s(r, r.graphs.batch_size_for(bs))
-        print(f"batch {bs}, context {a.context}, {a.attention}: step {step * 1e3:.3f} ms "
-              f"(temperature 0.6), decode graph replay {graph * 1e3:.3f} ms", flush=True)
+        print(f"batch {bs}, context {a.context}, {a.attention}: step {step * 1e3:.3f} ms, "
+              f"step_next {step_next * 1e3:.3f} ms (temperature 0.6), decode graph replay "
+              f"{graph * 1e3:.3f} ms", flush=True)
         print(f"  phases (ms): {phases(r, works)}", flush=True)
         kernels(r, works, a.steps, a.top)
+    if a.prefill:
+        works = prefill_works(a.prefill, 256, r.num_kv_blocks)
+        n = sum(len(w.token_ids) for w in works)
+        step = median_s(lambda: r.step(works), reps=10)
+        print(f"prefill step: {len(works)} prompts, {n} tokens, {a.attention}: {step * 1e3:.3f} ms", flush=True)
+        kernels(r, works, 3, a.top)
 
 
 if __name__ == "__main__":

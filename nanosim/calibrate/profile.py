@@ -2,7 +2,9 @@
 
 Each point is a real runner.step() on synthetic sequences (distinct KV blocks, CUDA graphs
 as in serving), timed as the GpuBackend times a step: host wall time from input packing to
-the sampled tokens back on the host; the median of ``reps`` after ``warmup`` runs. Written
+the sampled tokens back on the host; the median of ``reps`` after ``warmup`` runs. Decode
+points are timed on the path steady decoding takes in serving: runner.step_next() right
+after an untimed step() of the same rows (inputs edited in place, not packed anew). Written
 as a versioned profile JSON (nanosim/sim/profile.py) that `nanosim simulate --profile` and
 `nanosim validate` read.
 """
@@ -35,17 +37,36 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
+        fast = not comp.num_prefills and getattr(runner, "can_step_next", None) is not None
         for _ in range(warmup):
             runner.step(comp.works(runner.block_size, SeqWork))
         times: list[float] = []
         while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
             if between is not None:
                 between(comp)
+            if fast:
+                times.append(_time_step_next(runner, comp.works(runner.block_size, SeqWork)))
+                continue
             t0 = time.perf_counter()
             runner.step(comp.works(runner.block_size, SeqWork))
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
     return measure
+
+
+def _time_step_next(runner, works) -> float:
+    """Wall time of the step_next that follows an untimed step() of ``works`` (decodes; each
+    table gets a spare block id, which the next position may need), or of that step() when
+    the runner armed no fast path (no CUDA graph for this size)."""
+    for w in works:
+        w.block_table.append(w.block_table[-1])
+    t0 = time.perf_counter()
+    runner.step(works)
+    if not runner.can_step_next:
+        return time.perf_counter() - t0
+    t0 = time.perf_counter()
+    runner.step_next()
+    return time.perf_counter() - t0
 
 
 def decode_between(runner, steps: int = 8) -> Callable[[Composition], None]:

@@ -7,6 +7,10 @@ done before the forward (the freed GPU blocks may be reused by this very step).
 duration_s is the host wall time of the whole execute(): input packing, the forward, the
 sampler and the copy back of the sampled tokens (the runner synchronizes), i.e. what one
 engine step costs apart from the scheduler's own Python time.
+
+Steady decoding takes the runner's fast path: when a decode-only step's sequences all
+decoded in the previous step too (which was a CUDA-graph decode step), no SeqWork is built
+and runner.step_next(keep) edits the previous step's packed inputs (runner.py).
 """
 from __future__ import annotations
 
@@ -57,16 +61,37 @@ class GpuBackend:
         self.num_host_blocks = num_host_blocks
         self.default_sampling = SamplingParams()  # for requests added without their own
         self.vocab_size = runner.spec.vocab_size
+        self.fast_decode = True  # use runner.step_next when it applies (off: an A/B switch)
+        self._prev_decodes: list[Sequence] = []  # the last step's decode rows, when it armed step_next
 
     def execute(self, batch: ScheduledBatch) -> StepResult:
         t0 = time.perf_counter()
-        if batch.swap_out or batch.swap_in:
+        swaps = batch.swap_out or batch.swap_in
+        if swaps:
             self._swap(batch.swap_out, to_host=True)
             self._swap(batch.swap_in, to_host=False)
-        works = [self._work(c.seq, c.start, c.num_tokens, c.is_last) for c in batch.prefills]
-        works += [self._work(s, s.num_tokens - 1, 1, True) for s in batch.decodes]
-        out = self.runner.step(works) if works else None
+        keep = self._fast_rows(batch) if not (swaps or batch.prefills) else False
+        if keep is not False:
+            out = self.runner.step_next(keep)
+        else:
+            works = [self._work(c.seq, c.start, c.num_tokens, c.is_last) for c in batch.prefills]
+            works += [self._work(s, s.num_tokens - 1, 1, True) for s in batch.decodes]
+            out = self.runner.step(works) if works else None
+        armed = out is not None and getattr(self.runner, "can_step_next", False)
+        self._prev_decodes = batch.decodes if armed else []
         return StepResult(time.perf_counter() - t0, [] if out is None else out.token_ids)
+
+    def _fast_rows(self, batch: ScheduledBatch):
+        """Rows of the previous step that make up this decode-only step (None: all of them in
+        order), or False when the fast path does not apply (a sequence new to decoding)."""
+        prev, cur = self._prev_decodes, batch.decodes
+        if not (self.fast_decode and prev and cur):
+            return False
+        if cur == prev:  # identity comparison of the same sequences, in C
+            return None
+        row = {id(s): i for i, s in enumerate(prev)}
+        keep = [row.get(id(s), -1) for s in cur]
+        return False if -1 in keep else keep
 
     def _work(self, seq: Sequence, start: int, n: int, samples: bool) -> SeqWork:
         sp = seq.sampling or self.default_sampling

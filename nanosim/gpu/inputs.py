@@ -119,6 +119,9 @@ class InputPacker:
         self.mixed = (_Staging(self.mixed_layout["block_tables"][1], device)
                       if mixed_max_tokens else None)
         self._mixed_views: dict[tuple[int, int], StepInputs] = {}
+        # the last decode-graph pack, which pack_next advances: (its seeds (B,), all greedy)
+        self._graph_seeds: np.ndarray | None = None
+        self._graph_greedy = True
 
     def num_tiles(self, num_tokens: int) -> int:
         """Varlen-kernel programs (per head) of a mixed graph of num_tokens tokens."""
@@ -151,6 +154,10 @@ class InputPacker:
         qsl, seq_lens = self._fill_tokens(v, works, lens, starts, need, width, num_blocks,
                                           graph_bs or mixed_tokens, rows_too=bool(graph_bs))
         all_greedy = self._fill_sampling(v, works, rows, qsl, seq_lens)
+        self._graph_seeds = None
+        if graph_bs and len(rows) == B:  # every row samples: pack_next can advance it
+            self._graph_seeds = np.fromiter((w.seed for w in works), np.int64, B)
+            self._graph_greedy = all_greedy
         if mixed_tokens:
             n = self.num_tiles(mixed_tokens)
             v["tile_seq"][:n], v["tile_m"][:n] = tile_map(lens, n, self.tile_block_m)
@@ -163,6 +170,57 @@ class InputPacker:
         inp.all_greedy, inp.num_words = all_greedy, lay["block_tables"][0] + B * width
         S = len(rows)
         inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
+        return inp
+
+    def pack_next(self, tables: list, keep: list[int] | None, tokens: np.ndarray,
+                  num_blocks: int, graph_bs: int) -> StepInputs:
+        """The decode step that follows the last decode-graph pack, edited in place instead of
+        packed anew (~20x less host time at 256 rows): rows ``keep`` of it (None: all), each
+        one token further, fed ``tokens`` (the tokens sampled for those rows). ``tables`` are
+        the previous step's live block tables by row: a row whose new token starts a block
+        reads that block from it (the scheduler has appended it). Padded to ``graph_bs``."""
+        if self._graph_seeds is None:
+            raise RuntimeError("pack_next needs a decode-graph pack (every row sampling) before it")
+        lay = self.graph_layout
+        v = {f: self.graph.np[a:b] for f, (a, b) in lay.items()}
+        bt = v["block_tables"].reshape(-1, self.max_width)
+        per_row = ("positions", "slot_mapping", "seq_lens", "top_k", "temperature", "top_p")
+        seeds = self._graph_seeds
+        B = len(seeds) if keep is None else len(keep)
+        if keep is not None:  # fancy indexing copies, so overlapping rows are safe
+            idx = np.asarray(keep, dtype=np.int64)
+            for f in per_row:
+                v[f][:B] = v[f][idx]
+            bt[:B] = bt[idx]
+            seeds = self._graph_seeds = seeds[idx]
+            tables = [tables[i] for i in keep]
+        pos, slot, lens = v["positions"][:B], v["slot_mapping"][:B], v["seq_lens"][:B]
+        pos += 1
+        lens += 1
+        slot += 1
+        col = pos // self.block_size
+        for i in np.flatnonzero(pos % self.block_size == 0).tolist():  # a new block starts
+            c = int(col[i])
+            table = tables[i]
+            if c >= self.max_width or c >= len(table) or not 0 <= table[c] < num_blocks:
+                raise ValueError(f"row {i}: position {int(pos[i])} needs block {c} of its table "
+                                 f"(len {len(table)}, max {self.max_width}, ids < {num_blocks})")
+            bt[i, c] = table[c]
+            slot[i] = table[c] * self.block_size
+        v["input_ids"][:B] = tokens
+        v["input_ids"][B:graph_bs] = 0  # padding rows: no KV write, one cached token read
+        v["positions"][B:graph_bs] = 0
+        v["slot_mapping"][B:graph_bs] = -1
+        v["seq_lens"][B:graph_bs] = 1
+        greedy = self._graph_greedy
+        if keep is not None:
+            greedy = not (v["temperature"].view(np.float32)[:B] > 0).any()
+            self._graph_greedy = greedy
+        if not greedy:
+            v["u"].view(np.float32)[:B] = uniforms(seeds, lens, self.base_seed)
+        inp = self._graph_inputs(graph_bs, B)
+        inp.all_greedy, inp.num_words = greedy, lay["block_tables"][0] + B * self.max_width
+        inp.needs_sort = bool((v["top_k"][:B] > 0).any() or (v["top_p"].view(np.float32)[:B] < 1).any())
         return inp
 
     def _fill_tokens(self, v, works, lens, starts, need, width, num_blocks, pad_to, rows_too):

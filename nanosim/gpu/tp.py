@@ -100,6 +100,10 @@ class TPRunner:
     """Rank 0 of an N-rank group. step / logits / swap_kv run on every rank; other
     attributes (spec, num_kv_blocks, backend, graphs, kv_caches, ...) are rank 0's."""
 
+    # no decode fast path (runner.step_next): the workers would need rank 0's sampled tokens;
+    # a class attribute, so __getattr__ never forwards it to rank 0's runner
+    can_step_next = False
+
     def __init__(self, spec: ModelSpec, device: torch.device, tp: int, *, timeout_s: float = 300.0,
                  **runner_kw) -> None:
         check_tp_config(spec, tp, device)

@@ -56,3 +56,32 @@ def test_mixed_graphs_match_eager_prefill_steps():
     works = [SeqWork(list(range(50, 61)), 16, list(range(0, 8)), True),
              SeqWork([5], 20, list(range(8, 16)), True), SeqWork([6], 9, list(range(16, 24)), True)]
     assert graphs.step(works).token_ids == eager.step(works).token_ids
+
+
+def test_step_next_matches_packed_steps():
+    """The steady-decode fast path (step_next: inputs edited in place) gives the tokens of
+    fully packed steps, with temperature sampling, rows dropping out and new blocks (16-token
+    blocks: the 39-token prompt starts block 3 at its 10th decode)."""
+    prompts = [list(range(1, 40)), list(range(100, 107)), list(range(7, 30))]
+    tables = [list(range(8 * i, 8 * i + 8)) for i in range(3)]
+
+    def run(fast: bool) -> list[list[int]]:
+        r = make(attention="triton")
+        first = r.step([SeqWork(p, 0, tb, True, 0.8, 0, 1.0, i) for i, (p, tb) in
+                        enumerate(zip(prompts, tables))]).token_ids
+        toks, rows = [[t] for t in first], [0, 1, 2]
+        for step in range(14):
+            keep = [0, 2] if step == 8 else None  # prompt 1 finishes after 8 decode steps
+            if keep is not None:
+                rows = [rows[i] for i in keep]
+            if fast and step > 0:
+                out = r.step_next(keep).token_ids
+            else:
+                out = r.step([SeqWork(toks[i][-1:], len(prompts[i]) + len(toks[i]) - 1, tables[i], True,
+                                      0.8, 0, 1.0, i) for i in rows]).token_ids
+            for i, t in zip(rows, out):
+                toks[i].append(t)
+        return toks
+
+    slow, fast = run(False), run(True)
+    assert fast == slow and len(fast[0]) == 15 and len(fast[1]) == 9

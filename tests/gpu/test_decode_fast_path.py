@@ -1,0 +1,199 @@
+"""The steady-decode fast path on CPU: InputPacker.pack_next edits the last decode-graph pack
+in place; it must leave exactly what a fresh pack of the next step writes. GpuBackend picks
+it when a decode step's sequences all decoded in the previous step; an engine run with it
+must produce the same tokens as one without (a fake runner whose tokens are a function of
+the packed inputs, so a wrong position, token, slot or block id changes the output)."""
+import numpy as np
+import pytest
+import torch
+
+from nanosim.config import EngineConfig, ModelSpec
+from nanosim.core.engine import Engine
+from nanosim.core.request import Request
+from nanosim.gpu.backend import GpuBackend, SamplingParams
+from nanosim.gpu.inputs import InputPacker, SeqWork
+from nanosim.gpu.runner import StepOutput
+
+BS, WIDTH, BLOCKS, GRAPH_MAX = 4, 8, 64, 16
+ROW_FIELDS = ("input_ids", "positions", "slot_mapping", "seq_lens", "top_k", "temperature", "top_p")
+
+
+def packer() -> InputPacker:
+    return InputPacker(torch.device("cpu"), BS, 64, GRAPH_MAX, WIDTH, GRAPH_MAX, base_seed=7)
+
+
+def fields(p: InputPacker) -> dict[str, np.ndarray]:
+    return {f: p.graph.np[a:b].copy() for f, (a, b) in p.graph_layout.items()}
+
+
+def assert_same_step(got: InputPacker, want: InputPacker, B: int, G: int, greedy: bool) -> None:
+    g, w = fields(got), fields(want)
+    for f in ROW_FIELDS:
+        np.testing.assert_array_equal(g[f][:G], w[f][:G], err_msg=f)
+    np.testing.assert_array_equal(g["logits_indices"][:B], w["logits_indices"][:B])
+    np.testing.assert_array_equal(g["query_start_loc"][:B + 1], w["query_start_loc"][:B + 1])
+    bt_g, bt_w = g["block_tables"].reshape(-1, WIDTH), w["block_tables"].reshape(-1, WIDTH)
+    need = -(-w["seq_lens"][:B] // BS)
+    for i in range(B):
+        np.testing.assert_array_equal(bt_g[i, :need[i]], bt_w[i, :need[i]], err_msg=f"row {i}")
+    assert ((bt_g[:G] >= 0) & (bt_g[:G] < BLOCKS)).all()  # padding rows read valid blocks
+    if not greedy:
+        np.testing.assert_array_equal(g["u"][:B], w["u"][:B])
+
+
+def decode_works(starts, tables, tokens, temps, seeds=None) -> list[SeqWork]:
+    seeds = seeds or [100 + i for i in range(len(starts))]
+    return [SeqWork([t], s, tab, True, temp, 0, 1.0, seed)
+            for s, tab, t, temp, seed in zip(starts, tables, tokens, temps, seeds)]
+
+
+@pytest.mark.parametrize("temps", [[0.0] * 5, [0.7, 0.0, 1.0, 0.5, 0.9]])
+def test_pack_next_equals_a_fresh_pack_over_steps_subsets_and_new_blocks(temps):
+    rng = np.random.default_rng(0)
+    starts = [2, 3, 6, 7, 11]  # rows 1 and 3 start a new block at their next position
+    tables = [list(range(5 * i, 5 * i + 5)) for i in range(5)]
+    live = [t[:-(-(s + 1) // BS)] for s, t in zip(starts, tables)]  # what the scheduler allocated
+    inc, ref = packer(), packer()
+    works = decode_works(starts, live, rng.integers(0, 99, 5).tolist(), temps)
+    inc.pack(works, BLOCKS, graph_bs=8)
+    rows = list(range(5))
+    for keep in (None, [0, 2, 3, 4], [3, 0, 1], None):
+        kept = rows if keep is None else [rows[i] for i in keep]
+        for r in kept:  # the scheduler appends a block when the new position needs one
+            starts[r] += 1
+            if len(live[r]) < -(-(starts[r] + 1) // BS):
+                live[r].append(tables[r][len(live[r])])
+        tokens = rng.integers(0, 99, len(kept))
+        G = 8 if len(kept) > 4 else 4
+        inc.pack_next([live[r] for r in rows], keep, tokens, BLOCKS, G)
+        ref.pack(decode_works([starts[r] for r in kept], [live[r] for r in kept], tokens.tolist(),
+                              [temps[r] for r in kept], [100 + r for r in kept]), BLOCKS, graph_bs=G)
+        assert_same_step(inc, ref, len(kept), G, greedy=not any(temps[r] > 0 for r in kept))
+        rows = kept
+
+
+def test_pack_next_refuses_a_missing_block_and_needs_a_graph_pack():
+    p = packer()
+    with pytest.raises(RuntimeError, match="needs a decode-graph pack"):
+        p.pack_next([[0]], None, np.array([1]), BLOCKS, 1)
+    p.pack(decode_works([3], [[0]], [5], [0.0]), BLOCKS, graph_bs=1)  # next position 4: block 1
+    with pytest.raises(ValueError, match="needs block 1"):
+        p.pack_next([[0]], None, np.array([1]), BLOCKS, 1)
+
+
+class PackingRunner:
+    """A runner without a model: it packs like ModelRunner (a decode-graph layout for
+    decode-only steps, eager otherwise) and 'samples' a hash of each row's packed token,
+    position, slot and block table, so the tokens depend on everything the packer writes."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec, self.block_size, self.num_kv_blocks = spec, BS, BLOCKS
+        self.packer = packer()
+        self.can_step_next, self.calls = False, {"step": 0, "step_next": 0}
+        self._tables = None
+
+    def _sample(self, inp, n_rows: int) -> list[int]:
+        ids = inp.input_ids.numpy()[inp.logits_indices.numpy()].astype(np.int64)
+        pos = inp.positions.numpy()[inp.logits_indices.numpy()].astype(np.int64)
+        slot = inp.meta.slot_mapping.numpy()[inp.logits_indices.numpy()].astype(np.int64)
+        return ((ids * 31 + pos * 7 + slot * 3) % self.spec.vocab_size).tolist()
+
+    def step(self, works):
+        self.calls["step"] += 1
+        decode = all(len(w.token_ids) == 1 for w in works) and len(works) <= GRAPH_MAX
+        gbs = min(b for b in (1, 2, 4, 8, 16) if b >= len(works)) if decode else None
+        inp = self.packer.pack(works, BLOCKS, gbs)
+        toks = self._sample(inp, len(works))
+        self.can_step_next = bool(decode and inp.num_samples == len(works))
+        self._tables, self._tokens = [w.block_table for w in works], np.array(toks)
+        return StepOutput(toks, 0.001, 0.001)
+
+    def step_next(self, keep):
+        self.calls["step_next"] += 1
+        tokens = self._tokens if keep is None else self._tokens[keep]
+        gbs = min(b for b in (1, 2, 4, 8, 16) if b >= len(tokens))
+        inp = self.packer.pack_next(self._tables, keep, tokens, BLOCKS, gbs)
+        if keep is not None:
+            self._tables = [self._tables[i] for i in keep]
+        toks = self._sample(inp, len(tokens))
+        self._tokens = np.array(toks)
+        return StepOutput(toks, 0.001, 0.001)
+
+
+def run_engine(fast: bool, num_blocks: int = BLOCKS):
+    spec = ModelSpec("tiny", hidden_size=64, num_layers=1, num_q_heads=2, num_kv_heads=1, head_dim=32,
+                     intermediate_size=64, vocab_size=97, max_position_embeddings=WIDTH * BS)
+    runner = PackingRunner(spec)
+    backend = GpuBackend(runner)
+    backend.fast_decode = fast
+    cfg = EngineConfig(block_size_tokens=BS, max_num_seqs=GRAPH_MAX, max_num_batched_tokens=64,
+                       max_model_len=WIDTH * BS)
+    eng = Engine(cfg, backend, num_blocks)
+    seqs = []
+    rng = np.random.default_rng(1)
+    arrivals = {0: 5, 6: 2, 15: 3}  # step -> new requests (joiners take the slow path once)
+    t, rid = 0.0, 0
+    for step in range(200):
+        for _ in range(arrivals.get(step, 0)):
+            p, o = int(rng.integers(3, 9)), int(rng.integers(4, 20))
+            sp = SamplingParams(temperature=0.0, max_tokens=o, ignore_eos=True)
+            seqs.append(eng.add_request(Request(rid, t, p, o), o, sp))
+            rid += 1
+        if not eng.has_work:
+            break
+        t += eng.step(t)
+    return [s.output_ids for s in seqs], runner.calls, eng
+
+
+@pytest.mark.parametrize("num_blocks", [BLOCKS, 14])  # 14 blocks: preemptions
+def test_engine_tokens_identical_with_and_without_the_fast_path(num_blocks):
+    slow, calls_slow, _ = run_engine(False, num_blocks)
+    fast, calls_fast, eng = run_engine(True, num_blocks)
+    assert fast == slow
+    assert all(len(o) > 0 for o in fast)
+    assert calls_slow["step_next"] == 0
+    assert calls_fast["step_next"] > calls_fast["step"]  # steady decoding took the fast path
+    if num_blocks == 14:
+        assert eng.results()[0].preemptions.sum() > 0
+
+
+def test_fast_rows_only_for_sequences_that_decoded_last_step():
+    from types import SimpleNamespace
+
+    backend = GpuBackend(PackingRunner(ModelSpec("t", 64, 1, 2, 1, 32, 64, 97, 32)))
+    a, b, c = object(), object(), object()
+    batch = lambda decs: SimpleNamespace(decodes=decs)  # noqa: E731
+    assert backend._fast_rows(batch([a])) is False  # nothing armed yet
+    backend._prev_decodes = [a, b]
+    assert backend._fast_rows(batch([a, b])) is None
+    assert backend._fast_rows(batch([b])) == [1]
+    assert backend._fast_rows(batch([b, c])) is False  # c did not decode last step
+    backend.fast_decode = False
+    assert backend._fast_rows(batch([a, b])) is False
+
+
+def test_profile_times_decode_points_on_the_fast_path():
+    from nanosim.calibrate.profile import timer
+    from nanosim.calibrate.shapes import Composition
+
+    class Recorder:  # arms step_next after decode-only steps, as ModelRunner with graphs does
+        block_size, can_step_next = 4, False
+
+        def __init__(self):
+            self.calls, self.tables = [], []
+
+        def step(self, works):
+            self.calls.append("step")
+            self.tables = [list(w.block_table) for w in works]
+            self.can_step_next = all(len(w.token_ids) == 1 for w in works)
+
+        def step_next(self, keep=None):
+            self.calls.append("step_next")
+
+    r = Recorder()
+    timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=8))
+    assert r.calls == ["step"] + ["step", "step_next"] * 3
+    assert [len(t) for t in r.tables] == [3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
+    r.calls.clear()
+    timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_prefills=1, chunk=8, cached=0))
+    assert r.calls == ["step"] * 4
