@@ -182,6 +182,8 @@ def main() -> None:
                     help="skip the engine TPOT and the sampled batch-256 step (bigger models)")
     ap.add_argument("--decode-split-tokens", type=int, default=None,
                     help="A/B knob: longest context share per decode program (0: split by batch only)")
+    ap.add_argument("--no-order", action="store_true",
+                    help="A/B knob: the decode kernel takes rows in batch order, not longest first")
     ap.add_argument("--no-fast-decode", action="store_true",
                     help="A/B knob: every engine step packs its inputs anew (no runner.step_next)")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
@@ -194,12 +196,13 @@ def main() -> None:
     from nanosim.gpu.kernels import pdl
 
     pdl.ENABLED = not a.no_pdl
+    from nanosim.gpu.kernels import decode_attention
+
+    decode_attention.ORDER = not a.no_order
     prompts, outs = workload()
     t0 = time.perf_counter()
     extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
     if a.decode_split_tokens is not None:
-        from nanosim.gpu.kernels import decode_attention
-
         decode_attention.SPLIT_TOKENS = a.decode_split_tokens
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
               tensor_parallel_size=a.tp, **extra, **ENGINE)
@@ -208,8 +211,9 @@ def main() -> None:
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
            "decode_split_tokens": decode_attention_split(),
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
-           "engine_start_s": start_s, "pdl": pdl.ENABLED, "chunked_prefill": a.chunked_prefill,
-           "fast_decode": not a.no_fast_decode}
+           "engine_start_s": start_s, "pdl": pdl.ENABLED,
+           "chunked_prefill": a.chunked_prefill,
+           "fast_decode": not a.no_fast_decode, "decode_order": decode_attention.ORDER}
     for key, fn in (("throughput", lambda: engine_throughput(llm, prompts, outs)),
                     ("decode_step_s", lambda: {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}),
                     ("decode_step_next_s", lambda: {b: decode_latency(llm.runner, b, fast=True)
@@ -225,7 +229,7 @@ def main() -> None:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1, default=str)
     llm.close()
-    del llm
+    llm = None  # (not del: the lambdas above read the name)
     gc.collect()
     torch.cuda.empty_cache()
     if a.hf_seqs:

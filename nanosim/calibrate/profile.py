@@ -157,6 +157,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
+        mixed_token_buckets=runner.mixed_graphs.sizes if runner.mixed_graphs is not None else (),
         notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
                f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class SamplingParams:
             raise ValueError(f"bad SamplingParams: temperature >= 0, 0 < top_p <= 1, max_tokens >= 1 "
                              f"({self.temperature}, {self.top_p}, {self.max_tokens})")
 
-    @property
+    @cached_property  # read per sampled token by the scheduler: built once
     def stop_ids(self) -> frozenset[int]:
         ids = set(self.stop_token_ids)
         if not self.ignore_eos and self.eos_token_id is not None:

@@ -46,7 +46,7 @@ class SeqWork:
 
 FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens",
           "logits_indices", "top_k", "temperature", "top_p", "u", "tile_seq", "tile_m",
-          "block_tables")
+          "decode_order", "block_tables")
 
 
 def layout(n_tok: int, n_seq: int, n_samp: int, width: int,
@@ -55,12 +55,17 @@ def layout(n_tok: int, n_seq: int, n_samp: int, width: int,
     Every field starts 16-byte aligned: Triton specializes kernels on pointer alignment, so
     unaligned views at step-dependent offsets would trigger fresh compiles mid-replay."""
     sizes = (n_tok, n_tok, n_tok, n_seq + 1, n_seq, n_samp, n_samp, n_samp, n_samp, n_samp,
-             n_tiles, n_tiles, n_seq * width)
+             n_tiles, n_tiles, n_seq, n_seq * width)
     out, pos = {}, 0
     for f, size in zip(FIELDS, sizes):
         out[f] = (pos, pos + size)
         pos += -(-size // 4) * 4
     return out
+
+
+def decode_order(v: dict, n: int) -> None:
+    """Rows 0..n-1 of a decode-only layout, longest context first (ties in row order)."""
+    v["decode_order"][:n] = np.argsort(-v["seq_lens"][:n], kind="stable")
 
 
 @dataclass
@@ -167,6 +172,9 @@ class InputPacker:
         else:
             inp = self._device_views(stage, lay, T, B, len(rows), width)
             inp.meta = self._metadata(inp.meta, lens, qsl, seq_lens)
+            p = inp.meta.num_prefills
+            v["decode_order"][:B - p] = np.argsort(-seq_lens[p:], kind="stable")
+            inp.meta.decode_order = inp.meta.decode_order[:B - p]
         inp.all_greedy, inp.num_words = all_greedy, lay["block_tables"][0] + B * width
         S = len(rows)
         inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
@@ -212,6 +220,7 @@ class InputPacker:
         v["positions"][B:graph_bs] = 0
         v["slot_mapping"][B:graph_bs] = -1
         v["seq_lens"][B:graph_bs] = 1
+        decode_order(v, graph_bs)
         greedy = self._graph_greedy
         if keep is not None:
             greedy = not (v["temperature"].view(np.float32)[:B] > 0).any()
@@ -245,6 +254,8 @@ class InputPacker:
                 v[f][T:pad_to] = val
             if rows_too:  # (mixed graphs: no tile reads the rows past B)
                 v["seq_lens"][B:pad_to] = 1
+        if rows_too:  # a decode graph: every row (padding too) goes to the decode kernel
+            decode_order(v, pad_to)
         return qsl, seq_lens
 
     def _device_views(self, stage, lay, n_tok: int, n_seq: int, S: int, width: int) -> StepInputs:
@@ -253,6 +264,7 @@ class InputPacker:
         meta = AttentionMetadata(
             slot_mapping=d["slot_mapping"][:n_tok], query_start_loc=d["query_start_loc"][:n_seq + 1],
             seq_lens=d["seq_lens"][:n_seq], block_tables=d["block_tables"][:n_seq * width].view(n_seq, width),
+            decode_order=d["decode_order"][:n_seq],
             num_prefills=0, num_prefill_tokens=0, max_query_len=1, max_seq_len=self.max_width * self.block_size)
         return StepInputs(
             input_ids=d["input_ids"][:n_tok], positions=d["positions"][:n_tok], meta=meta,

@@ -147,12 +147,12 @@ class ProfileCostModel:
         if prior is None:
             prior = RooflineCostModel(model, gpu, tp, profile.dtype_bytes)
         shapes, durs = zip(*profile.points())
-        self.fit: FitResult = fit_roofline(prior, list(shapes), durs, ridge=ridge)
+        self.fit: FitResult = fit_roofline(prior, [self._padded(s) for s in shapes], durs, ridge=ridge)
         self.roofline = self.fit.model
-        self._decode = _ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, p.shape)
+        self._decode = _ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
                                     for p in profile.decode], self.roofline)
-        self._prefill = _ratio_grid([((p.chunk_tokens, p.cached_tokens), p.duration_s, p.shape)
-                                     for p in profile.prefill], self.roofline)
+        self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
+                                      self._padded(p.shape)) for p in profile.prefill], self.roofline)
         self.total_steps = 0
         self.extrapolated_steps = 0
         self.description = (
@@ -164,31 +164,40 @@ class ProfileCostModel:
         self.total_steps = self.extrapolated_steps = 0
 
     def _padded(self, shape: StepShape) -> StepShape:
-        """A decode-only batch as the runner executes it: padded to its CUDA-graph size
-        (padding rows attend to one token: the context total stays)."""
-        sizes, b = self.profile.decode_graph_sizes, shape.num_decode_seqs
-        if not sizes or shape.prefill_tokens or shape.num_prefill_seqs or shape.swap_blocks or b < 1:
+        """The step as the runner executes it. A decode-only batch: padded to its CUDA-graph
+        size (padding rows attend to one token: the context total stays). A step with a
+        prefill: its T tokens padded to the mixed-graph bucket >= T, as extra prefill tokens
+        that every linear layer computes and no attention reads (pairs and KV stay)."""
+        b, q = shape.num_decode_seqs, shape.prefill_tokens
+        if q or shape.num_prefill_seqs:
+            buckets, t = self.profile.mixed_token_buckets, q + b
+            i = bisect_left(buckets, t)
+            return shape if i == len(buckets) else replace(shape, prefill_tokens=q + buckets[i] - t)
+        sizes = self.profile.decode_graph_sizes
+        if not sizes or shape.swap_blocks or b < 1:
             return shape
         i = bisect_left(sizes, b)
         return shape if i == len(sizes) else replace(shape, num_decode_seqs=sizes[i])
 
-    def _ratio(self, shape: StepShape) -> tuple[float, bool]:
+    def _ratio(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+        """Interpolated measured/fitted ratio; the prefill grid is keyed by padded tokens
+        (the profile's chunks are bucket sizes) and the real cached prefix."""
         if shape.swap_blocks == 0:
-            nd, npf = shape.num_decode_seqs, shape.num_prefill_seqs
+            nd, npf = padded.num_decode_seqs, shape.num_prefill_seqs
             if shape.prefill_tokens == 0 and nd > 0 and npf == 0 and self._decode is not None:
                 return self._decode.at(nd, shape.decode_context_tokens / nd)
-            if nd == 0 and npf == 1 and shape.prefill_tokens > 0 and self._prefill is not None:
+            if npf == 1 and shape.prefill_tokens > 0 and self._prefill is not None:
                 q = shape.prefill_tokens
-                return self._prefill.at(q, shape.prefill_kv_tokens - q)
+                return self._prefill.at(padded.prefill_tokens, shape.prefill_kv_tokens - q)
         return 1.0, False
 
     def step_time_s(self, shape: StepShape) -> float:
-        shape = self._padded(shape)
-        r, inside = self._ratio(shape)
+        padded = self._padded(shape)
+        r, inside = self._ratio(shape, padded)
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
-        return self.roofline.step_time_s(shape) * r
+        return self.roofline.step_time_s(padded) * r
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """Step times of a run of decode-only steps (context grows num_seqs per step);

@@ -128,6 +128,10 @@ class Profile:
     # decode batch sizes the runner has CUDA graphs for: a batch of B runs padded to the
     # smallest size >= B (empty: no padding, e.g. eager runs)
     decode_graph_sizes: tuple[int, ...] = ()
+    # token buckets of the runner's mixed CUDA graphs: a step with a prefill computing T
+    # tokens (prefill + decode rows) runs padded to the smallest bucket >= T; past the last
+    # bucket it runs eagerly (empty: no padding)
+    mixed_token_buckets: tuple[int, ...] = ()
     source: str = "<memory>"  # file it was loaded from (not serialised)
 
     @property
@@ -159,6 +163,8 @@ def profile_to_dict(p: Profile) -> dict:
         d["notes"] = p.notes
     if p.decode_graph_sizes:
         d["decode_graph_sizes"] = list(p.decode_graph_sizes)
+    if p.mixed_token_buckets:
+        d["mixed_token_buckets"] = list(p.mixed_token_buckets)
     d["decode"] = [{**x.extra, "batch_size": x.batch_size, "context_tokens": x.context_tokens,
                     "duration_s": x.duration_s} for x in p.decode]
     d["prefill"] = [{**x.extra, "chunk_tokens": x.chunk_tokens, "cached_tokens": x.cached_tokens,
@@ -274,15 +280,18 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
                                 _extra(x, MIXED_FIELDS + ("duration_s",))))
     if not decode and not prefill and not mixed:
         raise r.fail("decode/prefill", "no measured points")
-    sizes = r.get(d, "decode_graph_sizes", "", "list", optional=True) or []
-    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in sizes):
-        raise r.fail("decode_graph_sizes", "must be a list of positive integers")
+    sizes, buckets = (r.get(d, f, "", "list", optional=True) or []
+                      for f in ("decode_graph_sizes", "mixed_token_buckets"))
+    for f, vals in (("decode_graph_sizes", sizes), ("mixed_token_buckets", buckets)):
+        if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in vals):
+            raise r.fail(f, "must be a list of positive integers")
     return Profile(model=model, gpu_name=gpu_name, tp=tp, dtype=dtype, attention_backend=backend,
                    versions=dict(versions), decode=tuple(decode), prefill=tuple(prefill),
                    mixed=tuple(mixed), gpu_device_name=gpu_device,
                    created_utc=r.get(d, "created_utc", "", "str", optional=True),
                    notes=r.get(d, "notes", "", "str", optional=True),
-                   decode_graph_sizes=tuple(sorted(set(sizes))), source=source)
+                   decode_graph_sizes=tuple(sorted(set(sizes))),
+                   mixed_token_buckets=tuple(sorted(set(buckets))), source=source)
 
 
 def _extra(x: dict, known: tuple[str, ...]) -> dict:
@@ -310,7 +319,8 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
                   attention_backend: str = "unknown", versions: dict | None = None,
                   gpu_device_name: str | None = None, notes: str | None = None,
                   created_utc: str | None = None,
-                  decode_graph_sizes: Iterable[int] = ()) -> Profile:
+                  decode_graph_sizes: Iterable[int] = (),
+                  mixed_token_buckets: Iterable[int] = ()) -> Profile:
     """Measure ``measure(shape) -> seconds`` over the grids and return a Profile.
 
     ``decode_grid`` holds (batch_size, context_tokens) pairs, ``prefill_grid`` (chunk_tokens,
@@ -322,6 +332,7 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
         model=model, gpu_name=gpu_name, tp=tp, dtype=dtype, attention_backend=attention_backend,
         versions=v, gpu_device_name=gpu_device_name, notes=notes, created_utc=created_utc,
         decode_graph_sizes=tuple(sorted(set(decode_graph_sizes))),
+        mixed_token_buckets=tuple(sorted(set(mixed_token_buckets))),
         decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c)))) for b, c in decode_grid),
         prefill=tuple(PrefillPoint(q, p, float(measure(prefill_shape(q, p))))
                       for q, p in prefill_grid),

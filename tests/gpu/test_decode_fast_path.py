@@ -15,7 +15,8 @@ from nanosim.gpu.inputs import InputPacker, SeqWork
 from nanosim.gpu.runner import StepOutput
 
 BS, WIDTH, BLOCKS, GRAPH_MAX = 4, 8, 64, 16
-ROW_FIELDS = ("input_ids", "positions", "slot_mapping", "seq_lens", "top_k", "temperature", "top_p")
+ROW_FIELDS = ("input_ids", "positions", "slot_mapping", "seq_lens", "top_k", "temperature", "top_p",
+              "decode_order")
 
 
 def packer() -> InputPacker:
@@ -197,3 +198,12 @@ def test_profile_times_decode_points_on_the_fast_path():
     r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_prefills=1, chunk=8, cached=0))
     assert r.calls == ["step"] * 4
+
+
+def test_decode_order_puts_the_longest_contexts_first():
+    p = packer()
+    works = decode_works([2, 9, 5, 9], [[0], [1, 2, 3], [4, 5], [6, 7, 8]], [1, 2, 3, 4], [0.0] * 4)
+    inp = p.pack(works, BLOCKS, graph_bs=8)  # padding rows (context 1) last
+    assert inp.meta.decode_order.tolist() == [1, 3, 2, 0, 4, 5, 6, 7]
+    eager = p.pack([SeqWork([1, 2, 3], 0, [9], True)] + works, BLOCKS)  # a prefill, then decodes
+    assert eager.meta.num_prefills == 1 and eager.meta.decode_order.tolist() == [1, 3, 2, 0]

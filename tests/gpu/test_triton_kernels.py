@@ -72,6 +72,24 @@ def test_decode_attention_matches_reference(block_size, splits):
     torch.testing.assert_close(out.cpu(), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("splits", [1, 2])
+def test_decode_attention_row_order_only_schedules(splits):
+    """Programs taking the rows longest first (the packer's decode_order) write the same rows."""
+    q, kc, vc, meta = paged_batch([1, 1, 1], [0, 9, 37], 4, num_blocks=60)
+    args = to(DEV, q, kc, vc, meta.block_tables, meta.seq_lens)
+    plain = paged_decode_attention(*args, D ** -0.5, num_splits=splits, block_n=16)
+    order = torch.tensor([2, 1, 0], dtype=torch.int32, device=DEV)
+    out = paged_decode_attention(*args, D ** -0.5, num_splits=splits, block_n=16, order=order)
+    assert torch.equal(out, plain)
+    if splits == 1:  # programs follow the order given (with splits, combine writes every row)
+        only_first = torch.zeros(3, dtype=torch.int32, device=DEV)
+        out = paged_decode_attention(*args, D ** -0.5, num_splits=1, block_n=16, order=only_first,
+                                     out=torch.zeros_like(plain))
+        assert torch.equal(out[0], plain[0]) and not out[1:].any()
+    with pytest.raises(ValueError, match="order must be int32"):
+        paged_decode_attention(*args, D ** -0.5, order=order[:2])
+
+
 def test_decode_attention_seq_len_zero_gives_zeros():
     q, kc, vc, meta = paged_batch([1, 1], [0, 5], 4)
     seq_lens = torch.tensor([0, 6], dtype=torch.int32)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -89,9 +90,9 @@ def test_mixed_points_round_trip_and_fit(tmp_path):
     back = load_profile(tmp_path / "m.json")
     assert [m.shape for m in back.mixed] == mixed
     pm = ProfileCostModel(back, Q06, H100)
-    for s in mixed:  # mixed steps use the fitted roofline (counted as extrapolated)
+    for s in mixed:  # one prefill: the prefill grid's ratio; more: the fitted roofline
         assert pm.step_time_s(s) == pytest.approx(true_gpu(s), rel=0.03)
-    assert pm.extrapolated_steps == 2
+    assert pm.extrapolated_steps == 1  # the two-prefill step
 
 
 def test_measured_points_are_reproduced(profile, pm):
@@ -214,6 +215,7 @@ def _mutated(profile, fn):
     (lambda d: d["versions"].pop("driver"), r"versions.driver: missing"),
     (lambda d: d.update(decode={}), r"decode: must be a list"),
     (lambda d: d.update(decode_graph_sizes=[1, 0]), r"decode_graph_sizes: must be a list of positive"),
+    (lambda d: d.update(mixed_token_buckets=[16, "x"]), r"mixed_token_buckets: must be a list of positive"),
 ])
 def test_invalid_profiles_raise_one_clear_error(profile, tmp_path, mutate, match):
     path = _write(tmp_path, _mutated(profile, mutate))
@@ -316,3 +318,36 @@ def test_decode_batches_are_priced_at_their_graph_size(padded_profile, tmp_path)
 @given(n=st.integers(0, 300), ctx_per_seq=st.integers(1, 9000), k=st.integers(0, 50))
 def test_decode_run_equals_loop_with_graph_padding(padded_profile, n, ctx_per_seq, k):
     assert_run_equals_loop(padded_profile, n, ctx_per_seq, k)
+
+
+BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+
+def _bucketed_gpu(shape: StepShape) -> float:
+    """true_gpu where a step with a prefill runs padded to a token bucket (mixed CUDA graphs):
+    the padding rows go through the linear layers, not attention."""
+    if shape.prefill_tokens:
+        t = shape.prefill_tokens + shape.num_decode_seqs
+        pad = next((b for b in BUCKETS if b >= t), t) - t
+        shape = replace(shape, prefill_tokens=shape.prefill_tokens + pad)
+    return true_gpu(shape, noise=False)
+
+
+def test_prefill_steps_are_priced_at_their_mixed_graph_bucket(tmp_path):
+    prof = build_profile(Q06, "h100", 1, _bucketed_gpu, [(b, c) for b in B for c in C],
+                         [(q, p) for q in Q for p in P], attention_backend="synthetic",
+                         mixed_token_buckets=BUCKETS)
+    path = tmp_path / "p.json"
+    save_profile(prof, path)
+    loaded = load_profile(path)
+    assert loaded.mixed_token_buckets == BUCKETS
+    pm = ProfileCostModel(loaded, Q06, H100)
+    plain = ProfileCostModel(replace(loaded, mixed_token_buckets=()), Q06, H100)
+    for q, cached in ((91, 0), (300, 512), (1100, 0), (3000, 2048)):
+        shape = prefill_shape(q, cached)
+        want = _bucketed_gpu(shape)
+        assert pm.step_time_s(shape) == pytest.approx(want, rel=0.03), q
+        if q > 256:  # (small steps are overhead-bound: padding costs little there)
+            assert abs(plain.step_time_s(shape) / want - 1) > 0.05, q  # interpolation misses it
+    big = prefill_shape(9000, 0)  # past the last bucket: eager, no padding
+    assert pm.step_time_s(big) == pytest.approx(plain.step_time_s(big), rel=1e-9)

@@ -36,6 +36,10 @@ class AttentionMetadata:
     # sequence, decodes included, goes through that one launch. None otherwise.
     tile_seq: torch.Tensor | None = None
     tile_m: torch.Tensor | None = None
+    # (num_decodes,) int32: the decode rows (0 = the first decode) longest context first;
+    # the decode kernel's i-th programs serve row decode_order[i], so the longest rows start
+    # first and short ones fill the last wave (None: batch order)
+    decode_order: torch.Tensor | None = None
 
     @property
     def num_seqs(self) -> int:

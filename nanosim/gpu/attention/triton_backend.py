@@ -39,5 +39,5 @@ class TritonAttention:
             paged_decode_attention(q[pt:], k_cache, v_cache, meta.block_tables[p:],
                                    meta.seq_lens[p:], scale, out=out[pt:],
                                    num_splits=self.num_splits,
-                                   max_seq_len=meta.max_seq_len)
+                                   max_seq_len=meta.max_seq_len, order=meta.decode_order)
         return out

@@ -1,6 +1,9 @@
 """Paged decode attention: one query token per sequence, GQA, optional split-KV.
 
-Grid (B, Hkv, S). A program takes all q heads of one KV head (padded to >= 16 rows for
+Grid (B, Hkv, S). Program (i, h, s) serves row order[i] when an order is given (the packer
+passes the rows longest context first: the longest programs start in the first wave and the
+short ones fill the last, instead of a long row landing in the tail), else row i. A program
+takes all q heads of one KV head (padded to >= 16 rows for
 tl.dot), walks its share of the context in BLOCK_N-token tiles, and looks up each token's
 physical block in the block table, so any block_size >= 1 works. With S > 1 splits
 (flash-decoding), partial outputs and log-sum-exps are combined by a second kernel; S is
@@ -43,16 +46,18 @@ def online_softmax_step(s, m_i, l_i, acc, v_ptrs, kv_ok, DOT_PRECISION: tl.const
 
 @triton.jit(do_not_specialize=["num_splits"])
 def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
-                   part_o_ptr, part_lse_ptr,
+                   part_o_ptr, part_lse_ptr, order_ptr,
                    stride_qb, stride_qh, stride_ob, stride_oh, stride_slot, stride_head, stride_bt,
                    qk_scale, block_size, num_q_heads, num_splits,
                    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
-                   DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr):
+                   DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False):
     pdl_enter(USE_PDL)
     # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
     # split counts never triggers a fresh compile in the middle of a replay
     b = tl.program_id(0)
+    if ORDERED:
+        b = tl.load(order_ptr + b)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
     seq_len = tl.load(seq_lens_ptr + b)
@@ -135,6 +140,7 @@ MAX_SPLITS = 16
 # gave 197 us vs 208 (4 warps, 3 stages, 64) at batch 128 of contexts 100..2000, equal at
 # batch 256 x 1024 (2,970 GB/s); 64-token tiles were faster at batch 1 (16 splits).
 DECODE_LAUNCH = {"num_warps": 4, "num_stages": 2}
+ORDER = True  # A/B switch: follow the given row order (read at launch; False: row order)
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
@@ -154,11 +160,13 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
                            block_n: int | None = None, max_seq_len: int = 0, num_warps: int | None = None,
-                           num_stages: int | None = None) -> torch.Tensor:
+                           num_stages: int | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
     max_seq_len: an upper bound of seq_lens (sets the default split count, see above).
+    order: (B,) int32 permutation of the rows, the order in which programs take them (the
+    longest first balances the waves; None: row order). It never changes the result.
     block_n: context tokens per tile (None: 128 without a split, else 64); num_warps/num_stages:
     launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py)."""
     B, Hq, D = q.shape
@@ -179,15 +187,18 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         part_lse = torch.empty(B, Hq, splits, dtype=torch.float32, device=q.device)
     else:
         part_o = part_lse = out  # unused
+    if order is not None and (order.shape[0] < B or order.dtype != torch.int32):
+        raise ValueError(f"order must be int32 with >= {B} rows, got {order.dtype} {tuple(order.shape)}")
     _decode_kernel[(B, Hkv, splits)](
         q, k_cache, v_cache, block_tables, seq_lens, out, part_o, part_lse,
+        seq_lens if order is None else order,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0), scale * LOG2E, block_size, Hq, splits,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
-        **pdl_launch(q.device))
+        ORDERED=order is not None and ORDER, **pdl_launch(q.device))
     if splits > 1:
         _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq, splits,
                                  BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D),
