@@ -44,6 +44,10 @@ class SeqWork:
     seed: int = 0
 
 
+# Mixed graphs send their one-token rows (decodes) to the split-KV decode kernel; False (an
+# A/B switch, read when a runner captures its graphs) leaves them in the varlen kernel's tiles
+MIXED_DECODE_KERNEL = True
+
 FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens",
           "logits_indices", "top_k", "temperature", "top_p", "u", "tile_seq", "tile_m",
           "decode_order", "block_tables")
@@ -128,6 +132,11 @@ class InputPacker:
         self._graph_seeds: np.ndarray | None = None
         self._graph_greedy = True
 
+    def mixed_decode_rows(self, num_tokens: int) -> int:
+        """Decode-kernel programs (per KV head and split) of a mixed graph of num_tokens tokens:
+        one per sequence that could have a single query token."""
+        return min(self.max_seqs, num_tokens)
+
     def num_tiles(self, num_tokens: int) -> int:
         """Varlen-kernel programs (per head) of a mixed graph of num_tokens tokens."""
         return max_tiles(num_tokens, self.max_seqs, self.tile_block_m) if num_tokens else 0
@@ -163,9 +172,13 @@ class InputPacker:
         if graph_bs and len(rows) == B:  # every row samples: pack_next can advance it
             self._graph_seeds = np.fromiter((w.seed for w in works), np.int64, B)
             self._graph_greedy = all_greedy
-        if mixed_tokens:
-            n = self.num_tiles(mixed_tokens)
-            v["tile_seq"][:n], v["tile_m"][:n] = tile_map(lens, n, self.tile_block_m)
+        if mixed_tokens:  # rows of one query token go to the decode kernel, the rest to tiles
+            n, single = self.num_tiles(mixed_tokens), (lens == 1) & MIXED_DECODE_KERNEL
+            v["tile_seq"][:n], v["tile_m"][:n] = tile_map(np.where(single, 0, lens), n, self.tile_block_m)
+            dec = np.flatnonzero(single)
+            r = self.mixed_decode_rows(mixed_tokens)
+            v["decode_order"][:r] = -1
+            v["decode_order"][:dec.size] = dec[np.argsort(-seq_lens[dec], kind="stable")]
             inp = self._mixed_inputs(mixed_tokens, len(rows))
         elif graph_bs:
             inp = self._graph_inputs(graph_bs, len(rows))
@@ -292,6 +305,9 @@ class InputPacker:
             b, _ = self.mixed_layout["tile_m"]
             n = self.num_tiles(tokens)
             inp.meta.tile_seq, inp.meta.tile_m = self.mixed.dev[a:a + n], self.mixed.dev[b:b + n]
+            c, _ = self.mixed_layout["decode_order"]
+            inp.meta.decode_order = (self.mixed.dev[c:c + self.mixed_decode_rows(tokens)]
+                                     if MIXED_DECODE_KERNEL else None)
             self._mixed_views[key] = inp
         return self._mixed_views[key]
 

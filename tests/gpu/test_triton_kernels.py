@@ -90,6 +90,26 @@ def test_decode_attention_row_order_only_schedules(splits):
         paged_decode_attention(*args, D ** -0.5, order=order[:2])
 
 
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_attention_on_the_one_token_rows_of_a_mixed_batch(splits):
+    """A mixed graph's decode launch: rows listed in order (-1: idle), each reading its query
+    token at query_start_loc[row + 1] - 1 and writing only that row of out."""
+    q, kc, vc, meta = paged_batch([5, 1, 3, 1], [0, 9, 4, 30], 4, num_blocks=60)
+    ref = paged_attention_ref(q, kc, vc, meta, D ** -0.5)
+    order = torch.tensor([3, 1, -1, -1, -1], dtype=torch.int32)
+    out = torch.full_like(q, float("nan"))
+    out = paged_decode_attention(*to(DEV, q, kc, vc, meta.block_tables, meta.seq_lens), D ** -0.5,
+                                 out=out.to(DEV), num_splits=splits, block_n=16,
+                                 order=order.to(DEV), query_start_loc=meta.query_start_loc.to(DEV)).cpu()
+    for tok in (5, 9):  # the one-token rows 1 and 3
+        torch.testing.assert_close(out[tok], ref[tok], atol=1e-5, rtol=1e-5)
+    others = [t for t in range(10) if t not in (5, 9)]
+    assert out[others].isnan().all()  # the multi-token rows are left to the varlen kernel
+    with pytest.raises(ValueError, match="needs the order"):
+        paged_decode_attention(q, kc, vc, meta.block_tables, meta.seq_lens, 0.1,
+                               query_start_loc=meta.query_start_loc)
+
+
 def test_decode_attention_seq_len_zero_gives_zeros():
     q, kc, vc, meta = paged_batch([1, 1], [0, 5], 4)
     seq_lens = torch.tensor([0, 6], dtype=torch.int32)

@@ -1,6 +1,9 @@
 """Attention with our Triton kernels: store K/V, varlen kernel on the batch's prefill head,
 decode kernel (split-KV) on its tail. CUDA-graph safe for decode-only batches, and for any
-batch when the metadata carries a tile map (one varlen launch over every sequence)."""
+batch when the metadata carries a tile map (a mixed graph: one varlen launch over the
+sequences with several query tokens, one decode launch with MIXED_DECODE_SPLITS splits over
+those with one, listed in decode_order, so a decode row's context is not walked by one
+program per q head as the varlen kernel would)."""
 from __future__ import annotations
 
 import torch
@@ -9,6 +12,9 @@ from nanosim.gpu.attention.metadata import AttentionMetadata
 from nanosim.gpu.kernels.decode_attention import paged_decode_attention
 from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention, tiled_varlen_attention
 from nanosim.gpu.kernels.store_kv import store_kv
+
+
+MIXED_DECODE_SPLITS = 4  # fixed per mixed graph: a decode row's context in 4 programs
 
 
 class TritonAttention:
@@ -25,10 +31,14 @@ class TritonAttention:
             store_kv(k, v, k_cache, v_cache, meta.slot_mapping)
         out = torch.empty_like(q)
         if meta.tile_seq is not None:  # CUDA-graph step: rows not in any tile stay garbage
-            return tiled_varlen_attention(q, k_cache, v_cache, meta.block_tables,
-                                          meta.query_start_loc, meta.seq_lens, meta.tile_seq,
-                                          meta.tile_m, scale, out=out, block_m=self.block_m,
-                                          block_n=self.block_n)
+            tiled_varlen_attention(q, k_cache, v_cache, meta.block_tables, meta.query_start_loc,
+                                   meta.seq_lens, meta.tile_seq, meta.tile_m, scale, out=out,
+                                   block_m=self.block_m, block_n=self.block_n)
+            if meta.decode_order is not None:  # the one-token rows, not in any tile
+                paged_decode_attention(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, scale,
+                                       out=out, num_splits=MIXED_DECODE_SPLITS, order=meta.decode_order,
+                                       query_start_loc=meta.query_start_loc)
+            return out
         p, pt = meta.num_prefills, meta.num_prefill_tokens
         if p:
             paged_prefill_attention(q[:pt], k_cache, v_cache, meta.block_tables[:p],

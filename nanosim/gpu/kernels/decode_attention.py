@@ -46,21 +46,27 @@ def online_softmax_step(s, m_i, l_i, acc, v_ptrs, kv_ok, DOT_PRECISION: tl.const
 
 @triton.jit(do_not_specialize=["num_splits"])
 def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
-                   part_o_ptr, part_lse_ptr, order_ptr,
+                   part_o_ptr, part_lse_ptr, order_ptr, qsl_ptr,
                    stride_qb, stride_qh, stride_ob, stride_oh, stride_slot, stride_head, stride_bt,
                    qk_scale, block_size, num_q_heads, num_splits,
                    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
-                   DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False):
+                   DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False,
+                   QSL: tl.constexpr = False):
     pdl_enter(USE_PDL)
     # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
     # split counts never triggers a fresh compile in the middle of a replay
     b = tl.program_id(0)
-    if ORDERED:
+    if ORDERED:  # row order[i]; -1: an idle program (a mixed graph's unused decode slots)
         b = tl.load(order_ptr + b)
+    valid = b >= 0
+    b = tl.maximum(b, 0)
+    t = b  # the row's token in q / out
+    if QSL:  # a mixed batch: the row's one query token is its last (query_start_loc[b + 1] - 1)
+        t = tl.load(qsl_ptr + b + 1) - 1
     kvh = tl.program_id(1)
     split = tl.program_id(2)
-    seq_len = tl.load(seq_lens_ptr + b)
+    seq_len = tl.where(valid, tl.load(seq_lens_ptr + b), 0)
     chunk = tl.cdiv(tl.cdiv(seq_len, num_splits), BLOCK_N) * BLOCK_N  # tokens per split
     lo = split * chunk
     hi = tl.minimum(lo + chunk, seq_len)
@@ -70,7 +76,7 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     h_ok = hs < GROUP
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
-    q = tl.load(q_ptr + b * stride_qb + heads[:, None] * stride_qh + d[None, :],
+    q = tl.load(q_ptr + t * stride_qb + heads[:, None] * stride_qh + d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (log2 domain)
@@ -88,25 +94,34 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
                                             DOT_PRECISION)
 
     o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
-    hd_ok = h_ok[:, None] & d_ok[None, :]
+    hd_ok = h_ok[:, None] & d_ok[None, :] & valid
     if not SPLIT:
-        tl.store(out_ptr + b * stride_ob + heads[:, None] * stride_oh + d[None, :],
+        tl.store(out_ptr + t * stride_ob + heads[:, None] * stride_oh + d[None, :],
                  o.to(out_ptr.dtype.element_ty), mask=hd_ok)
     else:
         # partials: o (B, Hq, S, HEAD_DIM) fp32, lse (B, Hq, S) fp32, contiguous
         row = (b * num_q_heads + heads) * num_splits + split
         tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], o, mask=hd_ok)
         lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
-        tl.store(part_lse_ptr + row, lse, mask=h_ok)
+        tl.store(part_lse_ptr + row, lse, mask=h_ok & valid)
 
 
 @triton.jit(do_not_specialize=["num_splits"])
-def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num_q_heads,
-                    num_splits, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
-                    BLOCK_D: tl.constexpr, USE_PDL: tl.constexpr):
+def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, order_ptr, qsl_ptr, stride_ob, stride_oh,
+                    num_q_heads, num_splits, BLOCK_S: tl.constexpr, HEAD_DIM: tl.constexpr,
+                    BLOCK_D: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False,
+                    QSL: tl.constexpr = False):
     pdl_enter(USE_PDL)
-    # Grid (B, Hq): weight each split's output by exp2(lse_s - max lse).
+    # Grid (B, Hq): weight each split's output by exp2(lse_s - max lse). Rows and tokens as
+    # in _decode_kernel (ORDERED: program i combines row order[i]; QSL: token indexing).
     b = tl.program_id(0)
+    if ORDERED:
+        b = tl.load(order_ptr + b)
+    valid = b >= 0
+    b = tl.maximum(b, 0)
+    t = b
+    if QSL:
+        t = tl.load(qsl_ptr + b + 1) - 1
     h = tl.program_id(1)
     s = tl.arange(0, BLOCK_S)
     s_ok = s < num_splits
@@ -121,7 +136,7 @@ def _combine_kernel(part_o_ptr, part_lse_ptr, out_ptr, stride_ob, stride_oh, num
     o = tl.load(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :],
                 mask=s_ok[:, None] & d_ok[None, :], other=0.0)
     res = tl.sum(o * w[:, None], 0) / tl.where(total > 0, total, 1.0)
-    tl.store(out_ptr + b * stride_ob + h * stride_oh + d, res.to(out_ptr.dtype.element_ty), mask=d_ok)
+    tl.store(out_ptr + t * stride_ob + h * stride_oh + d, res.to(out_ptr.dtype.element_ty), mask=d_ok & valid)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
@@ -160,17 +175,26 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
                            block_n: int | None = None, max_seq_len: int = 0, num_warps: int | None = None,
-                           num_stages: int | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
+                           num_stages: int | None = None, order: torch.Tensor | None = None,
+                           query_start_loc: torch.Tensor | None = None) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
     max_seq_len: an upper bound of seq_lens (sets the default split count, see above).
     order: (B,) int32 permutation of the rows, the order in which programs take them (the
     longest first balances the waves; None: row order). It never changes the result.
+    query_start_loc: a mixed batch (a mixed CUDA graph's decode rows): q / out hold one row
+    per token, the rows of seq_lens / block_tables are sequences, and sequence b's query is
+    token query_start_loc[b + 1] - 1; then ``order`` (required) lists the sequences to
+    compute (any length: the grid), -1 marking idle programs; other rows of out are untouched.
     block_n: context tokens per tile (None: 128 without a split, else 64); num_warps/num_stages:
     launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py)."""
-    B, Hq, D = q.shape
+    T, Hq, D = q.shape
     _, block_size, Hkv, _ = k_cache.shape
+    mixed = query_start_loc is not None
+    if mixed and order is None:
+        raise ValueError("query_start_loc (a mixed batch) needs the order of the rows to compute")
+    B = order.shape[0] if mixed else T  # programs along grid dim 0
     assert q.stride(2) == 1 and k_cache.is_contiguous() and v_cache.is_contiguous()
     assert Hq % Hkv == 0 and block_tables.stride(1) == 1
     if out is None:
@@ -182,25 +206,29 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         raise ValueError(f"num_splits must be in 1..{MAX_SPLITS}, got {splits}")
     group = Hq // Hkv
     block_n = block_n or (128 if splits == 1 else 64)
+    rows = seq_lens.shape[0] if mixed else B  # partials are kept per sequence row
     if splits > 1:
-        part_o = torch.empty(B, Hq, splits, D, dtype=torch.float32, device=q.device)
-        part_lse = torch.empty(B, Hq, splits, dtype=torch.float32, device=q.device)
+        part_o = torch.empty(rows, Hq, splits, D, dtype=torch.float32, device=q.device)
+        part_lse = torch.empty(rows, Hq, splits, dtype=torch.float32, device=q.device)
     else:
         part_o = part_lse = out  # unused
     if order is not None and (order.shape[0] < B or order.dtype != torch.int32):
         raise ValueError(f"order must be int32 with >= {B} rows, got {order.dtype} {tuple(order.shape)}")
     _decode_kernel[(B, Hkv, splits)](
         q, k_cache, v_cache, block_tables, seq_lens, out, part_o, part_lse,
-        seq_lens if order is None else order,
+        seq_lens if order is None else order, seq_lens if query_start_loc is None else query_start_loc,
         q.stride(0), q.stride(1), out.stride(0), out.stride(1), k_cache.stride(1), k_cache.stride(2),
         block_tables.stride(0), scale * LOG2E, block_size, Hq, splits,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), HEAD_DIM=D,
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
-        ORDERED=order is not None and ORDER, **pdl_launch(q.device))
+        ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device))
     if splits > 1:
-        _combine_kernel[(B, Hq)](part_o, part_lse, out, out.stride(0), out.stride(1), Hq, splits,
+        _combine_kernel[(B, Hq)](part_o, part_lse, out, seq_lens if order is None else order,
+                                 seq_lens if query_start_loc is None else query_start_loc,
+                                 out.stride(0), out.stride(1), Hq, splits,
                                  BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D),
+                                 ORDERED=order is not None and (ORDER or mixed), QSL=mixed,
                                  **pdl_launch(q.device))
     return out
