@@ -62,8 +62,8 @@ def _time_step_next(runner, works) -> float:
         w.block_table.append(w.block_table[-1])
     t0 = time.perf_counter()
     runner.step(works)
-    if not runner.can_step_next:
-        return time.perf_counter() - t0
+    if not runner.can_step_next or max(w.start_pos for w in works) + 2 > runner.max_model_len:
+        return time.perf_counter() - t0  # (no next step: the context is at max_model_len)
     t0 = time.perf_counter()
     runner.step_next()
     return time.perf_counter() - t0

@@ -6,7 +6,7 @@ output. Replay = pack into that buffer, one H2D copy, ``graph.replay()``.
 
 * DecodeGraphs: one graph per batch size (1, 2, 4, 8, 16, then steps of 16); the decode
   attention kernel shares each KV head's reads across its q heads.
-* MixedGraphs: one graph per token bucket (16, 32, ..., MIXED_MAX_TOKENS); prefill chunks,
+* MixedGraphs: one graph per token bucket (16, 24, 32, 48, ..., MIXED_MAX_TOKENS); prefill chunks,
   cached prefixes and decodes in any mix, padded to the bucket. Attention is the varlen
   kernel in tile-map mode, whose grid depends only on the bucket. Without them every step
   with a prefill runs eagerly: ~400 kernel launches from Python, 16-25 ms of host time for
@@ -21,7 +21,10 @@ import torch
 
 from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
 
-MIXED_MAX_TOKENS = 8192  # larger steps are GPU-bound: eager launch time hides behind them
+# Larger steps run eagerly: there the padding costs more than the launches it saves (H100,
+# Qwen3-0.6B, benchmarks/mixed_step.py: a 2,048-token chunk + 64 decodes took 17.6 ms in the
+# 4,096 bucket, 13.8 ms eagerly; eager steps cost ~12 ms of launches whatever their size)
+MIXED_MAX_TOKENS = 2048
 
 
 def graph_batch_sizes(max_num_seqs: int) -> list[int]:
@@ -31,10 +34,11 @@ def graph_batch_sizes(max_num_seqs: int) -> list[int]:
 
 
 def mixed_token_buckets(max_tokens: int, max_seqs: int) -> list[int]:
-    """Powers of two from 16 up to min(max_tokens, MIXED_MAX_TOKENS), and that bound itself.
-    A bucket holds any number of sequences (up to max_seqs) whose tokens add up to it."""
+    """Powers of two and 1.5x powers of two from 16 up to min(max_tokens, MIXED_MAX_TOKENS),
+    and that bound itself (padding wastes at most a third). A bucket holds any number of
+    sequences (up to max_seqs) whose tokens add up to it."""
     top = min(max_tokens, MIXED_MAX_TOKENS)
-    sizes = [1 << k for k in range(4, 30) if (1 << k) <= top]
+    sizes = [n for k in range(4, 30) for n in (1 << k, 3 << (k - 1)) if n <= top]
     return sorted(set(sizes) | {top})
 
 

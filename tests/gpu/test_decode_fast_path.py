@@ -178,7 +178,7 @@ def test_profile_times_decode_points_on_the_fast_path():
     from nanosim.calibrate.shapes import Composition
 
     class Recorder:  # arms step_next after decode-only steps, as ModelRunner with graphs does
-        block_size, can_step_next = 4, False
+        block_size, can_step_next, max_model_len = 4, False, 64
 
         def __init__(self):
             self.calls, self.tables = [], []
@@ -195,6 +195,9 @@ def test_profile_times_decode_points_on_the_fast_path():
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=8))
     assert r.calls == ["step"] + ["step", "step_next"] * 3
     assert [len(t) for t in r.tables] == [3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
+    r.calls.clear()
+    timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=64))
+    assert r.calls == ["step"] * 4  # at max_model_len: no next step to time
     r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_prefills=1, chunk=8, cached=0))
     assert r.calls == ["step"] * 4
