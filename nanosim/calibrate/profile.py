@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import time
+from dataclasses import replace
 from typing import Callable
 
 from nanosim.calibrate.shapes import Composition, default_grid
@@ -29,11 +30,15 @@ def gpu_preset(device_name: str) -> str:
 
 
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
-          between: Callable[[], None] | None = None) -> Callable[[Composition], float]:
+          between: Callable[[], None] | None = None,
+          packed: dict | None = None) -> Callable[[Composition], float]:
     """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
     steps get more repeats: their host-side jitter is a larger share), after warmup runs.
     The SeqWorks are built inside the timed region, as GpuBackend builds them each step.
-    ``between(comp)``, when given, runs (untimed) before each timed step."""
+    ``between(comp)``, when given, runs (untimed) before each timed step.
+    Decode points time both of the runner's paths in pairs: a packed step() and the
+    step_next() after it; measure() returns the step_next median (the path of steady
+    decoding) and, with ``packed`` given, appends the step() median to packed[comp]."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
@@ -41,32 +46,39 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
         for _ in range(warmup):
             runner.step(comp.works(runner.block_size, SeqWork))
         times: list[float] = []
+        slow: list[float] = []
         while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
             if between is not None:
                 between(comp)
             if fast:
-                times.append(_time_step_next(runner, comp.works(runner.block_size, SeqWork)))
+                t_step, t_next = _time_step_pair(runner, comp.works(runner.block_size, SeqWork))
+                slow.append(t_step)
+                times.append(t_next)
                 continue
             t0 = time.perf_counter()
             runner.step(comp.works(runner.block_size, SeqWork))
             times.append(time.perf_counter() - t0)
+        if fast and packed is not None:
+            packed.setdefault(comp, []).append(statistics.median(slow))
         return statistics.median(times)
     return measure
 
 
-def _time_step_next(runner, works) -> float:
-    """Wall time of the step_next that follows an untimed step() of ``works`` (decodes; each
-    table gets a spare block id, which the next position may need), or of that step() when
-    the runner armed no fast path (no CUDA graph for this size)."""
+def _time_step_pair(runner, works) -> tuple[float, float]:
+    """Wall times of a step() of ``works`` (decodes; each table gets a spare block id, which
+    the next position may need) and of the step_next() after it; that second time is the
+    step()'s own where the runner armed no fast path (no CUDA graph for this size, or the
+    context at max_model_len)."""
     for w in works:
         w.block_table.append(w.block_table[-1])
     t0 = time.perf_counter()
     runner.step(works)
+    t_step = time.perf_counter() - t0
     if not runner.can_step_next or max(w.start_pos for w in works) + 2 > runner.max_model_len:
-        return time.perf_counter() - t0  # (no next step: the context is at max_model_len)
+        return t_step, t_step
     t0 = time.perf_counter()
     runner.step_next()
-    return time.perf_counter() - t0
+    return t_step, time.perf_counter() - t0
 
 
 def decode_between(runner, steps: int = 8) -> Callable[[Composition], None]:
@@ -148,10 +160,11 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     comps = {decode_shape(b, c): Composition(num_decodes=b, decode_context=c) for b, c in dec}
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
-    measure = timer(runner, reps, warmup, between=decode_between(runner))
+    packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
+    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed)
     spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
     times = median_of_passes(list(comps), lambda shape: measure(comps[shape]), passes, progress)
-    return build_profile(
+    prof = build_profile(
         runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
@@ -162,4 +175,8 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
                f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
                f"median of {passes} alternating passes over the grid; "
-               f"steps with a prefill each after 8 decode steps"))
+               f"steps with a prefill each after 8 decode steps; decode duration_s: step_next "
+               f"after a step (the steady path), packed_duration_s: that step"))
+    decode = tuple(replace(p, extra={**p.extra, "packed_duration_s": statistics.median(
+        packed[comps[p.shape]])}) if comps[p.shape] in packed else p for p in prof.decode)
+    return replace(prof, decode=decode)

@@ -151,6 +151,12 @@ class ProfileCostModel:
         self.roofline = self.fit.model
         self._decode = _ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
                                     for p in profile.decode], self.roofline)
+        # decode steps that pack their inputs anew (the first after a step with a prefill):
+        # the profile's packed_duration_s, where measured (older profiles: the one grid)
+        packed = [p for p in profile.decode if "packed_duration_s" in p.extra]
+        self._decode_packed = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["packed_duration_s"]),
+                                            self._padded(p.shape)) for p in packed], self.roofline)
+        self._prev_decode_only = False  # the last priced step: the runner's fast path follows it
         self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
         self.total_steps = 0
@@ -162,6 +168,7 @@ class ProfileCostModel:
 
     def reset_counts(self) -> None:
         self.total_steps = self.extrapolated_steps = 0
+        self._prev_decode_only = False
 
     def _padded(self, shape: StepShape) -> StepShape:
         """The step as the runner executes it. A decode-only batch: padded to its CUDA-graph
@@ -185,15 +192,21 @@ class ProfileCostModel:
         if shape.swap_blocks == 0:
             nd, npf = padded.num_decode_seqs, shape.num_prefill_seqs
             if shape.prefill_tokens == 0 and nd > 0 and npf == 0 and self._decode is not None:
-                return self._decode.at(nd, shape.decode_context_tokens / nd)
+                grid = self._decode if self._prev_decode_only else (self._decode_packed or self._decode)
+                return grid.at(nd, shape.decode_context_tokens / nd)
             if npf == 1 and shape.prefill_tokens > 0 and self._prefill is not None:
                 q = shape.prefill_tokens
                 return self._prefill.at(padded.prefill_tokens, shape.prefill_kv_tokens - q)
         return 1.0, False
 
     def step_time_s(self, shape: StepShape) -> float:
+        """Calls must come in step order: a decode step right after another decode step is
+        priced on the runner's fast path (inputs edited in place), one after a step with a
+        prefill (or the first) on the packed path."""
         padded = self._padded(shape)
         r, inside = self._ratio(shape, padded)
+        self._prev_decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
+                                  and shape.num_prefill_seqs == 0)
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
@@ -215,6 +228,10 @@ class ProfileCostModel:
             rf = self.roofline
             base = rf._fixed_s(0, 0, 0.0, 0, padded, 0) + rf._decode_attn_s(padded, ctx)
         r, inside = self._decode.at_y(padded, ctx / padded)
+        if not self._prev_decode_only and self._decode_packed is not None:  # its first step packs
+            r = r.copy()
+            r[0] = self._decode_packed.at(padded, ctx[0] / padded)[0]
+        self._prev_decode_only = True
         self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
         return base * r
 

@@ -191,9 +191,11 @@ def test_profile_times_decode_points_on_the_fast_path():
         def step_next(self, keep=None):
             self.calls.append("step_next")
 
-    r = Recorder()
-    timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=8))
+    r, packed = Recorder(), {}
+    comp = Composition(num_decodes=2, decode_context=8)
+    timer(r, reps=3, warmup=1, min_time_s=0.0, packed=packed)(comp)
     assert r.calls == ["step"] + ["step", "step_next"] * 3
+    assert list(packed) == [comp] and len(packed[comp]) == 1  # the packed step()s' median
     assert [len(t) for t in r.tables] == [3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
     r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=64))

@@ -351,3 +351,26 @@ def test_prefill_steps_are_priced_at_their_mixed_graph_bucket(tmp_path):
             assert abs(plain.step_time_s(shape) / want - 1) > 0.05, q  # interpolation misses it
     big = prefill_shape(9000, 0)  # past the last bucket: eager, no padding
     assert pm.step_time_s(big) == pytest.approx(plain.step_time_s(big), rel=1e-9)
+
+
+def test_decode_after_a_prefill_is_priced_on_the_packed_path(tmp_path):
+    """Decode points may carry packed_duration_s (the runner's step() that packs its inputs);
+    the first decode step after a step with a prefill costs that, later ones duration_s."""
+    base = make_profile()
+    slow = tuple(replace(p, extra={"packed_duration_s": p.duration_s * 1.2}) for p in base.decode)
+    save_profile(replace(base, decode=slow), tmp_path / "p.json")
+    prof = load_profile(tmp_path / "p.json")
+    assert prof.decode[0].extra["packed_duration_s"] == pytest.approx(base.decode[0].duration_s * 1.2)
+    pm, plain = ProfileCostModel(prof, Q06, H100), ProfileCostModel(base, Q06, H100)
+    dec, pre = decode_shape(8, 8 * 1000), prefill_shape(256, 0)
+    pm.step_time_s(pre)
+    first, second = pm.step_time_s(dec), pm.step_time_s(dec)
+    assert first == pytest.approx(1.2 * second, rel=0.02)
+    assert second == pytest.approx(plain.step_time_s(dec), rel=1e-9)
+    pm.step_time_s(pre)  # a run of decode steps: only its first step packs
+    run = pm.decode_run_s(8, 8 * 1000, 3)
+    assert run[0] == pytest.approx(1.2 * run[1], rel=0.02) and run[1] < run[0]
+    loop = ProfileCostModel(prof, Q06, H100)
+    loop.step_time_s(pre)
+    want = [loop.step_time_s(StepShape(num_decode_seqs=8, decode_context_tokens=8 * 1000 + 8 * i)) for i in range(3)]
+    assert np.array_equal(run, np.array(want))
