@@ -21,10 +21,12 @@ import torch
 
 from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
 
-# Larger steps run eagerly: there the padding costs more than the launches it saves (H100,
-# Qwen3-0.6B, benchmarks/mixed_step.py: a 2,048-token chunk + 64 decodes took 17.6 ms in the
-# 4,096 bucket, 13.8 ms eagerly; eager steps cost ~12 ms of launches whatever their size)
-MIXED_MAX_TOKENS = 2048
+# Larger steps run eagerly (GPU-bound there). Eager steps cost 12-24 ms of launches on our
+# H100 hosts whatever their size (benchmarks/mixed_step.py), so graphs pay up to here even
+# padded: 1.5x buckets keep the padding under a third (a 2,048-token chunk + 64 decodes took
+# 17.6 / 16.8 ms in the 4,096 bucket and 13.8 / 14.9 ms eagerly on two machines; with
+# graphs only up to 2,048 tokens, replays' 2,200-2,900-token prefills ran eagerly in 14-44 ms)
+MIXED_MAX_TOKENS = 8192
 
 
 def graph_batch_sizes(max_num_seqs: int) -> list[int]:

@@ -43,8 +43,8 @@ def test_mixed_bucket_step_equals_eager_step():
 
 def test_mixed_token_buckets():
     assert mixed_token_buckets(8192, 256) == [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
-                                              1024, 1536, 2048]
-    assert mixed_token_buckets(16384, 512)[-1] == 2048  # bigger steps run eagerly
+                                              1024, 1536, 2048, 3072, 4096, 6144, 8192]
+    assert mixed_token_buckets(16384, 512)[-1] == 8192  # bigger steps run eagerly
     assert mixed_token_buckets(100, 4) == [16, 24, 32, 48, 64, 96, 100]
 
 
