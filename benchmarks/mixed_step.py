@@ -8,8 +8,6 @@ tiles (the previous path) instead of the split-KV decode kernel.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
@@ -28,22 +26,14 @@ def works(prefill: int, decodes: int, ctx: int, block_size: int, num_blocks: int
     return out
 
 
-def median_s(fn, reps: int = 30) -> float:
-    times = []
-    for _ in range(reps):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tile-decodes", action="store_true")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("mixed_step.py needs a CUDA GPU")
+    from profile_decode import median_s  # (benchmarks/ is this script's import path)
+
     from nanosim.config import get_model
     from nanosim.gpu import inputs
     from nanosim.gpu.runner import ModelRunner

@@ -168,9 +168,9 @@ class InputPacker:
         qsl, seq_lens = self._fill_tokens(v, works, lens, starts, need, width, num_blocks,
                                           graph_bs or mixed_tokens, rows_too=bool(graph_bs))
         all_greedy = self._fill_sampling(v, works, rows, qsl, seq_lens)
-        self._graph_seeds = None
-        if graph_bs and len(rows) == B:  # every row samples: pack_next can advance it
-            self._graph_seeds = np.fromiter((w.seed for w in works), np.int64, B)
+        if graph_bs:  # the decode-graph buffer: pack_next can advance it when every row samples
+            self._graph_seeds = (np.fromiter((w.seed for w in works), np.int64, B)
+                                 if len(rows) == B else None)
             self._graph_greedy = all_greedy
         if mixed_tokens:  # rows of one query token go to the decode kernel, the rest to tiles
             n, single = self.num_tiles(mixed_tokens), (lens == 1) & MIXED_DECODE_KERNEL

@@ -212,3 +212,13 @@ def test_decode_order_puts_the_longest_contexts_first():
     assert inp.meta.decode_order.tolist() == [1, 3, 2, 0, 4, 5, 6, 7]
     eager = p.pack([SeqWork([1, 2, 3], 0, [9], True)] + works, BLOCKS)  # a prefill, then decodes
     assert eager.meta.num_prefills == 1 and eager.meta.decode_order.tolist() == [1, 3, 2, 0]
+
+
+def test_an_eager_pack_between_leaves_the_graph_buffer_advanceable():
+    p, ref = packer(), packer()
+    works = decode_works([5, 6], [[0, 1], [2, 3]], [1, 2], [0.0, 0.0])
+    p.pack(works, BLOCKS, graph_bs=2)
+    p.pack([SeqWork([1, 2, 3], 0, [9], True)], BLOCKS)  # e.g. runner.logits(): eager layout
+    p.pack_next([[0, 1], [2, 3]], None, np.array([7, 8]), BLOCKS, 2)
+    ref.pack(decode_works([6, 7], [[0, 1], [2, 3]], [7, 8], [0.0, 0.0]), BLOCKS, graph_bs=2)
+    assert_same_step(p, ref, 2, 2, greedy=True)
