@@ -214,7 +214,9 @@ class ProfileCostModel:
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
         """Step times of a run of decode-only steps (context grows num_seqs per step);
-        the same values step_time_s gives one step at a time."""
+        the same values step_time_s gives one step at a time. (The engine fast-forwards only
+        after a decode-only step, so a run it prices, kept or dropped, starts on the fast
+        path and leaves the state as it found it.)"""
         base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
         if num_steps == 0:
             return base

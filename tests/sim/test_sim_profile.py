@@ -374,3 +374,29 @@ def test_decode_after_a_prefill_is_priced_on_the_packed_path(tmp_path):
     loop.step_time_s(pre)
     want = [loop.step_time_s(StepShape(num_decode_seqs=8, decode_context_tokens=8 * 1000 + 8 * i)) for i in range(3)]
     assert np.array_equal(run, np.array(want))
+
+
+def test_fast_forward_equals_stepping_with_the_shipped_two_path_profile():
+    """The shipped Qwen3-0.6B profile prices decode steps on two paths (packed after a step
+    with a prefill, fast after a decode step): fast-forwarded runs, dropped runs included,
+    give the tables of stepping one by one."""
+    import pandas as pd
+
+    from nanosim.config import EngineConfig
+    from nanosim.core.engine import Engine
+    from nanosim.core.request import Request
+    from nanosim.sim.backend import SimBackend
+    from nanosim.sim.profile import make_cost_model
+    from nanosim.sim.simulator import simulate
+
+    q06 = MODELS["qwen3-0.6b"]
+    reqs = [Request(i, 0.013 * i * (1 + i % 3), 40 + 37 * (i % 7), 30 + 11 * (i % 5)) for i in range(40)]
+    tables = []
+    for ff in (False, True):
+        cm = make_cost_model(q06, H100, 1, "auto")
+        assert cm.name == "profile" and cm._decode_packed is not None
+        eng = Engine(EngineConfig(max_model_len=4096), SimBackend(cm), 2000)
+        simulate(eng, reqs, fast_forward=ff)
+        tables.append(eng.results())
+    pd.testing.assert_frame_equal(tables[0][0], tables[1][0], check_exact=True)
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1], check_exact=True)
