@@ -124,7 +124,9 @@ class Scheduler:
             self.swapped.popleft()
             st.swap_in.extend(bm.swap_in(seq))
             self._start_running(seq)
-            if seq.num_computed_tokens == seq.num_tokens - 1:  # it was decoding
+            # it was decoding (or recomputing, with one token left: the same step); a first
+            # prefill cut one token short also has computed == num_tokens - 1, but no output
+            if seq.num_computed_tokens == seq.num_tokens - 1 and seq.num_output_tokens > 0:
                 if seq.num_tokens > len(seq.block_table) * bm.block_size:
                     bm.append_block(seq)  # room guaranteed by can_swap_in
                 self.group.join(seq)

@@ -148,6 +148,48 @@ def test_swap_preemption_resumes_without_recompute():
     assert a.status is b.status is Status.FINISHED and b.num_output_tokens == 40
 
 
+def test_swap_of_a_prefill_one_token_short_resumes_its_prefill():
+    """A prompt swapped out with one token left to prefill (computed == num_tokens - 1, as a
+    decoding sequence's) resumes as a prefill on swap-in and gets its first token from it
+    (found by tests/core/test_properties.py: it used to rejoin as a decode and finish with no
+    first token)."""
+    from nanosim.core.request import Request
+    from nanosim.sim.simulator import simulate
+
+    e = make_engine(num_blocks=17, block_size_tokens=3, max_num_seqs=4, max_num_batched_tokens=15,
+                    chunked_prefill=False, policy="priority", preemption_mode="swap",
+                    enable_prefix_caching=False, host_blocks=10, max_model_len=200)
+    reqs = [Request(0, 0.0, 31, 2, priority=1), Request(1, 0.0, 1, 2), Request(2, 0.0, 1, 3),
+            Request(3, 0.0, 12, 3), Request(4, 0.0, 1, 3)]
+    simulate(e, reqs, fast_forward=False, check_every_step=True)
+    long = e.seqs[0]
+    assert long.num_preemptions == 1 and long.status is Status.FINISHED
+    assert long.first_token_s is not None and long.num_output_tokens == 2
+    assert long.first_token_s < long.finish_s
+
+
+def test_swap_of_a_recomputing_prefill_resumes_its_prefill():
+    """A sequence preempted by recompute (host pool too small to swap) and then swapped out
+    part-way through re-prefilling its prompt and outputs resumes that prefill on swap-in:
+    fast-forward and stepping agree (found by tests/core/test_properties.py)."""
+    import pandas as pd
+
+    from nanosim.core.request import Request
+    from nanosim.sim.simulator import simulate
+
+    spec = [(0, 0.0, 28, 7), (1, 0, 1, 1), (2, 0, 1, 1), (3, .0005, 1, 1), (4, .0005, 1, 1),
+            (5, .0005, 3, 9), (6, .0035, 1, 1), (7, .0035, 3, 2), (8, .0035, 1, 1), (9, .0035, 7, 1)]
+    tables = []
+    for ff in (False, True):
+        e = make_engine(num_blocks=12, block_size_tokens=3, max_num_seqs=6, max_num_batched_tokens=19,
+                        chunked_prefill=True, policy="sjf", preemption_mode="swap",
+                        enable_prefix_caching=False, host_blocks=2, max_model_len=200)
+        simulate(e, [Request(i, t, p, o) for i, t, p, o in spec], fast_forward=ff, check_every_step=True)
+        tables.append(e.results())
+        assert all(s.status is Status.FINISHED for s in e.seqs.values())
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1], check_exact=True)
+
+
 def test_s35_never_fits_is_rejected_and_run_goes_on():
     e = make_engine(num_blocks=4)
     big = e.add_request(req(0, 256, out=4))
