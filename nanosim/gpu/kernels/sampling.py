@@ -26,7 +26,7 @@ import triton.language as tl
 @triton.jit
 def _mix32(x):
     # 32-bit xor-shift-multiply hash on uint32 lanes: products wrap mod 2^32, the same bits
-    # as the reference's int64 math masked to 32 bits (int64 multiplies cost ~3x on the GPU)
+    # as the reference's int64 math masked to 32 bits (GPUs emulate int64 multiplies)
     mix = tl.full((), 0x45D9F3B, tl.uint32)
     x = (x ^ (x >> 16)) * mix
     x = (x ^ (x >> 16)) * mix
