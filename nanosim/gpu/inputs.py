@@ -196,7 +196,8 @@ class InputPacker:
     def pack_next(self, tables: list, keep: list[int] | None, tokens: np.ndarray,
                   num_blocks: int, graph_bs: int) -> StepInputs:
         """The decode step that follows the last decode-graph pack, edited in place instead of
-        packed anew (~20x less host time at 256 rows): rows ``keep`` of it (None: all), each
+        packed anew (about 5x less host time at 256 rows, benchmarks/host_step.py): rows
+        ``keep`` of it (None: all), each
         one token further, fed ``tokens`` (the tokens sampled for those rows). ``tables`` are
         the previous step's live block tables by row: a row whose new token starts a block
         reads that block from it (the scheduler has appended it). Padded to ``graph_bs``."""
