@@ -199,8 +199,8 @@ class InputPacker:
         packed anew (about 5x less host time at 256 rows, benchmarks/host_step.py): rows
         ``keep`` of it (None: all), each one token further, fed ``tokens`` (the tokens sampled
         for those rows). ``tables`` are the previous step's live block tables by row: a row
-        whose new token starts a block
-        reads that block from it (the scheduler has appended it). Padded to ``graph_bs``."""
+        whose new token starts a block reads that block from it (the scheduler has appended
+        it). Padded to ``graph_bs``."""
         if self._graph_seeds is None:
             raise RuntimeError("pack_next needs a decode-graph pack (every row sampling) before it")
         lay = self.graph_layout
