@@ -49,9 +49,9 @@ class PackingRunner:
 
     def step_next(self, keep):
         tokens = self._tokens if keep is None else self._tokens[keep]
-        self.packer.pack_next(self._tables, keep, tokens, BLOCKS, graph_size(len(tokens)))
         if keep is not None:
             self._tables = [self._tables[i] for i in keep]
+        self.packer.pack_next(self._tables, keep, tokens, BLOCKS, graph_size(len(tokens)))
         self._tokens = tokens
         return StepOutput(tokens.tolist(), 0.0, 0.0)
 

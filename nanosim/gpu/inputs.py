@@ -198,9 +198,9 @@ class InputPacker:
         """The decode step that follows the last decode-graph pack, edited in place instead of
         packed anew (about 5x less host time at 256 rows, benchmarks/host_step.py): rows
         ``keep`` of it (None: all), each one token further, fed ``tokens`` (the tokens sampled
-        for those rows). ``tables`` are the previous step's live block tables by row: a row
-        whose new token starts a block reads that block from it (the scheduler has appended
-        it). Padded to ``graph_bs``."""
+        for those rows). ``tables`` are the kept rows' live block tables, in the new order: a
+        row whose new token starts a block reads that block from it (the scheduler has
+        appended it). Padded to ``graph_bs``."""
         if self._graph_seeds is None:
             raise RuntimeError("pack_next needs a decode-graph pack (every row sampling) before it")
         lay = self.graph_layout
@@ -215,7 +215,6 @@ class InputPacker:
                 v[f][:B] = v[f][idx]
             bt[:B] = bt[idx]
             seeds = self._graph_seeds = seeds[idx]
-            tables = [tables[i] for i in keep]
         pos, slot, lens = v["positions"][:B], v["slot_mapping"][:B], v["seq_lens"][:B]
         pos += 1
         lens += 1

@@ -180,13 +180,11 @@ class ModelRunner:
         tables, tokens = self._next
         self._next = None
         if keep is not None:
-            tokens = tokens[keep]
+            tables, tokens = [tables[i] for i in keep], tokens[keep]
         graph_bs = self.graphs.batch_size_for(len(tokens))
         if not tokens.size or graph_bs is None:
             raise ValueError(f"step_next needs 1..{self.graphs.sizes[-1]} rows, got {len(tokens)}")
         inp = self.packer.pack_next(tables, keep, tokens, self.num_kv_blocks, graph_bs)
-        if keep is not None:
-            tables = [tables[i] for i in keep]
         out = self._run(inp, graph_bs, len(tokens), None, True, t0)
         self._next = (tables, np.asarray(out.token_ids, dtype=np.int64))
         return out

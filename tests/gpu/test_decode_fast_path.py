@@ -66,7 +66,7 @@ def test_pack_next_equals_a_fresh_pack_over_steps_subsets_and_new_blocks(temps):
                 live[r].append(tables[r][len(live[r])])
         tokens = rng.integers(0, 99, len(kept))
         G = 8 if len(kept) > 4 else 4
-        inc.pack_next([live[r] for r in rows], keep, tokens, BLOCKS, G)
+        inc.pack_next([live[r] for r in kept], keep, tokens, BLOCKS, G)
         ref.pack(decode_works([starts[r] for r in kept], [live[r] for r in kept], tokens.tolist(),
                               [temps[r] for r in kept], [100 + r for r in kept]), BLOCKS, graph_bs=G)
         assert_same_step(inc, ref, len(kept), G, greedy=not any(temps[r] > 0 for r in kept))
@@ -112,10 +112,10 @@ class PackingRunner:
     def step_next(self, keep):
         self.calls["step_next"] += 1
         tokens = self._tokens if keep is None else self._tokens[keep]
-        gbs = min(b for b in (1, 2, 4, 8, 16) if b >= len(tokens))
-        inp = self.packer.pack_next(self._tables, keep, tokens, BLOCKS, gbs)
         if keep is not None:
             self._tables = [self._tables[i] for i in keep]
+        gbs = min(b for b in (1, 2, 4, 8, 16) if b >= len(tokens))
+        inp = self.packer.pack_next(self._tables, keep, tokens, BLOCKS, gbs)
         toks = self._sample(inp, len(tokens))
         self._tokens = np.array(toks)
         return StepOutput(toks, 0.001, 0.001)
