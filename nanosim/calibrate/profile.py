@@ -155,9 +155,13 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it)."""
     import torch
 
+    buckets = runner.mixed_graphs.sizes if runner.mixed_graphs is not None else ()
     dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
-                                   runner.max_num_seqs, runner.max_model_len)
-    comps = {decode_shape(b, c): Composition(num_decodes=b, decode_context=c) for b, c in dec}
+                                   runner.max_num_seqs, runner.max_model_len,
+                                   **({"chunks": tuple(buckets)} if buckets else {}),
+                                   **({"batches": tuple(runner.graphs.sizes)} if runner.graphs is not None else {}))
+    comps = {decode_shape(*d): Composition(num_decodes=d[0], decode_context=d[1],
+                                           long_context=d[2] if len(d) > 2 else 0) for d in dec}
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
     packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
@@ -170,13 +174,15 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
-        mixed_token_buckets=runner.mixed_graphs.sizes if runner.mixed_graphs is not None else (),
+        mixed_token_buckets=buckets,
         notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
                f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
                f"median of {passes} alternating passes over the grid; "
                f"steps with a prefill each after 8 decode steps; decode duration_s: step_next "
-               f"after a step (the steady path), packed_duration_s: that step"))
+               f"after a step (the steady path), packed_duration_s: that step; decode batches at "
+               f"the CUDA-graph sizes, prefill chunks at the mixed-graph buckets; skewed decode "
+               f"points: one row at max_context_tokens"))
     decode = tuple(replace(p, extra={**p.extra, "packed_duration_s": statistics.median(
         packed[comps[p.shape]])}) if comps[p.shape] in packed else p for p in prof.decode)
     return replace(prof, decode=decode)

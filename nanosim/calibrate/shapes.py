@@ -11,8 +11,15 @@ from dataclasses import dataclass
 
 from nanosim.core.batch import StepShape
 
+# batch sizes when the runner has no decode CUDA graphs; with them, their sizes (the split
+# count of the decode kernel, and so its time, changes between powers of two)
 DECODE_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 DECODE_CONTEXTS = (128, 512, 1024, 2048, 4096)
+# skewed decode points: one row at each long context, the others at the short one (how much
+# the longest row holds a step up; at small batches the decode kernel waits for it)
+SKEW_SHORT, SKEW_LONG = 128, (1024, 4096)
+# chunk sizes when the runner has no mixed CUDA graphs; with them, their token buckets
+# (a step runs padded to its bucket, so the time is a step function of the bucket)
 PREFILL_CHUNKS = (16, 64, 256, 1024, 2048, 4096, 8192)
 PREFILL_CACHED = (0, 1024, 4096)
 MIXED = tuple((b, c, n, q, p) for b in (8, 64, 192) for c in (512, 2048)
@@ -26,19 +33,26 @@ class Composition:
     num_prefills: int = 0
     chunk: int = 0
     cached: int = 0
+    long_context: int = 0  # > 0: the first decode row attends this many instead (skewed)
+
+    def _contexts(self) -> list[int]:
+        ctx = [self.decode_context] * self.num_decodes
+        if self.long_context and ctx:
+            ctx[0] = self.long_context
+        return ctx
 
     @property
     def shape(self) -> StepShape:
         n, q, p = self.num_prefills, self.chunk, self.cached
+        ctx = self._contexts()
         return StepShape(num_prefill_seqs=n, prefill_tokens=n * q,
                          prefill_attn_pairs=n * q * (p + (q + 1) / 2), prefill_kv_tokens=n * (p + q),
-                         num_decode_seqs=self.num_decodes,
-                         decode_context_tokens=self.num_decodes * self.decode_context)
+                         num_decode_seqs=self.num_decodes, decode_context_tokens=sum(ctx),
+                         decode_max_context_tokens=max(ctx, default=0))
 
     def blocks_needed(self, block_size: int) -> int:
-        per_decode = -(-self.decode_context // block_size)
         per_prefill = -(-(self.cached + self.chunk) // block_size)
-        return self.num_decodes * per_decode + self.num_prefills * per_prefill
+        return sum(-(-c // block_size) for c in self._contexts()) + self.num_prefills * per_prefill
 
     def tokens(self) -> int:
         return self.num_prefills * self.chunk + self.num_decodes
@@ -55,22 +69,26 @@ class Composition:
 
         for _ in range(self.num_prefills):
             out.append(work_cls([token] * self.chunk, self.cached, blocks(self.cached + self.chunk), True))
-        for _ in range(self.num_decodes):
-            out.append(work_cls([token], self.decode_context - 1, blocks(self.decode_context), True))
+        for c in self._contexts():
+            out.append(work_cls([token], c - 1, blocks(c), True))
         return out
 
 
 def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: int,
-                 max_model_len: int) -> tuple[list, list, list]:
-    """(decode (B, ctx) pairs, prefill (chunk, cached) pairs, mixed Compositions) that fit."""
+                 max_model_len: int, chunks: tuple[int, ...] = PREFILL_CHUNKS,
+                 batches: tuple[int, ...] = DECODE_BATCHES) -> tuple[list, list, list]:
+    """(decode (B, ctx) pairs and (B, short ctx, long ctx) skewed points, prefill (chunk,
+    cached) pairs, mixed Compositions) that fit."""
     def fits(c: Composition) -> bool:
-        longest = max(c.decode_context, c.cached + c.chunk)
+        longest = max(c.decode_context, c.long_context, c.cached + c.chunk)
         return (c.blocks_needed(block_size) <= max_blocks and c.tokens() <= max_tokens
                 and c.num_decodes + c.num_prefills <= max_seqs and longest <= max_model_len)
 
-    decode = [(b, c) for b in DECODE_BATCHES for c in DECODE_CONTEXTS
+    decode = [(b, c) for b in batches for c in DECODE_CONTEXTS
               if fits(Composition(num_decodes=b, decode_context=c))]
-    prefill = [(q, p) for q in PREFILL_CHUNKS for p in PREFILL_CACHED
+    decode += [(b, SKEW_SHORT, m) for b in batches if b > 1 for m in SKEW_LONG
+               if fits(Composition(num_decodes=b, decode_context=SKEW_SHORT, long_context=m))]
+    prefill = [(q, p) for q in chunks for p in PREFILL_CACHED
                if fits(Composition(num_prefills=1, chunk=q, cached=p))]
     mixed = [Composition(b, c, n, q, p) for b, c, n, q, p in MIXED
              if fits(Composition(b, c, n, q, p))]

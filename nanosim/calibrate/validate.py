@@ -21,7 +21,7 @@ from nanosim.core.batch import ScheduledBatch, StepResult, StepShape
 LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
 STATS = ("p50", "p90", "p99", "mean")
 SHAPE_FIELDS = ("num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs", "prefill_kv_tokens",
-                "num_decode_seqs", "decode_context_tokens", "swap_blocks")
+                "num_decode_seqs", "decode_context_tokens", "swap_blocks", "decode_max_context_tokens")
 
 
 class RecordingBackend:

@@ -21,6 +21,8 @@ class StepShape:
     prefill_kv_tokens     sum over chunks of KV tokens read (ctx_before + q)
     decode_context_tokens sum over decode sequences of KV tokens attended (incl. the new token)
     swap_blocks           KV blocks copied between GPU and host this step (in + out)
+    decode_max_context_tokens  the longest decode sequence's KV tokens (0: not known; cost
+                          models then take every sequence at the mean context)
     """
 
     num_prefill_seqs: int = 0
@@ -30,6 +32,7 @@ class StepShape:
     num_decode_seqs: int = 0
     decode_context_tokens: int = 0
     swap_blocks: int = 0
+    decode_max_context_tokens: int = 0
 
     @property
     def num_tokens(self) -> int:
@@ -86,8 +89,10 @@ class CostModel(Protocol):
 
     def step_time_s(self, shape: StepShape) -> float: ...
 
-    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int):
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
+                     max_context_tokens: int = 0):
         """Durations (np.ndarray, seconds) of ``num_steps`` decode-only steps of ``num_seqs``
         sequences whose summed context is ``context_tokens`` at the first step and grows by
-        ``num_seqs`` per step. Must equal calling step_time_s step by step."""
+        ``num_seqs`` per step; the longest sequence's is ``max_context_tokens`` and grows by
+        1 (0: not known). Must equal calling step_time_s step by step."""
         ...

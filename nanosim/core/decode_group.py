@@ -5,7 +5,9 @@ length is ``length at join + (clock - clock at join)``. The group keeps
 
 * ``context_tokens``: sum of the members' lengths, in O(1) (sum of (n0 - c0) + size * clock);
 * a heap of the clock values at which a member needs a new KV block, and
-* a heap of the clock values of each member's final step (its max_tokens-th output).
+* a heap of the clock values of each member's final step (its max_tokens-th output), and
+* a max-heap of the members' lengths less their clocks, for the longest member's length
+  (``max_context_tokens``; decode attention waits for its longest row).
 
 so a decode step costs O(events), not O(batch size). Heap entries carry the sequence's epoch;
 an entry whose epoch is stale (the sequence left and maybe rejoined) is skipped.
@@ -18,7 +20,7 @@ from nanosim.core.sequence import Sequence
 
 
 class DecodeGroup:
-    __slots__ = ("clock", "members", "_base_sum", "_need", "_finish", "block_size")
+    __slots__ = ("clock", "members", "_base_sum", "_need", "_finish", "_longest", "block_size")
 
     def __init__(self, block_size: int) -> None:
         self.clock = 0  # decode steps executed so far
@@ -26,6 +28,8 @@ class DecodeGroup:
         self._base_sum = 0  # sum over members of (length at join - clock at join)
         self._need: list[tuple[int, int, int, Sequence]] = []  # (clock, admit order, epoch, seq)
         self._finish: list[tuple[int, int, int, Sequence]] = []
+        # (-(length at join - clock at join), admit order, epoch, seq): top = longest member
+        self._longest: list[tuple[int, int, int, Sequence]] = []
         self.block_size = block_size
 
     def __len__(self) -> int:
@@ -36,6 +40,12 @@ class DecodeGroup:
         """Sum of member lengths = KV tokens the next decode step attends to."""
         return self._base_sum + len(self.members) * self.clock
 
+    @property
+    def max_context_tokens(self) -> int:
+        """The longest member's length = KV tokens its next decode step attends to (0: empty)."""
+        e = self._peek(self._longest)
+        return 0 if e is None else self.clock - e[0]
+
     def join(self, seq: Sequence) -> None:
         n0 = seq._num_tokens
         seq.group = self
@@ -44,7 +54,14 @@ class DecodeGroup:
         self._base_sum += n0 - self.clock
         final = seq.req.prompt_tokens + seq.max_tokens - n0 + self.clock - 1
         heapq.heappush(self._finish, (final, seq.admit_order, seq.epoch, seq))
+        heapq.heappush(self._longest, (self.clock - n0, seq.admit_order, seq.epoch, seq))
         self._push_need(seq)
+
+    def check(self) -> None:
+        """The O(1) summaries equal their definitions over the members (tests, debugging)."""
+        lengths = [s.num_tokens for s in self.members.values()]
+        assert self.context_tokens == sum(lengths), (self.context_tokens, sum(lengths))
+        assert self.max_context_tokens == max(lengths, default=0), (self.max_context_tokens, lengths)
 
     def leave(self, seq: Sequence) -> None:
         del self.members[seq.seq_id]

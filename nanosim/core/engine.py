@@ -75,22 +75,23 @@ class Engine:
         if k < 2:
             return None
         g = sched.group
-        num_seqs, ctx0 = len(g), g.context_tokens
-        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, k, now, next_event_s)
+        num_seqs, ctx0, max0 = len(g), g.context_tokens, g.max_context_tokens
+        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, max0, k, now, next_event_s)
         k = int(np.searchsorted(starts, next_event_s, side="left"))  # steps starting before it
         if k < 2:
             return None
         used0 = self.bm.num_used
         offsets = sched.advance_decodes(k)
         kv_used = used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
-        self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, kv_used)
+        self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, max0, kv_used)
         end = float(ends_at[k])
         sched.finish_due(end)
         self._collect()
         return end
 
     @staticmethod
-    def _decode_durations(run_s, num_seqs: int, ctx0: int, k_max: int, now: float, until_s: float):
+    def _decode_durations(run_s, num_seqs: int, ctx0: int, max0: int, k_max: int, now: float,
+                          until_s: float):
         """Durations and start times of up to k_max decode-only steps, asked of the cost
         model in doubling chunks until a step starts at or after ``until_s`` (so a run cut
         short by an arrival does not price thousands of steps). Times are sequential float
@@ -99,7 +100,7 @@ class Engine:
         durs, t, n, chunk = [], [now], 0, 64
         while n < k_max:
             m = min(chunk, k_max - n)
-            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m), dtype=float)
+            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n), dtype=float)
             e = np.cumsum(np.concatenate(([t[-1]], d)))
             durs.append(d)
             t.extend(e[1:].tolist())
@@ -118,8 +119,10 @@ class Engine:
             fin.clear()
 
     def check(self) -> None:
-        """Verify the block manager's invariants against every live sequence."""
+        """Verify the block manager's invariants against every live sequence, and the
+        decode group's summaries against its members."""
         self.bm.check(list(self.scheduler.all_seqs()))
+        self.scheduler.group.check()
 
     def results(self):
         """(requests DataFrame, steps DataFrame)."""

@@ -14,7 +14,8 @@ from nanosim.core.batch import StepShape
 from nanosim.core.sequence import Sequence, Status
 
 STEP_COLUMNS = ("step", "start_s", "duration_s", "num_prefill_seqs", "prefill_tokens",
-                "num_decode_seqs", "decode_context_tokens", "kv_blocks_used", "kv_blocks_total")
+                "num_decode_seqs", "decode_context_tokens", "decode_max_context_tokens",
+                "kv_blocks_used", "kv_blocks_total")
 REQUEST_COLUMNS = ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
                    "output_tokens", "cached_prompt_tokens", "preemptions", "rejected",
                    "ttft_s", "tpot_s", "e2e_s")
@@ -36,13 +37,15 @@ class MetricsRecorder:
         s["prefill_tokens"].append(shape.prefill_tokens)
         s["num_decode_seqs"].append(shape.num_decode_seqs)
         s["decode_context_tokens"].append(shape.decode_context_tokens)
+        s["decode_max_context_tokens"].append(shape.decode_max_context_tokens)
         s["kv_blocks_used"].append(kv_used)
         s["kv_blocks_total"].append(self.kv_blocks_total)
         self.num_steps += 1
 
     def record_decode_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int,
-                          context0: int, kv_used: np.ndarray) -> None:
-        """k decode-only steps at once; context grows by num_seqs per step."""
+                          context0: int, max_context0: int, kv_used: np.ndarray) -> None:
+        """k decode-only steps at once; context grows by num_seqs per step, the longest
+        sequence's by 1."""
         k = len(durations)
         s = self.steps
         s["step"].extend(range(self.num_steps, self.num_steps + k))
@@ -53,6 +56,8 @@ class MetricsRecorder:
         s["num_decode_seqs"].extend([num_seqs] * k)
         s["decode_context_tokens"].extend(range(context0, context0 + num_seqs * k, num_seqs)
                                           if num_seqs else [0] * k)
+        s["decode_max_context_tokens"].extend(range(max_context0, max_context0 + k)
+                                              if num_seqs else [0] * k)
         s["kv_blocks_used"].extend(kv_used.tolist())
         s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
         self.num_steps += k

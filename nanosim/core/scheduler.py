@@ -208,7 +208,8 @@ class Scheduler:
             num_prefill_seqs=len(st.prefills), prefill_tokens=st.prefill_tokens,
             prefill_attn_pairs=st.attn_pairs, prefill_kv_tokens=st.kv_tokens,
             num_decode_seqs=nd, decode_context_tokens=g.context_tokens if nd else 0,
-            swap_blocks=len(st.swap_in) + len(st.swap_out))
+            swap_blocks=len(st.swap_in) + len(st.swap_out),
+            decode_max_context_tokens=g.max_context_tokens if nd else 0)
         decodes = list(g.members.values()) if (nd and self.materialize_decodes) else []
         return ScheduledBatch(shape, st.prefills, decodes, st.swap_in, st.swap_out)
 

@@ -13,5 +13,6 @@ class SimBackend:
     def execute(self, batch: ScheduledBatch) -> StepResult:
         return StepResult(self.cost_model.step_time_s(batch.shape))
 
-    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int):
-        return self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps)
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
+                     max_context_tokens: int = 0):
+        return self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens)

@@ -280,9 +280,11 @@ class RooflineCostModel:
             t = t + self._decode_attn_s(nd, shape.decode_context_tokens)
         return t
 
-    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
+                     max_context_tokens: int = 0) -> np.ndarray:
         """``num_steps`` decode-only steps; step i attends ``context_tokens + i*num_seqs``
-        tokens in total. Equal, bit for bit, to calling step_time_s per step."""
+        tokens in total (the longest sequence: unused, bytes are what this model prices).
+        Equal, bit for bit, to calling step_time_s per step."""
         if num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {num_steps}")
         if num_seqs <= 0 or num_steps == 0:

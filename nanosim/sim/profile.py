@@ -149,14 +149,16 @@ class ProfileCostModel:
         shapes, durs = zip(*profile.points())
         self.fit: FitResult = fit_roofline(prior, [self._padded(s) for s in shapes], durs, ridge=ridge)
         self.roofline = self.fit.model
+        uniform = [p for p in profile.decode if not p.max_context_tokens]
         self._decode = _ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
-                                    for p in profile.decode], self.roofline)
+                                    for p in uniform], self.roofline)
         # decode steps that pack their inputs anew (the first after a step with a prefill):
         # the profile's packed_duration_s, where measured (older profiles: the one grid)
-        packed = [p for p in profile.decode if "packed_duration_s" in p.extra]
+        packed = [p for p in uniform if "packed_duration_s" in p.extra]
         self._decode_packed = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["packed_duration_s"]),
                                             self._padded(p.shape)) for p in packed], self.roofline)
         self._prev_decode_only = False  # the last priced step: the runner's fast path follows it
+        self._longest_b, self._longest_w = self._longest_row_weights(profile.decode)
         self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
         self.total_steps = 0
@@ -186,14 +188,70 @@ class ProfileCostModel:
         i = bisect_left(sizes, b)
         return shape if i == len(sizes) else replace(shape, num_decode_seqs=sizes[i])
 
+    # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
+    def _uniform_decode_s(self, grid: _Grid2D, b: int, c):
+        """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens
+        (float, or a float ndarray): the fitted roofline times the measured ratio."""
+        rf = self.roofline
+        base = rf._fixed_s(0, 0, 0.0, 0, b, 0) + rf._decode_attn_s(b, b * c)
+        if isinstance(c, np.ndarray):
+            r, inside = grid.at_y(b, c)
+        else:
+            r, inside = grid.at(b, c)
+        return base * r, inside
+
+    def _longest_row_weights(self, points) -> tuple[list[float], list[float]]:
+        """Per batch size with skewed points: w = c_eq / max_context, where c_eq is the
+        context at which a uniform batch of that size takes the skewed point's measured time
+        (bisection; w = 1: the longest row sets the step, as in a latency-bound decode
+        kernel whose programs all run at once; w near mean/max: bytes set it)."""
+        ws: dict[int, list[float]] = {}
+        for p in points:
+            if not p.max_context_tokens or self._decode is None:
+                continue
+            b, m = self._padded(p.shape).num_decode_seqs, float(p.max_context_tokens)
+            lo = p.shape.decode_context_tokens / b
+            hi = m
+            if self._uniform_decode_s(self._decode, b, lo)[0] >= p.duration_s:
+                w = lo / m
+            elif self._uniform_decode_s(self._decode, b, hi)[0] <= p.duration_s:
+                w = 1.0
+            else:
+                for _ in range(50):
+                    mid = 0.5 * (lo + hi)
+                    if self._uniform_decode_s(self._decode, b, mid)[0] < p.duration_s:
+                        lo = mid
+                    else:
+                        hi = mid
+                w = 0.5 * (lo + hi) / m
+            ws.setdefault(b, []).append(w)
+        bs = sorted(ws)
+        return [float(b) for b in bs], [float(np.median(ws[b])) for b in bs]
+
+    def _longest_weight(self, b: int) -> float:
+        """w at padded batch size b: linear between the measured sizes, clamped outside;
+        0 without skewed points (every row at the mean, as before they existed)."""
+        xs = self._longest_b
+        if not xs:
+            return 0.0
+        return float(np.interp(b, xs, self._longest_w))
+
+    def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+        """A decode-only step (no swaps) as a uniform batch of its graph size b at the
+        equivalent context c_eq = max(sum / b, w(b) * longest): the padding rows attend
+        nothing, and the longest row holds the step up by the weight its size measured."""
+        b = padded.num_decode_seqs
+        c = shape.decode_context_tokens / b
+        if shape.decode_max_context_tokens:
+            c = max(c, self._longest_weight(b) * shape.decode_max_context_tokens)
+        grid = self._decode if self._prev_decode_only else (self._decode_packed or self._decode)
+        return self._uniform_decode_s(grid, b, c)
+
     def _ratio(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """Interpolated measured/fitted ratio; the prefill grid is keyed by padded tokens
         (the profile's chunks are bucket sizes) and the real cached prefix."""
         if shape.swap_blocks == 0:
             nd, npf = padded.num_decode_seqs, shape.num_prefill_seqs
-            if shape.prefill_tokens == 0 and nd > 0 and npf == 0 and self._decode is not None:
-                grid = self._decode if self._prev_decode_only else (self._decode_packed or self._decode)
-                return grid.at(nd, shape.decode_context_tokens / nd)
             if npf == 1 and shape.prefill_tokens > 0 and self._prefill is not None:
                 q = shape.prefill_tokens
                 return self._prefill.at(padded.prefill_tokens, shape.prefill_kv_tokens - q)
@@ -204,38 +262,42 @@ class ProfileCostModel:
         priced on the runner's fast path (inputs edited in place), one after a step with a
         prefill (or the first) on the packed path."""
         padded = self._padded(shape)
-        r, inside = self._ratio(shape, padded)
-        self._prev_decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
-                                  and shape.num_prefill_seqs == 0)
+        decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
+                       and shape.num_prefill_seqs == 0)
+        if decode_only and shape.swap_blocks == 0 and self._decode is not None:
+            t, inside = self._decode_s(shape, padded)
+        else:
+            r, inside = self._ratio(shape, padded)
+            t = self.roofline.step_time_s(padded) * r
+        self._prev_decode_only = decode_only
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
-        return self.roofline.step_time_s(padded) * r
+        return t
 
-    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int) -> np.ndarray:
-        """Step times of a run of decode-only steps (context grows num_seqs per step);
-        the same values step_time_s gives one step at a time. (The engine fast-forwards only
-        after a decode-only step, so a run it prices, kept or dropped, starts on the fast
-        path and leaves the state as it found it.)"""
-        base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
-        if num_steps == 0:
-            return base
-        self.total_steps += num_steps
-        if num_seqs <= 0 or self._decode is None:
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
+                     max_context_tokens: int = 0) -> np.ndarray:
+        """Step times of a run of decode-only steps (context grows num_seqs per step, the
+        longest row's by 1); the same values step_time_s gives one step at a time. (The
+        engine fast-forwards only after a decode-only step, so a run it prices, kept or
+        dropped, starts on the fast path and leaves the state as it found it.)"""
+        if num_steps == 0 or num_seqs <= 0 or self._decode is None:
+            base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
+            self.total_steps += num_steps
             self.extrapolated_steps += num_steps
             return base * 1.0
-        ctx = context_tokens + np.arange(num_steps, dtype=np.int64) * num_seqs
-        padded = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
-        if padded != num_seqs:  # the graph's batch, with the real (growing) context
-            rf = self.roofline
-            base = rf._fixed_s(0, 0, 0.0, 0, padded, 0) + rf._decode_attn_s(padded, ctx)
-        r, inside = self._decode.at_y(padded, ctx / padded)
+        self.total_steps += num_steps
+        steps = np.arange(num_steps, dtype=np.int64)
+        b = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
+        c = (context_tokens + steps * num_seqs) / b
+        if max_context_tokens:
+            c = np.maximum(c, self._longest_weight(b) * (max_context_tokens + steps))
+        t, inside = self._uniform_decode_s(self._decode, b, c)
         if not self._prev_decode_only and self._decode_packed is not None:  # its first step packs
-            r = r.copy()
-            r[0] = self._decode_packed.at(padded, ctx[0] / padded)[0]
+            t[0] = self._uniform_decode_s(self._decode_packed, b, float(c[0]))[0]
         self._prev_decode_only = True
         self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
-        return base * r
+        return t
 
     def __repr__(self) -> str:
         return f"ProfileCostModel<{self.description}>"

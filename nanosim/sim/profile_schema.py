@@ -4,7 +4,8 @@ A profile holds wall times of whole engine steps measured on one GPU for one mod
 degree, over a grid of
 
 * decode points:  ``batch_size`` sequences, each attending ``context_tokens`` tokens
-  (including the token computed this step), one token each;
+  (including the token computed this step), one token each; a *skewed* decode point has
+  ``max_context_tokens`` too: one of its rows attends that many;
 * prefill points: one sequence computing ``chunk_tokens`` tokens after ``cached_tokens``
   tokens already in its KV cache (prefix hit or earlier chunks);
 * mixed points (optional): any StepShape, given field by field.
@@ -18,7 +19,8 @@ Schema (version 1), one JSON object::
      "tp": 1, "dtype": "bfloat16", "attention_backend": "flash",
      "versions": {"torch": str|null, "driver": str|null, "nanosim": str|null, ...},
      "created_utc": str (optional), "notes": str (optional),
-     "decode":  [{"batch_size": int>=1, "context_tokens": int>=1, "duration_s": float>0}, ...],
+     "decode":  [{"batch_size": int>=1, "context_tokens": int>=1, "duration_s": float>0,
+                  "max_context_tokens": int (optional: one row attends this many)}, ...],
      "prefill": [{"chunk_tokens": int>=1, "cached_tokens": int>=0, "duration_s": float>0}, ...],
      "mixed":   [{"num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs",
                   "prefill_kv_tokens", "num_decode_seqs", "decode_context_tokens",
@@ -68,9 +70,15 @@ class ProfileError(ConfigError):
 # ---------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------
-def decode_shape(batch_size: int, context_tokens: int) -> StepShape:
-    """A decode-only step: ``batch_size`` sequences each attending ``context_tokens``."""
-    return StepShape(num_decode_seqs=batch_size, decode_context_tokens=batch_size * context_tokens)
+def decode_shape(batch_size: int, context_tokens: int, max_context_tokens: int = 0) -> StepShape:
+    """A decode-only step: ``batch_size`` sequences each attending ``context_tokens``; with
+    ``max_context_tokens``, one of them attends that many instead (a skewed batch)."""
+    if max_context_tokens:
+        return StepShape(num_decode_seqs=batch_size,
+                         decode_context_tokens=(batch_size - 1) * context_tokens + max_context_tokens,
+                         decode_max_context_tokens=max_context_tokens)
+    return StepShape(num_decode_seqs=batch_size, decode_context_tokens=batch_size * context_tokens,
+                     decode_max_context_tokens=context_tokens)
 
 
 def prefill_shape(chunk_tokens: int, cached_tokens: int) -> StepShape:
@@ -86,10 +94,13 @@ class DecodePoint:
     context_tokens: int
     duration_s: float
     extra: dict = field(default_factory=dict, compare=False)
+    # 0: every row attends context_tokens (the grid); else one row attends this many (a
+    # skewed point: how much the longest row sets the step, see ProfileCostModel)
+    max_context_tokens: int = 0
 
     @property
     def shape(self) -> StepShape:
-        return decode_shape(self.batch_size, self.context_tokens)
+        return decode_shape(self.batch_size, self.context_tokens, self.max_context_tokens)
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,9 @@ class Profile:
         return len(self.decode) + len(self.prefill) + len(self.mixed)
 
     def points(self) -> list[tuple[StepShape, float]]:
-        return ([(p.shape, p.duration_s) for p in self.decode]
+        """(shape, seconds) of the points the roofline terms are fitted to: all but the
+        skewed decode points (their longest row is a term the roofline does not have)."""
+        return ([(p.shape, p.duration_s) for p in self.decode if not p.max_context_tokens]
                 + [(p.shape, p.duration_s) for p in self.prefill]
                 + [(p.shape, p.duration_s) for p in self.mixed])
 
@@ -166,6 +179,7 @@ def profile_to_dict(p: Profile) -> dict:
     if p.mixed_token_buckets:
         d["mixed_token_buckets"] = list(p.mixed_token_buckets)
     d["decode"] = [{**x.extra, "batch_size": x.batch_size, "context_tokens": x.context_tokens,
+                    **({"max_context_tokens": x.max_context_tokens} if x.max_context_tokens else {}),
                     "duration_s": x.duration_s} for x in p.decode]
     d["prefill"] = [{**x.extra, "chunk_tokens": x.chunk_tokens, "cached_tokens": x.cached_tokens,
                      "duration_s": x.duration_s} for x in p.prefill]
@@ -262,9 +276,13 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
     decode, prefill, mixed = [], [], []
     for i, x in enumerate(r.get(d, "decode", "", "list")):
         w = f"decode[{i}]"
-        decode.append(DecodePoint(r.get(x, "batch_size", w, "int", 1),
-                                  r.get(x, "context_tokens", w, "int", 1), r.duration(x, w),
-                                  _extra(x, ("batch_size", "context_tokens", "duration_s"))))
+        b, c = r.get(x, "batch_size", w, "int", 1), r.get(x, "context_tokens", w, "int", 1)
+        m = r.get(x, "max_context_tokens", w, "int", 1, optional=True) or 0
+        if m and (b < 2 or m <= c):
+            raise r.fail(f"{w}.max_context_tokens", f"a skewed point needs batch_size >= 2 and "
+                         f"max_context_tokens > context_tokens, got {b}, {c}, {m}")
+        decode.append(DecodePoint(b, c, r.duration(x, w), _extra(
+            x, ("batch_size", "context_tokens", "max_context_tokens", "duration_s")), m))
     for i, x in enumerate(r.get(d, "prefill", "", "list")):
         w = f"prefill[{i}]"
         prefill.append(PrefillPoint(r.get(x, "chunk_tokens", w, "int", 1),
@@ -323,7 +341,8 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
                   mixed_token_buckets: Iterable[int] = ()) -> Profile:
     """Measure ``measure(shape) -> seconds`` over the grids and return a Profile.
 
-    ``decode_grid`` holds (batch_size, context_tokens) pairs, ``prefill_grid`` (chunk_tokens,
+    ``decode_grid`` holds (batch_size, context_tokens) pairs or (batch_size, context_tokens,
+    max_context_tokens) skewed points, ``prefill_grid`` (chunk_tokens,
     cached_tokens) pairs. The GPU profiler passes a function that times real steps; tests
     pass a synthetic one.
     """
@@ -333,7 +352,8 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
         versions=v, gpu_device_name=gpu_device_name, notes=notes, created_utc=created_utc,
         decode_graph_sizes=tuple(sorted(set(decode_graph_sizes))),
         mixed_token_buckets=tuple(sorted(set(mixed_token_buckets))),
-        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c)))) for b, c in decode_grid),
+        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c, m))), max_context_tokens=m)
+                     for b, c, m in ((*x, 0)[:3] for x in decode_grid)),
         prefill=tuple(PrefillPoint(q, p, float(measure(prefill_shape(q, p))))
                       for q, p in prefill_grid),
         mixed=tuple(MixedPoint(s, float(measure(s))) for s in mixed_shapes))

@@ -11,7 +11,7 @@ from nanosim.core.batch import StepResult
 from nanosim.core.engine import Engine
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.costmodel import RooflineCostModel
-from nanosim.sim.profile import ProfileCostModel, build_profile, load_profile, save_profile
+from nanosim.sim.profile import ProfileCostModel, build_profile, decode_shape, load_profile, save_profile
 from nanosim.workload import make_workload
 
 MODEL, GPU = get_model("qwen3-1.7b"), get_gpu("h100")
@@ -85,9 +85,26 @@ def test_profile_round_trip_and_grid_fits_limits(fitted, tmp_path):
     assert again.decode == prof.decode and again.prefill == prof.prefill
     dec, pre, mixed = default_grid(max_blocks=100, block_size=256, max_tokens=2048, max_seqs=64,
                                    max_model_len=4096)
-    for b, c in dec:
-        assert Composition(num_decodes=b, decode_context=c).blocks_needed(256) <= 100 and b <= 64
+    for b, c, *m in dec:
+        comp = Composition(num_decodes=b, decode_context=c, long_context=m[0] if m else 0)
+        assert comp.blocks_needed(256) <= 100 and b <= 64
+        assert comp.shape == decode_shape(b, c, *m)
+    assert any(len(d) == 3 for d in dec)  # skewed points are part of the grid
     assert all(q <= 2048 for q, _ in pre) and all(m.tokens() <= 2048 for m in mixed)
+    dec, pre, _ = default_grid(max_blocks=4000, block_size=16, max_tokens=512, max_seqs=48,
+                               max_model_len=4096, chunks=(16, 24, 96, 512, 768), batches=(1, 3, 48))
+    assert {d[0] for d in dec} == {1, 3, 48} and {q for q, _ in pre} == {16, 24, 96, 512}
+
+
+def test_skewed_composition_has_one_long_row():
+    from nanosim.gpu.inputs import SeqWork
+
+    comp = Composition(num_decodes=3, decode_context=128, long_context=1000)
+    works = comp.works(16, SeqWork)
+    assert [w.start_pos + 1 for w in works] == [1000, 128, 128]
+    assert [len(w.block_table) for w in works] == [63, 8, 8]
+    assert len({b for w in works for b in w.block_table}) == 79  # distinct blocks
+    assert comp.shape.decode_max_context_tokens == 1000 and comp.shape.decode_context_tokens == 1256
 
 
 def test_profile_passes_alternate_direction_and_take_the_median():

@@ -10,17 +10,20 @@ from nanosim.sim.backend import SimBackend
 class ToyCost:
     name = "toy"
 
-    def __init__(self, base_s=1e-3, per_token_s=1e-5, per_ctx_s=1e-7):
+    def __init__(self, base_s=1e-3, per_token_s=1e-5, per_ctx_s=1e-7, per_max_ctx_s=3e-8):
         self.base_s, self.per_token_s, self.per_ctx_s = base_s, per_token_s, per_ctx_s
+        self.per_max_ctx_s = per_max_ctx_s  # the longest decode row (so runs must track it)
 
     def step_time_s(self, shape):
         return (self.base_s + self.per_token_s * (shape.prefill_tokens + shape.num_decode_seqs)
                 + self.per_ctx_s * (shape.decode_context_tokens + shape.prefill_kv_tokens)
-                + 1e-6 * shape.swap_blocks)
+                + 1e-6 * shape.swap_blocks + self.per_max_ctx_s * shape.decode_max_context_tokens)
 
-    def decode_run_s(self, num_seqs, context_tokens, num_steps):
+    def decode_run_s(self, num_seqs, context_tokens, num_steps, max_context_tokens=0):
         ctx = context_tokens + num_seqs * np.arange(num_steps)
-        return (self.base_s + self.per_token_s * num_seqs) + self.per_ctx_s * ctx
+        longest = max_context_tokens + np.arange(num_steps)
+        return ((self.base_s + self.per_token_s * num_seqs) + self.per_ctx_s * ctx
+                + self.per_max_ctx_s * longest)
 
 
 def make_engine(num_blocks=64, **cfg):

@@ -400,3 +400,82 @@ def test_fast_forward_equals_stepping_with_the_shipped_two_path_profile():
         tables.append(eng.results())
     pd.testing.assert_frame_equal(tables[0][0], tables[1][0], check_exact=True)
     pd.testing.assert_frame_equal(tables[0][1], tables[1][1], check_exact=True)
+
+
+def _latency_gpu(shape: StepShape) -> float:
+    """A synthetic GPU whose decode attention is a split-KV kernel: a batch runs padded to
+    its graph size b with s(b) = min(16, ceil(264 / (8 b))) splits per row, and its
+    attention takes max(bytes of all rows / bandwidth, 12 us per 64 tokens of the longest
+    row's split x 28 layers): small batches wait for their longest row, big ones for bytes."""
+    b, m = shape.num_decode_seqs, shape.decode_max_context_tokens
+    if shape.prefill_tokens or not b:
+        return true_gpu(shape, noise=False)
+    g = next((x for x in GRAPH_SIZES if x >= b), b)
+    splits = min(16, math.ceil(264 / (8 * g)))
+    rest = true_gpu(StepShape(num_decode_seqs=g, decode_context_tokens=g), noise=False)
+    attn_bytes = shape.decode_context_tokens * _COUNTS.kv_bytes_per_token_per_rank
+    return rest + max(attn_bytes / 3.0e12, 28 * 12e-6 * m / splits / 64)
+
+
+SKEWED = [(b, 128, m) for b in GRAPH_SIZES if b > 1 for m in (1024, 4096)]
+
+
+@pytest.fixture(scope="module")
+def skew_profile() -> Profile:
+    # uniform points at every graph size (the split count changes between powers of two)
+    return build_profile(Q06, "h100", 1, _latency_gpu, [(b, c) for b in GRAPH_SIZES for c in C] + SKEWED,
+                         [(q, p) for q in Q for p in P], attention_backend="synthetic",
+                         decode_graph_sizes=GRAPH_SIZES)
+
+
+def _skewed_batch(b: int, short: int, long: int) -> StepShape:
+    ctx = [long] + [short + (i * 37) % 200 for i in range(b - 1)]
+    return StepShape(num_decode_seqs=b, decode_context_tokens=sum(ctx),
+                     decode_max_context_tokens=max(ctx))
+
+
+def test_skewed_points_round_trip_and_stay_out_of_the_fit(skew_profile, tmp_path):
+    save_profile(skew_profile, tmp_path / "p.json")
+    back = load_profile(tmp_path / "p.json")
+    assert profile_to_dict(back) == profile_to_dict(skew_profile)
+    skewed = [p for p in back.decode if p.max_context_tokens]
+    assert len(skewed) == len(SKEWED) and skewed[0].shape.decode_max_context_tokens == 1024
+    assert len(back.points()) == back.num_points - len(SKEWED)
+    d = profile_to_dict(back)
+    d["decode"][-1]["max_context_tokens"] = 100  # not longer than context_tokens (128)
+    with pytest.raises(ProfileError, match=r"decode\[\d+\]\.max_context_tokens"):
+        profile_from_dict(d, "bad.json")
+
+
+def test_longest_row_sets_small_batches_and_bytes_set_big_ones(skew_profile):
+    """With skewed points, batches of mixed lengths are priced within 3% of the latency GPU;
+    taking every row at the mean context (the model without them) misses small batches
+    with one long row by far more."""
+    pm = ProfileCostModel(skew_profile, Q06, H100)
+    uniform_only = ProfileCostModel(replace(skew_profile, decode=tuple(
+        p for p in skew_profile.decode if not p.max_context_tokens)), Q06, H100)
+    w = dict(zip(pm._longest_b, pm._longest_w))
+    assert w[2] > 0.9 and w[4] > 0.9 and w[256] < w[2]  # measured, not assumed
+    for b, short, long in ((2, 100, 3000), (3, 300, 2000), (6, 128, 4000), (12, 500, 1500),
+                           (40, 200, 3000), (100, 800, 1200), (200, 300, 4000)):
+        shape = _skewed_batch(b, short, long)
+        want = _latency_gpu(shape)
+        pm._prev_decode_only = uniform_only._prev_decode_only = True
+        assert pm.step_time_s(shape) == pytest.approx(want, rel=0.03), (b, short, long)
+        if b <= 12:
+            assert uniform_only.step_time_s(shape) < 0.95 * want, (b, short, long)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), ctx_per_seq=st.integers(1, 3000), extra=st.integers(0, 3000),
+       k=st.integers(0, 50))
+def test_decode_run_equals_loop_with_a_longest_row(skew_profile, n, ctx_per_seq, extra, k):
+    longest = ctx_per_seq + extra
+    ctx0 = n * ctx_per_seq + extra
+    run = ProfileCostModel(skew_profile, Q06, H100)
+    loop = ProfileCostModel(skew_profile, Q06, H100)
+    got = run.decode_run_s(n, ctx0, k, longest)
+    want = [loop.step_time_s(StepShape(num_decode_seqs=n, decode_context_tokens=ctx0 + n * i,
+                                       decode_max_context_tokens=longest + i)) for i in range(k)]
+    assert np.array_equal(got, np.array(want, dtype=float).reshape(-1))
+    assert (run.total_steps, run.extrapolated_steps) == (loop.total_steps, loop.extrapolated_steps)
