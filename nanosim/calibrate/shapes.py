@@ -24,6 +24,9 @@ PREFILL_CHUNKS = (16, 64, 256, 1024, 2048, 4096, 8192)
 PREFILL_CACHED = (0, 1024, 4096)
 MIXED = tuple((b, c, n, q, p) for b in (8, 64, 192) for c in (512, 2048)
               for n, q, p in ((1, 256, 0), (1, 2048, 0), (2, 1024, 1024), (4, 512, 0)))
+# what decode rows add to a step with one prefill chunk (the cost model's decode-rows grid)
+MIXED += tuple((b, c, 1, 256, 0) for b in (1, 2, 4, 16, 32) for c in (128, 512, 2048, 4096))
+MIXED += tuple((b, c, 1, 256, 0) for b in (8, 64, 192) for c in (128, 4096))
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,14 @@ def _ratio_grid(keys_durations: list[tuple[tuple[int, int], float, StepShape]],
     return _Grid2D(xs, ys, values)
 
 
+def _interp_inverse(n: float, xs: list[float], ws: list[float]) -> float:
+    """Weight at row count n, linear in 1/n between the measured counts xs (ascending),
+    clamped outside: where bytes set a step, the longest row's weight is (rows at the
+    crossover) / n, which this reproduces exactly; where latency does, it is flat at 1."""
+    inv = [1.0 / x for x in reversed(xs)]
+    return float(np.interp(1.0 / n, inv, list(reversed(ws))))
+
+
 # ---------------------------------------------------------------------------------------
 # Cost model
 # ---------------------------------------------------------------------------------------
@@ -161,6 +169,8 @@ class ProfileCostModel:
         self._longest_b, self._longest_w = self._longest_row_weights(profile.decode)
         self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
+        self._rows_w: list[float] = []
+        self._decode_rows = self._decode_rows_grid(profile.mixed)
         self.total_steps = 0
         self.extrapolated_steps = 0
         self.description = (
@@ -229,12 +239,9 @@ class ProfileCostModel:
         return [float(b) for b in bs], [float(np.median(ws[b])) for b in bs]
 
     def _longest_weight(self, b: int) -> float:
-        """w at padded batch size b: linear between the measured sizes, clamped outside;
-        0 without skewed points (every row at the mean, as before they existed)."""
-        xs = self._longest_b
-        if not xs:
-            return 0.0
-        return float(np.interp(b, xs, self._longest_w))
+        """w at padded batch size b (see _interp_inverse); 0 without skewed points (every
+        row at the mean, as before they existed)."""
+        return _interp_inverse(b, self._longest_b, self._longest_w) if self._longest_b else 0.0
 
     def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
@@ -247,15 +254,67 @@ class ProfileCostModel:
         grid = self._decode if self._prev_decode_only else (self._decode_packed or self._decode)
         return self._uniform_decode_s(grid, b, c)
 
-    def _ratio(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
-        """Interpolated measured/fitted ratio; the prefill grid is keyed by padded tokens
-        (the profile's chunks are bucket sizes) and the real cached prefix."""
-        if shape.swap_blocks == 0:
-            nd, npf = padded.num_decode_seqs, shape.num_prefill_seqs
-            if npf == 1 and shape.prefill_tokens > 0 and self._prefill is not None:
-                q = shape.prefill_tokens
-                return self._prefill.at(padded.prefill_tokens, shape.prefill_kv_tokens - q)
-        return 1.0, False
+    # ---- steps with one prefill chunk and decode rows ----------------------------------
+    def _one_prefill_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+        """The prefill chunk of a step with one: a prefill-only step of the padded token
+        count (its bucket) after the same cached prefix, as the prefill grid prices it
+        (fitted roofline times the measured ratio). Decode rows are not in it."""
+        tokens = padded.prefill_tokens + padded.num_decode_seqs
+        alone = StepShape(num_prefill_seqs=1, prefill_tokens=tokens,
+                          prefill_attn_pairs=shape.prefill_attn_pairs,
+                          prefill_kv_tokens=shape.prefill_kv_tokens)
+        r, inside = self._prefill.at(tokens, shape.prefill_kv_tokens - shape.prefill_tokens)
+        return self.roofline.step_time_s(alone) * r, inside
+
+    def _decode_rows_grid(self, points) -> _Grid2D | None:
+        """Seconds the decode rows add to a step with one prefill chunk (their attention, a
+        split-KV launch that waits for its longest row and reads every row's KV, and their
+        sampling), from the profile's mixed points with one chunk: measured minus
+        _one_prefill_s, on a (decode rows, context per row) grid. Bilinear interpolation is
+        exact for the bytes term (rows x context)."""
+        if self._prefill is None:
+            return None
+        ones = [p for p in points if p.shape.num_prefill_seqs == 1 and p.shape.num_decode_seqs
+                and not p.shape.swap_blocks]
+        if not ones:
+            return None
+        # one series: the chunk size with the most points (other chunks' residuals carry
+        # the prefill grid's own error at their bucket, not the rows')
+        counts: dict[int, int] = {}
+        for p in ones:
+            counts[p.shape.prefill_tokens] = counts.get(p.shape.prefill_tokens, 0) + 1
+        chunk = max(sorted(counts), key=counts.__getitem__)
+        nodes: dict[tuple[float, float], list[float]] = {}
+        for p in ones:
+            s = p.shape
+            if s.prefill_tokens != chunk:
+                continue
+            nd = s.num_decode_seqs
+            key = (float(nd), s.decode_context_tokens / nd)
+            nodes.setdefault(key, []).append(p.duration_s - self._one_prefill_s(s, self._padded(s))[0])
+        values = {k: float(np.median(v)) for k, v in nodes.items()}
+        grid = _Grid2D(sorted({k[0] for k in values}), sorted({k[1] for k in values}), values)
+        # weight of the longest row at each row count n: the launch has a fixed split count,
+        # so its time per token of context is max(bytes per row x n, L) where L, the slope
+        # of the fewest rows, is the longest row's; w(n) = L / slope(n) (1: latency-bound)
+        span = grid.ys[-1] - grid.ys[0]
+        slopes = (grid.V[:, -1] - grid.V[:, 0]) / span if span > 0 else np.zeros(len(grid.xs))
+        lat = slopes[0]
+        self._rows_w = [min(1.0, max(0.0, lat / sl)) if sl > 0 and lat > 0 else 0.0 for sl in slopes]
+        return grid
+
+    def _mixed_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+        """One prefill chunk plus decode rows: the chunk as _one_prefill_s prices it, plus
+        what decode rows of that count and (equivalent) context added in the profile."""
+        t, inside = self._one_prefill_s(shape, padded)
+        nd = shape.num_decode_seqs
+        if nd and self._decode_rows is not None:
+            c = shape.decode_context_tokens / nd
+            if shape.decode_max_context_tokens:
+                w = _interp_inverse(nd, self._decode_rows.xs, self._rows_w)
+                c = max(c, w * shape.decode_max_context_tokens)
+            t += self._decode_rows.at(nd, c)[0]
+        return t, inside
 
     def step_time_s(self, shape: StepShape) -> float:
         """Calls must come in step order: a decode step right after another decode step is
@@ -266,9 +325,11 @@ class ProfileCostModel:
                        and shape.num_prefill_seqs == 0)
         if decode_only and shape.swap_blocks == 0 and self._decode is not None:
             t, inside = self._decode_s(shape, padded)
-        else:
-            r, inside = self._ratio(shape, padded)
-            t = self.roofline.step_time_s(padded) * r
+        elif (shape.num_prefill_seqs == 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
+              and self._prefill is not None):
+            t, inside = self._mixed_s(shape, padded)
+        else:  # several prefill chunks, swaps: the fitted roofline alone
+            t, inside = self.roofline.step_time_s(padded), False
         self._prev_decode_only = decode_only
         self.total_steps += 1
         if not inside:

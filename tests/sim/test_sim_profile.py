@@ -479,3 +479,47 @@ def test_decode_run_equals_loop_with_a_longest_row(skew_profile, n, ctx_per_seq,
                                        decode_max_context_tokens=longest + i)) for i in range(k)]
     assert np.array_equal(got, np.array(want, dtype=float).reshape(-1))
     assert (run.total_steps, run.extrapolated_steps) == (loop.total_steps, loop.extrapolated_steps)
+
+
+def _mixed_gpu(shape: StepShape) -> float:
+    """A synthetic GPU with mixed CUDA graphs: a step with a prefill runs its chunk padded to
+    the bucket of all its tokens, then its decode rows in a split-KV launch of 4 splits per
+    row (bytes of every row, or 12 us per 64 tokens of the longest row's split x 28 layers)
+    and 20 us of sampling per row."""
+    nd = shape.num_decode_seqs
+    if not shape.prefill_tokens:
+        return _latency_gpu(shape)
+    t = shape.prefill_tokens + nd
+    alone = replace(shape, prefill_tokens=next((b for b in BUCKETS if b >= t), t), num_decode_seqs=0,
+                    decode_context_tokens=0, decode_max_context_tokens=0)
+    rows = 0.0
+    if nd:
+        m = shape.decode_max_context_tokens or shape.decode_context_tokens / nd
+        rows = max(shape.decode_context_tokens * _COUNTS.kv_bytes_per_token_per_rank / 3.0e12,
+                   28 * 12e-6 * m / 4 / 64) + 2e-5 * nd
+    return true_gpu(alone, noise=False) + rows
+
+
+def test_decode_rows_of_a_one_prefill_step_are_priced_from_mixed_points():
+    from nanosim.calibrate.shapes import default_grid
+
+    dec, pre, mixed = default_grid(max_blocks=100_000, block_size=256, max_tokens=8192, max_seqs=256,
+                                   max_model_len=4096, chunks=BUCKETS, batches=GRAPH_SIZES)
+    prof = build_profile(Q06, "h100", 1, _mixed_gpu, dec, pre, [m.shape for m in mixed],
+                         attention_backend="synthetic", decode_graph_sizes=GRAPH_SIZES,
+                         mixed_token_buckets=BUCKETS)
+    pm = ProfileCostModel(prof, Q06, H100)
+    no_rows = ProfileCostModel(prof, Q06, H100)
+    no_rows._decode_rows = None
+    # chunks that nearly fill their bucket: the prefill grid's ratio, taken at the bucket's
+    # attention work, is then good to ~1% (padding far past the chunk costs more error)
+    for q, cached, nd, short, long in ((91, 0, 1, 600, 600), (200, 512, 3, 300, 1800),
+                                       (700, 0, 6, 128, 3000), (1000, 1024, 12, 900, 1100),
+                                       (300, 0, 50, 500, 2500), (1900, 0, 140, 700, 2000)):
+        rows = _skewed_batch(nd, short, long)
+        shape = replace(prefill_shape(q, cached), num_decode_seqs=nd,
+                        decode_context_tokens=rows.decode_context_tokens,
+                        decode_max_context_tokens=rows.decode_max_context_tokens)
+        want = _mixed_gpu(shape)
+        assert pm.step_time_s(shape) == pytest.approx(want, rel=0.03), (q, nd)
+        assert abs(no_rows.step_time_s(shape) / want - 1) > 0.03, (q, nd)
