@@ -278,7 +278,7 @@ def _real_parsers(sub) -> None:
     pr = sub.add_parser("profile", help="measure step times on this GPU -> profile JSON")
     _real_args(pr)
     pr.add_argument("--reps", type=int, default=5, help="timed repeats per point (median)")
-    pr.add_argument("--passes", type=int, default=2,
+    pr.add_argument("--passes", type=int, default=4,
                     help="alternating sweeps over the grid; a point is the median of its passes")
     pr.set_defaults(func=cmd_profile)
 

@@ -31,14 +31,15 @@ def gpu_preset(device_name: str) -> str:
 
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
           between: Callable[[], None] | None = None,
-          packed: dict | None = None) -> Callable[[Composition], float]:
+          packed: dict | None = None, next_steps: int = 4) -> Callable[[Composition], float]:
     """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
     steps get more repeats: their host-side jitter is a larger share), after warmup runs.
     The SeqWorks are built inside the timed region, as GpuBackend builds them each step.
     ``between(comp)``, when given, runs (untimed) before each timed step.
-    Decode points time both of the runner's paths in pairs: a packed step() and the
-    step_next() after it; measure() returns the step_next median (the path of steady
-    decoding) and, with ``packed`` given, appends the step() median to packed[comp]."""
+    Decode points time both of the runner's paths in runs: a packed step() and the
+    ``next_steps`` step_next() calls after it (steady decoding: one edit of the inputs after
+    another, as in serving); measure() returns the step_next median and, with ``packed``
+    given, appends the step() median to packed[comp]."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
@@ -51,9 +52,9 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
             if between is not None:
                 between(comp)
             if fast:
-                t_step, t_next = _time_step_pair(runner, comp.works(runner.block_size, SeqWork))
+                t_step, t_next = _time_step_run(runner, comp.works(runner.block_size, SeqWork), next_steps)
                 slow.append(t_step)
-                times.append(t_next)
+                times.extend(t_next)
                 continue
             t0 = time.perf_counter()
             runner.step(comp.works(runner.block_size, SeqWork))
@@ -64,36 +65,37 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     return measure
 
 
-def _time_step_pair(runner, works) -> tuple[float, float]:
+def _time_step_run(runner, works, next_steps: int) -> tuple[float, list[float]]:
     """Wall times of a step() of ``works`` (decodes; each table gets a spare block id, which
-    the next position may need) and of the step_next() after it; that second time is the
-    step()'s own where the runner armed no fast path (no CUDA graph for this size, or the
-    context at max_model_len)."""
+    the next positions may need: next_steps < block size) and of the step_next() calls
+    after it; where the runner armed no fast path (no CUDA graph for this size, or the run
+    would pass max_model_len) the one step()'s own time stands for them."""
     for w in works:
         w.block_table.append(w.block_table[-1])
     t0 = time.perf_counter()
     runner.step(works)
     t_step = time.perf_counter() - t0
-    if not runner.can_step_next or max(w.start_pos for w in works) + 2 > runner.max_model_len:
-        return t_step, t_step
-    t0 = time.perf_counter()
-    runner.step_next()
-    return t_step, time.perf_counter() - t0
+    if not runner.can_step_next or max(w.start_pos for w in works) + 1 + next_steps > runner.max_model_len:
+        return t_step, [t_step]
+    t_next = []
+    for _ in range(next_steps):
+        t0 = time.perf_counter()
+        runner.step_next()
+        t_next.append(time.perf_counter() - t0)
+    return t_step, t_next
 
 
 def decode_between(runner, steps: int = 8) -> Callable[[Composition], None]:
-    """For steps with a prefill (run eagerly, host-bound: ~400 kernel launches from Python):
-    run a few decode steps first, as in serving, where an eager step comes between CUDA-graph
-    decode steps. Timed back to back instead, our H100 profile read ~14 ms for eager steps
-    that took a median 18-24 ms in replays of the same shapes (qwen3-0.6b)."""
+    """For steps with a prefill: run a few decode steps first, as in serving, where such a
+    step comes between decode steps: a packed step() and then step_next() calls, the path of
+    steady decoding. (Timed back to back instead, our H100 profile once read ~14 ms for
+    eager steps that took a median 18-24 ms in replays of the same shapes, qwen3-0.6b.)"""
     from nanosim.gpu.inputs import SeqWork
-
-    works = Composition(num_decodes=8, decode_context=512).works(runner.block_size, SeqWork)
 
     def run(comp: Composition) -> None:
         if comp.num_prefills:
-            for _ in range(steps):
-                runner.step(works)
+            works = Composition(num_decodes=8, decode_context=512).works(runner.block_size, SeqWork)
+            _time_step_run(runner, works, steps - 1)
     return run
 
 
@@ -146,13 +148,15 @@ def _version(module: str) -> str | None:
 
 def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                    progress: Callable[[int, int], None] | None = None, tp: int = 1,
-                   passes: int = 2) -> Profile:
+                   passes: int = 4) -> Profile:
     """Measure the default grid (points that fit this runner's KV cache and limits).
     tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded.
     passes: sweeps over the whole grid, alternately forward and backward; a point's time is
     the median of its passes (an even count cancels a linear drift exactly). Host and clock drift on a shared machine is slow and one sweep
     puts it into neighbouring points alike (our H100 profile read a batch-4 step faster
-    than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it)."""
+    than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it); with 2
+    passes, one profile read its batch-8 row 3-11% over the one before it and over the
+    replays, so the default is 4 (the median of 4 drops one slow pass)."""
     import torch
 
     buckets = runner.mixed_graphs.sizes if runner.mixed_graphs is not None else ()
@@ -179,8 +183,9 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
                f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
                f"median of {passes} alternating passes over the grid; "
-               f"steps with a prefill each after 8 decode steps; decode duration_s: step_next "
-               f"after a step (the steady path), packed_duration_s: that step; decode batches at "
+               f"steps with a prefill each after 8 decode steps (a step, then step_next); decode "
+               f"duration_s: median of the 4 step_next after a step (the steady path), "
+               f"packed_duration_s: that step; decode batches at "
                f"the CUDA-graph sizes, prefill chunks at the mixed-graph buckets; skewed decode "
                f"points: one row at max_context_tokens"))
     decode = tuple(replace(p, extra={**p.extra, "packed_duration_s": statistics.median(

@@ -174,7 +174,7 @@ def test_fast_rows_only_for_sequences_that_decoded_last_step():
 
 
 def test_profile_times_decode_points_on_the_fast_path():
-    from nanosim.calibrate.profile import timer
+    from nanosim.calibrate.profile import decode_between, timer
     from nanosim.calibrate.shapes import Composition
 
     class Recorder:  # arms step_next after decode-only steps, as ModelRunner with graphs does
@@ -194,15 +194,28 @@ def test_profile_times_decode_points_on_the_fast_path():
     r, packed = Recorder(), {}
     comp = Composition(num_decodes=2, decode_context=8)
     timer(r, reps=3, warmup=1, min_time_s=0.0, packed=packed)(comp)
-    assert r.calls == ["step"] + ["step", "step_next"] * 3
+    assert r.calls == ["step"] + ["step"] + ["step_next"] * 4  # one run gives 4 >= 3 times
     assert list(packed) == [comp] and len(packed[comp]) == 1  # the packed step()s' median
+    r.calls.clear()
+    timer(r, reps=6, warmup=0, min_time_s=0.0, next_steps=2)(comp)
+    assert r.calls == (["step"] + ["step_next"] * 2) * 3
     assert [len(t) for t in r.tables] == [3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
     r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=64))
     assert r.calls == ["step"] * 4  # at max_model_len: no next step to time
     r.calls.clear()
+    timer(r, reps=3, warmup=0, min_time_s=0.0)(Composition(num_decodes=2, decode_context=60))
+    assert r.calls == ["step"] + ["step_next"] * 4  # positions 60..63 still fit
+    r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_prefills=1, chunk=8, cached=0))
     assert r.calls == ["step"] * 4
+    r.calls.clear()
+    r.max_model_len = 4096
+    decode_between(r)(Composition(num_prefills=1, chunk=8, cached=0))  # serving's steady decoding
+    assert r.calls == ["step"] + ["step_next"] * 7
+    r.calls.clear()
+    decode_between(r)(Composition(num_decodes=2, decode_context=8))  # only before prefills
+    assert r.calls == []
 
 
 def test_decode_order_puts_the_longest_contexts_first():
