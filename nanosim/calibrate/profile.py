@@ -10,6 +10,7 @@ as a versioned profile JSON (nanosim/sim/profile.py) that `nanosim simulate --pr
 """
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import time
@@ -112,13 +113,21 @@ def spin_up(runner, comp: Composition, seconds: float = 2.0) -> None:
 
 def median_of_passes(keys: list, measure: Callable, passes: int,
                      progress: Callable[[int, int], None] | None = None) -> dict:
-    """{key: median of measure(key) over `passes` sweeps of keys, alternately forward and
-    backward} (slow drift then lands on each point from both sides)."""
+    """{key: median of measure(key) over `passes` sweeps of keys}. Sweeps come in pairs, an
+    order and its reverse (a linear drift then lands on each point from both sides and
+    cancels); the first pair walks the grid in order, later pairs in a shuffled order
+    (seeded), so a slow spell of the machine does not hit the same run of neighbouring
+    points, e.g. a whole batch-size row, in every pass."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     samples: dict = {k: [] for k in keys}
+    rng = random.Random(0)
+    order = list(keys)
     for p in range(passes):
-        for i, k in enumerate(keys if p % 2 == 0 else keys[::-1]):
+        if p % 2 == 0 and p > 0:
+            order = list(keys)
+            rng.shuffle(order)
+        for i, k in enumerate(order if p % 2 == 0 else order[::-1]):
             samples[k].append(measure(k))
             if progress is not None:
                 progress(p * len(keys) + i + 1, passes * len(keys))
@@ -151,7 +160,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                    passes: int = 4) -> Profile:
     """Measure the default grid (points that fit this runner's KV cache and limits).
     tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded.
-    passes: sweeps over the whole grid, alternately forward and backward; a point's time is
+    passes: sweeps over the whole grid, in pairs of an order and its reverse (median_of_passes); a point's time is
     the median of its passes (an even count cancels a linear drift exactly). Host and clock drift on a shared machine is slow and one sweep
     puts it into neighbouring points alike (our H100 profile read a batch-4 step faster
     than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it); with 2
