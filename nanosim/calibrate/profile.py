@@ -32,7 +32,8 @@ def gpu_preset(device_name: str) -> str:
 
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
           between: Callable[[], None] | None = None,
-          packed: dict | None = None, next_steps: int = 4) -> Callable[[Composition], float]:
+          packed: dict | None = None, next_steps: int = 4,
+          subset: dict | None = None) -> Callable[[Composition], float]:
     """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
     steps get more repeats: their host-side jitter is a larger share), after warmup runs.
     The SeqWorks are built inside the timed region, as GpuBackend builds them each step.
@@ -40,7 +41,9 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     Decode points time both of the runner's paths in runs: a packed step() and the
     ``next_steps`` step_next() calls after it (steady decoding: one edit of the inputs after
     another, as in serving); measure() returns the step_next median and, with ``packed``
-    given, appends the step() median to packed[comp]."""
+    given, appends the step() median to packed[comp]. With ``subset`` given, uniform decode
+    points also time the step_next(keep) that follows a step with one more row (a sequence
+    finished: the runner drops its row), appending that median to subset[comp]."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
@@ -49,6 +52,11 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
             runner.step(comp.works(runner.block_size, SeqWork))
         times: list[float] = []
         slow: list[float] = []
+        drop: list[float] = []
+        plus = replace(comp, num_decodes=comp.num_decodes + 1)
+        time_drop = (fast and subset is not None and not comp.long_context
+                     and plus.num_decodes <= runner.max_num_seqs
+                     and plus.blocks_needed(runner.block_size) <= runner.num_kv_blocks)
         while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
             if between is not None:
                 between(comp)
@@ -56,12 +64,18 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
                 t_step, t_next = _time_step_run(runner, comp.works(runner.block_size, SeqWork), next_steps)
                 slow.append(t_step)
                 times.extend(t_next)
+                if time_drop:
+                    t = _time_step_drop(runner, plus.works(runner.block_size, SeqWork))
+                    if t is not None:
+                        drop.append(t)
                 continue
             t0 = time.perf_counter()
             runner.step(comp.works(runner.block_size, SeqWork))
             times.append(time.perf_counter() - t0)
         if fast and packed is not None:
             packed.setdefault(comp, []).append(statistics.median(slow))
+        if drop:
+            subset.setdefault(comp, []).append(statistics.median(drop))
         return statistics.median(times)
     return measure
 
@@ -84,6 +98,19 @@ def _time_step_run(runner, works, next_steps: int) -> tuple[float, list[float]]:
         runner.step_next()
         t_next.append(time.perf_counter() - t0)
     return t_step, t_next
+
+
+def _time_step_drop(runner, works) -> float | None:
+    """Wall time of the step_next(keep) that drops the last of ``works``' rows after an
+    (untimed) step() of them all; None where the runner armed no fast path."""
+    for w in works:
+        w.block_table.append(w.block_table[-1])
+    runner.step(works)
+    if not runner.can_step_next or max(w.start_pos for w in works) + 2 > runner.max_model_len:
+        return None
+    t0 = time.perf_counter()
+    runner.step_next(list(range(len(works) - 1)))
+    return time.perf_counter() - t0
 
 
 def decode_between(runner, steps: int = 8) -> Callable[[Composition], None]:
@@ -178,7 +205,8 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
     packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
-    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed)
+    subset: dict = {}  # ... of the step_next(keep) after a step with one more row
+    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed, subset=subset)
     spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
     times = median_of_passes(list(comps), lambda shape: measure(comps[shape]), passes, progress)
     prof = build_profile(
@@ -194,9 +222,15 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"median of {passes} alternating passes over the grid; "
                f"steps with a prefill each after 8 decode steps (a step, then step_next); decode "
                f"duration_s: median of the 4 step_next after a step (the steady path), "
-               f"packed_duration_s: that step; decode batches at "
+               f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
+               f"of a step with one more; decode batches at "
                f"the CUDA-graph sizes, prefill chunks at the mixed-graph buckets; skewed decode "
                f"points: one row at max_context_tokens"))
-    decode = tuple(replace(p, extra={**p.extra, "packed_duration_s": statistics.median(
-        packed[comps[p.shape]])}) if comps[p.shape] in packed else p for p in prof.decode)
-    return replace(prof, decode=decode)
+    def paths(p):
+        c, extra = comps[p.shape], dict(p.extra)
+        if c in packed:
+            extra["packed_duration_s"] = statistics.median(packed[c])
+        if c in subset:
+            extra["subset_duration_s"] = statistics.median(subset[c])
+        return replace(p, extra=extra)
+    return replace(prof, decode=tuple(paths(p) for p in prof.decode))

@@ -165,7 +165,15 @@ class ProfileCostModel:
         packed = [p for p in uniform if "packed_duration_s" in p.extra]
         self._decode_packed = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["packed_duration_s"]),
                                             self._padded(p.shape)) for p in packed], self.roofline)
+        # decode steps right after a decode step with more rows (a sequence finished: the
+        # runner drops its row from the edited inputs): subset_duration_s, where measured
+        sub = [p for p in uniform if "subset_duration_s" in p.extra]
+        self._decode_subset = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["subset_duration_s"]),
+                                            self._padded(p.shape)) for p in sub], self.roofline)
         self._prev_decode_only = False  # the last priced step: the runner's fast path follows it
+        self._prev_rows = 0  # its decode rows
+        # (rows, context, path state) at the start of the last run decode_run_s priced
+        self._run_start: tuple[int, int, bool, int] | None = None
         self._longest_b, self._longest_w = self._longest_row_weights(profile.decode)
         self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
@@ -180,7 +188,7 @@ class ProfileCostModel:
 
     def reset_counts(self) -> None:
         self.total_steps = self.extrapolated_steps = 0
-        self._prev_decode_only = False
+        self._prev_decode_only, self._prev_rows, self._run_start = False, 0, None
 
     def _padded(self, shape: StepShape) -> StepShape:
         """The step as the runner executes it. A decode-only batch: padded to its CUDA-graph
@@ -251,8 +259,17 @@ class ProfileCostModel:
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
             c = max(c, self._longest_weight(b) * shape.decode_max_context_tokens)
-        grid = self._decode if self._prev_decode_only else (self._decode_packed or self._decode)
-        return self._uniform_decode_s(grid, b, c)
+        return self._uniform_decode_s(self._path_grid(shape.num_decode_seqs), b, c)
+
+    def _path_grid(self, rows: int) -> _Grid2D:
+        """The decode grid of the runner's path for a step of ``rows`` after the last priced
+        step: packed after a step with a prefill (or more rows than before: a new sequence),
+        the row-dropping edit after a decode step with more rows, else the steady edit."""
+        if not self._prev_decode_only or rows > self._prev_rows:
+            return self._decode_packed or self._decode
+        if rows < self._prev_rows:
+            return self._decode_subset or self._decode
+        return self._decode
 
     # ---- steps with one prefill chunk and decode rows ----------------------------------
     def _one_prefill_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
@@ -323,6 +340,11 @@ class ProfileCostModel:
         padded = self._padded(shape)
         decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
                        and shape.num_prefill_seqs == 0)
+        rs, self._run_start = self._run_start, None
+        if rs is not None and decode_only and (shape.num_decode_seqs, shape.decode_context_tokens) == rs[:2]:
+            # the engine dropped the run decode_run_s priced (it steps this, its first step,
+            # instead): the path state is the one before that run
+            self._prev_decode_only, self._prev_rows = rs[2], rs[3]
         if decode_only and shape.swap_blocks == 0 and self._decode is not None:
             t, inside = self._decode_s(shape, padded)
         elif (shape.num_prefill_seqs == 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
@@ -331,6 +353,7 @@ class ProfileCostModel:
         else:  # several prefill chunks, swaps: the fitted roofline alone
             t, inside = self.roofline.step_time_s(padded), False
         self._prev_decode_only = decode_only
+        self._prev_rows = shape.num_decode_seqs if decode_only else 0
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
@@ -339,9 +362,8 @@ class ProfileCostModel:
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
                      max_context_tokens: int = 0) -> np.ndarray:
         """Step times of a run of decode-only steps (context grows num_seqs per step, the
-        longest row's by 1); the same values step_time_s gives one step at a time. (The
-        engine fast-forwards only after a decode-only step, so a run it prices, kept or
-        dropped, starts on the fast path and leaves the state as it found it.)"""
+        longest row's by 1); the same values step_time_s gives one step at a time, its first
+        step on the path that follows the last priced step."""
         if num_steps == 0 or num_seqs <= 0 or self._decode is None:
             base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
             self.total_steps += num_steps
@@ -354,9 +376,13 @@ class ProfileCostModel:
         if max_context_tokens:
             c = np.maximum(c, self._longest_weight(b) * (max_context_tokens + steps))
         t, inside = self._uniform_decode_s(self._decode, b, c)
-        if not self._prev_decode_only and self._decode_packed is not None:  # its first step packs
-            t[0] = self._uniform_decode_s(self._decode_packed, b, float(c[0]))[0]
-        self._prev_decode_only = True
+        first = self._path_grid(num_seqs)  # the run's first step follows the last priced one
+        if first is not self._decode:
+            t[0] = self._uniform_decode_s(first, b, float(c[0]))[0]
+        rs = self._run_start
+        if rs is None or rs[0] != num_seqs or context_tokens <= rs[1]:  # not a later chunk
+            self._run_start = (num_seqs, context_tokens, self._prev_decode_only, self._prev_rows)
+        self._prev_decode_only, self._prev_rows = True, num_seqs
         self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
         return t
 

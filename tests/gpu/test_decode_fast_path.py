@@ -199,7 +199,12 @@ def test_profile_times_decode_points_on_the_fast_path():
     r.calls.clear()
     timer(r, reps=6, warmup=0, min_time_s=0.0, next_steps=2)(comp)
     assert r.calls == (["step"] + ["step_next"] * 2) * 3
-    assert [len(t) for t in r.tables] == [3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
+    r.calls.clear()
+    r.max_num_seqs, r.num_kv_blocks, sub = 8, 100, {}
+    timer(r, reps=4, warmup=0, min_time_s=0.0, subset=sub)(comp)  # + a row-dropping step_next
+    assert r.calls == ["step"] + ["step_next"] * 4 + ["step", "step_next"]
+    assert len(r.tables) == 3 and list(sub) == [comp] and len(sub[comp]) == 1
+    assert [len(t) for t in r.tables] == [3, 3, 3]  # 8 tokens = 2 blocks, + a spare for position 8
     r.calls.clear()
     timer(r, reps=3, warmup=1, min_time_s=0.0)(Composition(num_decodes=2, decode_context=64))
     assert r.calls == ["step"] * 4  # at max_model_len: no next step to time

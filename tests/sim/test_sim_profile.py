@@ -376,10 +376,39 @@ def test_decode_after_a_prefill_is_priced_on_the_packed_path(tmp_path):
     assert np.array_equal(run, np.array(want))
 
 
-def test_fast_forward_equals_stepping_with_the_shipped_two_path_profile():
-    """The shipped Qwen3-0.6B profile prices decode steps on two paths (packed after a step
-    with a prefill, fast after a decode step): fast-forwarded runs, dropped runs included,
-    give the tables of stepping one by one."""
+def _three_path_profile() -> Profile:
+    base = make_profile()
+    return replace(base, decode=tuple(replace(p, extra={"packed_duration_s": p.duration_s * 1.2,
+                                                        "subset_duration_s": p.duration_s * 1.1})
+                                      for p in base.decode))
+
+
+def test_decode_after_a_row_finished_is_priced_on_the_subset_path(tmp_path):
+    save_profile(_three_path_profile(), tmp_path / "p.json")
+    pm = ProfileCostModel(load_profile(tmp_path / "p.json"), Q06, H100)
+    steady = ProfileCostModel(make_profile(), Q06, H100)
+    d8, d7 = decode_shape(8, 1000), decode_shape(7, 1000)
+    pm.step_time_s(d8)
+    assert pm.step_time_s(d7) == pytest.approx(1.1 * steady.step_time_s(d7), rel=0.02)  # a row left
+    assert pm.step_time_s(d7) == pytest.approx(steady.step_time_s(d7), rel=1e-9)  # then steady
+    assert pm.step_time_s(d8) == pytest.approx(1.2 * steady.step_time_s(d8), rel=0.02)  # a row joined
+    pm.step_time_s(d8)
+    run = pm.decode_run_s(7, 7 * 1000, 3, 1000)  # a run right after a row left
+    assert run[0] == pytest.approx(1.1 * run[1], rel=0.02)
+    # the engine may drop a priced run and step its first step instead: same price
+    pm.decode_run_s(7, 7 * 1000 + 7 * 3, 64, 1003)  # a later chunk of that run
+    assert pm.step_time_s(d7) == run[0]
+    pm.step_time_s(d8)
+    pm.decode_run_s(7, 7 * 1000, 3, 1000)
+    pm.step_time_s(replace(d7, decode_context_tokens=7 * 1002))  # run kept (2 steps): steady
+    assert pm._prev_rows == 7 and pm._path_grid(7) is pm._decode
+
+
+@pytest.mark.parametrize("which", ["shipped", "three-path"])
+def test_fast_forward_equals_stepping_with_path_dependent_profiles(which):
+    """Profiles that price decode steps on several paths (packed after a step with a
+    prefill, the row-dropping edit after a decode step with more rows, the steady edit):
+    fast-forwarded runs, dropped runs included, give the tables of stepping one by one."""
     import pandas as pd
 
     from nanosim.config import EngineConfig
@@ -393,7 +422,8 @@ def test_fast_forward_equals_stepping_with_the_shipped_two_path_profile():
     reqs = [Request(i, 0.013 * i * (1 + i % 3), 40 + 37 * (i % 7), 30 + 11 * (i % 5)) for i in range(40)]
     tables = []
     for ff in (False, True):
-        cm = make_cost_model(q06, H100, 1, "auto")
+        cm = (make_cost_model(q06, H100, 1, "auto") if which == "shipped"
+              else ProfileCostModel(_three_path_profile(), q06, H100))
         assert cm.name == "profile" and cm._decode_packed is not None
         eng = Engine(EngineConfig(max_model_len=4096), SimBackend(cm), 2000)
         simulate(eng, reqs, fast_forward=ff)
