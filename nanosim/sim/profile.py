@@ -1,6 +1,15 @@
 """Profile-driven cost model: bilinear interpolation of measured/fitted ratios over the
 grid of a profile (schema in profile_schema.py), fitted roofline terms outside it, and
-make_cost_model(), which picks a matching profile or falls back to the roofline."""
+make_cost_model(), which picks a matching profile or falls back to the roofline.
+
+A step is priced as the runner executes it:
+* decode-only: a uniform batch of its CUDA-graph size at the equivalent context
+  max(sum / size, w(size) * longest row), where w comes from the skewed points; on the
+  path that follows the last priced step (packed, row-dropping edit, or steady edit);
+* one prefill chunk: the chunk as a prefill-only step of its token bucket, plus the
+  decode-rows grid (what decode rows added in the profile's mixed points);
+* anything else (several chunks, swaps): the fitted roofline.
+"""
 from __future__ import annotations
 
 import os

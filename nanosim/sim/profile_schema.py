@@ -26,10 +26,13 @@ Schema (version 1), one JSON object::
                   "prefill_kv_tokens", "num_decode_seqs", "decode_context_tokens",
                   "duration_s"}, ...]}
 
-Points may carry extra keys (``repeats``, ``std_s``...), which are kept but unused.
+Points may carry extra keys, which are kept: decode points' ``packed_duration_s`` (the
+runner's packed step) and ``subset_duration_s`` (the edit that drops a finished row) are
+read by the cost model as the time of those paths; others (``repeats``...) are unused.
 
-ProfileCostModel predicts a step as ``fitted_roofline(shape) * ratio`` where the roofline's
-coefficients are fitted to all profile points (fit.py) and ``ratio`` = measured / fitted,
+ProfileCostModel (profile.py, which documents the decode-path, longest-row and decode-row
+terms) predicts a step as ``fitted_roofline(shape) * ratio`` where the roofline's
+coefficients are fitted to the profile points (fit.py) and ``ratio`` = measured / fitted,
 interpolated bilinearly (linear in batch and context, or in chunk and cached tokens) over
 the measured grid nodes, so measured points are reproduced exactly. Outside the grid the
 ratio is clamped to the nearest edge (continuous at the boundary) and the fitted roofline
