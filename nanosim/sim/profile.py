@@ -13,7 +13,8 @@ A step is priced as the runner executes it:
 from __future__ import annotations
 
 import os
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,112 +24,12 @@ from nanosim.config import ConfigError, GpuSpec, ModelSpec, get_gpu
 from nanosim.core.batch import StepShape
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.fit import FitResult, fit_roofline
+from nanosim.sim.grid import Grid2D, InverseWeights, ratio_grid
 from nanosim.sim.profile_schema import (  # noqa: F401  (re-exported: the profile API in one place)
     DEFAULT_DECODE_BATCH_SIZES, DEFAULT_DECODE_CONTEXTS, DEFAULT_PREFILL_CACHED,
     DEFAULT_PREFILL_CHUNKS, DTYPE_BYTES, MIXED_FIELDS, MODEL_FIELDS, SCHEMA_VERSION, DecodePoint,
     MixedPoint, PrefillPoint, Profile, ProfileError, build_profile, decode_shape, load_profile,
     prefill_shape, profile_from_dict, profile_to_dict, save_profile)
-
-# ---------------------------------------------------------------------------------------
-# Interpolation grid
-# ---------------------------------------------------------------------------------------
-class _Grid2D:
-    """Bilinear interpolation of values at measured nodes of a (possibly incomplete)
-    rectangular grid; coordinates are clamped to the grid outside it.
-
-    The scalar ``at`` and vector ``at_y`` paths do the same float operations in the same
-    order, so they agree bit for bit (decode_run_s relies on it).
-    """
-
-    def __init__(self, xs: list[float], ys: list[float], values: dict[tuple[float, float], float]):
-        self.xs, self.ys = xs, ys
-        self.ys_a = np.array(ys, dtype=np.float64)
-        nx, ny = len(xs), len(ys)
-        measured = np.zeros((nx, ny), dtype=bool)
-        V = np.zeros((nx, ny))
-        for (x, y), v in values.items():
-            i, j = xs.index(x), ys.index(y)
-            measured[i, j], V[i, j] = True, v
-        # Unmeasured nodes take the value of the nearest measured node (index distance), so
-        # interpolation is defined everywhere; cells touching them count as not inside.
-        mi, mj = np.nonzero(measured)
-        for i in range(nx):
-            for j in range(ny):
-                if not measured[i, j]:
-                    k = int(np.argmin(np.abs(mi - i) + np.abs(mj - j)))
-                    V[i, j] = V[mi[k], mj[k]]
-        self.V, self.Vl = V, V.tolist()
-        ci, cj = max(nx - 1, 1), max(ny - 1, 1)
-        ok = np.zeros((ci, cj), dtype=bool)
-        for i in range(ci):
-            for j in range(cj):
-                i1, j1 = min(i + 1, nx - 1), min(j + 1, ny - 1)
-                ok[i, j] = measured[i, j] & measured[i1, j] & measured[i, j1] & measured[i1, j1]
-        self.cell_ok, self.cell_okl = ok, ok.tolist()
-
-    @staticmethod
-    def _locate(axis: list[float], v: float) -> tuple[int, int, float]:
-        vc = min(max(v, axis[0]), axis[-1])
-        n = len(axis)
-        if n == 1:
-            return 0, 0, 0.0
-        i = min(max(bisect_right(axis, vc) - 1, 0), n - 2)
-        return i, i + 1, (vc - axis[i]) / (axis[i + 1] - axis[i])
-
-    def at(self, x: float, y: float) -> tuple[float, bool]:
-        i, i1, tx = self._locate(self.xs, x)
-        j, j1, ty = self._locate(self.ys, y)
-        V = self.Vl
-        r = ((V[i][j] * (1.0 - tx) + V[i1][j] * tx) * (1.0 - ty)
-             + (V[i][j1] * (1.0 - tx) + V[i1][j1] * tx) * ty)
-        inside = (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1]
-                  and self.cell_okl[i][j])
-        return r, inside
-
-    def at_y(self, x: float, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values at (x, y[k]) for a vector y (x fixed)."""
-        i, i1, tx = self._locate(self.xs, x)
-        ys, ny = self.ys_a, len(self.ys)
-        yc = np.clip(y, ys[0], ys[-1])
-        if ny == 1:
-            j = j1 = np.zeros(len(y), dtype=np.intp)
-            ty = np.zeros(len(y))
-        else:
-            j = np.clip(np.searchsorted(ys, yc, side="right") - 1, 0, ny - 2)
-            j1 = j + 1
-            ty = (yc - ys[j]) / (ys[j1] - ys[j])
-        V = self.V
-        r = ((V[i, j] * (1.0 - tx) + V[i1, j] * tx) * (1.0 - ty)
-             + (V[i, j1] * (1.0 - tx) + V[i1, j1] * tx) * ty)
-        x_in = self.xs[0] <= x <= self.xs[-1]
-        inside = (y >= ys[0]) & (y <= ys[-1]) & self.cell_ok[i, j] & x_in
-        return r, inside
-
-
-def _ratio_grid(keys_durations: list[tuple[tuple[int, int], float, StepShape]],
-                fitted: RooflineCostModel) -> _Grid2D | None:
-    """Grid of measured / fitted ratios; duplicate nodes use the median duration."""
-    if not keys_durations:
-        return None
-    by_node: dict[tuple[float, float], list[float]] = {}
-    shapes: dict[tuple[float, float], StepShape] = {}
-    for (x, y), dur, shape in keys_durations:
-        k = (float(x), float(y))
-        by_node.setdefault(k, []).append(dur)
-        shapes[k] = shape
-    values = {k: float(np.median(v)) / fitted.step_time_s(shapes[k]) for k, v in by_node.items()}
-    xs = sorted({k[0] for k in values})
-    ys = sorted({k[1] for k in values})
-    return _Grid2D(xs, ys, values)
-
-
-def _interp_inverse(n: float, xs: list[float], ws: list[float]) -> float:
-    """Weight at row count n, linear in 1/n between the measured counts xs (ascending),
-    clamped outside: where bytes set a step, the longest row's weight is (rows at the
-    crossover) / n, which this reproduces exactly; where latency does, it is flat at 1."""
-    inv = [1.0 / x for x in reversed(xs)]
-    return float(np.interp(1.0 / n, inv, list(reversed(ws))))
-
 
 # ---------------------------------------------------------------------------------------
 # Cost model
@@ -167,27 +68,26 @@ class ProfileCostModel:
         self.fit: FitResult = fit_roofline(prior, [self._padded(s) for s in shapes], durs, ridge=ridge)
         self.roofline = self.fit.model
         uniform = [p for p in profile.decode if not p.max_context_tokens]
-        self._decode = _ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
+        self._decode = ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
                                     for p in uniform], self.roofline)
         # decode steps that pack their inputs anew (the first after a step with a prefill):
         # the profile's packed_duration_s, where measured (older profiles: the one grid)
         packed = [p for p in uniform if "packed_duration_s" in p.extra]
-        self._decode_packed = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["packed_duration_s"]),
+        self._decode_packed = ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["packed_duration_s"]),
                                             self._padded(p.shape)) for p in packed], self.roofline)
         # decode steps right after a decode step with more rows (a sequence finished: the
         # runner drops its row from the edited inputs): subset_duration_s, where measured
         sub = [p for p in uniform if "subset_duration_s" in p.extra]
-        self._decode_subset = _ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["subset_duration_s"]),
+        self._decode_subset = ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["subset_duration_s"]),
                                             self._padded(p.shape)) for p in sub], self.roofline)
         self._prev_decode_only = False  # the last priced step: the runner's fast path follows it
         self._prev_rows = 0  # its decode rows
         # (rows, context, path state) at the start of the last run decode_run_s priced
         self._run_start: tuple[int, int, bool, int] | None = None
-        self._longest_b, self._longest_w = self._longest_row_weights(profile.decode)
-        self._prefill = _ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
+        self._longest = self._longest_row_weights(profile.decode)
+        self._prefill = ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
-        self._rows_w: list[float] = []
-        self._decode_rows = self._decode_rows_grid(profile.mixed)
+        self._decode_rows, self._rows_w = self._decode_rows_grid(profile.mixed)
         self.total_steps = 0
         self.extrapolated_steps = 0
         self.description = (
@@ -216,7 +116,7 @@ class ProfileCostModel:
         return shape if i == len(sizes) else replace(shape, num_decode_seqs=sizes[i])
 
     # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
-    def _uniform_decode_s(self, grid: _Grid2D, b: int, c):
+    def _uniform_decode_s(self, grid: Grid2D, b: int, c):
         """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens
         (float, or a float ndarray): the fitted roofline times the measured ratio."""
         rf = self.roofline
@@ -227,7 +127,7 @@ class ProfileCostModel:
             r, inside = grid.at(b, c)
         return base * r, inside
 
-    def _longest_row_weights(self, points) -> tuple[list[float], list[float]]:
+    def _longest_row_weights(self, points) -> InverseWeights:
         """Per batch size with skewed points: w = c_eq / max_context, where c_eq is the
         context at which a uniform batch of that size takes the skewed point's measured time
         (bisection; w = 1: the longest row sets the step, as in a latency-bound decode
@@ -252,13 +152,8 @@ class ProfileCostModel:
                         hi = mid
                 w = 0.5 * (lo + hi) / m
             ws.setdefault(b, []).append(w)
-        bs = sorted(ws)
-        return [float(b) for b in bs], [float(np.median(ws[b])) for b in bs]
-
-    def _longest_weight(self, b: int) -> float:
-        """w at padded batch size b (see _interp_inverse); 0 without skewed points (every
-        row at the mean, as before they existed)."""
-        return _interp_inverse(b, self._longest_b, self._longest_w) if self._longest_b else 0.0
+        bs = sorted(ws)  # none: w = 0, every row at the mean (as before skewed points)
+        return InverseWeights([float(b) for b in bs], [float(np.median(ws[b])) for b in bs])
 
     def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
@@ -267,10 +162,10 @@ class ProfileCostModel:
         b = padded.num_decode_seqs
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
-            c = max(c, self._longest_weight(b) * shape.decode_max_context_tokens)
+            c = max(c, self._longest(b) * shape.decode_max_context_tokens)
         return self._uniform_decode_s(self._path_grid(shape.num_decode_seqs), b, c)
 
-    def _path_grid(self, rows: int) -> _Grid2D:
+    def _path_grid(self, rows: int) -> Grid2D:
         """The decode grid of the runner's path for a step of ``rows`` after the last priced
         step: packed after a step with a prefill (or more rows than before: a new sequence),
         the row-dropping edit after a decode step with more rows, else the steady edit."""
@@ -292,23 +187,21 @@ class ProfileCostModel:
         r, inside = self._prefill.at(tokens, shape.prefill_kv_tokens - shape.prefill_tokens)
         return self.roofline.step_time_s(alone) * r, inside
 
-    def _decode_rows_grid(self, points) -> _Grid2D | None:
+    def _decode_rows_grid(self, points) -> tuple[Grid2D | None, InverseWeights]:
         """Seconds the decode rows add to a step with one prefill chunk (their attention, a
         split-KV launch that waits for its longest row and reads every row's KV, and their
         sampling), from the profile's mixed points with one chunk: measured minus
         _one_prefill_s, on a (decode rows, context per row) grid. Bilinear interpolation is
         exact for the bytes term (rows x context)."""
         if self._prefill is None:
-            return None
+            return None, InverseWeights([], [])
         ones = [p for p in points if p.shape.num_prefill_seqs == 1 and p.shape.num_decode_seqs
                 and not p.shape.swap_blocks]
         if not ones:
-            return None
+            return None, InverseWeights([], [])
         # one series: the chunk size with the most points (other chunks' residuals carry
         # the prefill grid's own error at their bucket, not the rows')
-        counts: dict[int, int] = {}
-        for p in ones:
-            counts[p.shape.prefill_tokens] = counts.get(p.shape.prefill_tokens, 0) + 1
+        counts = Counter(p.shape.prefill_tokens for p in ones)
         chunk = max(sorted(counts), key=counts.__getitem__)
         nodes: dict[tuple[float, float], list[float]] = {}
         for p in ones:
@@ -319,15 +212,15 @@ class ProfileCostModel:
             key = (float(nd), s.decode_context_tokens / nd)
             nodes.setdefault(key, []).append(p.duration_s - self._one_prefill_s(s, self._padded(s))[0])
         values = {k: float(np.median(v)) for k, v in nodes.items()}
-        grid = _Grid2D(sorted({k[0] for k in values}), sorted({k[1] for k in values}), values)
+        grid = Grid2D(sorted({k[0] for k in values}), sorted({k[1] for k in values}), values)
         # weight of the longest row at each row count n: the launch has a fixed split count,
         # so its time per token of context is max(bytes per row x n, L) where L, the slope
         # of the fewest rows, is the longest row's; w(n) = L / slope(n) (1: latency-bound)
         span = grid.ys[-1] - grid.ys[0]
         slopes = (grid.V[:, -1] - grid.V[:, 0]) / span if span > 0 else np.zeros(len(grid.xs))
         lat = slopes[0]
-        self._rows_w = [min(1.0, max(0.0, lat / sl)) if sl > 0 and lat > 0 else 0.0 for sl in slopes]
-        return grid
+        ws = [min(1.0, max(0.0, lat / sl)) if sl > 0 and lat > 0 else 0.0 for sl in slopes]
+        return grid, InverseWeights(grid.xs, ws)
 
     def _mixed_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """One prefill chunk plus decode rows: the chunk as _one_prefill_s prices it, plus
@@ -337,7 +230,7 @@ class ProfileCostModel:
         if nd and self._decode_rows is not None:
             c = shape.decode_context_tokens / nd
             if shape.decode_max_context_tokens:
-                w = _interp_inverse(nd, self._decode_rows.xs, self._rows_w)
+                w = self._rows_w(nd)
                 c = max(c, w * shape.decode_max_context_tokens)
             t += self._decode_rows.at(nd, c)[0]
         return t, inside
@@ -383,7 +276,7 @@ class ProfileCostModel:
         b = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
         c = (context_tokens + steps * num_seqs) / b
         if max_context_tokens:
-            c = np.maximum(c, self._longest_weight(b) * (max_context_tokens + steps))
+            c = np.maximum(c, self._longest(b) * (max_context_tokens + steps))
         t, inside = self._uniform_decode_s(self._decode, b, c)
         first = self._path_grid(num_seqs)  # the run's first step follows the last priced one
         if first is not self._decode:

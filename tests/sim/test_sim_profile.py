@@ -484,7 +484,7 @@ def test_longest_row_sets_small_batches_and_bytes_set_big_ones(skew_profile):
     pm = ProfileCostModel(skew_profile, Q06, H100)
     uniform_only = ProfileCostModel(replace(skew_profile, decode=tuple(
         p for p in skew_profile.decode if not p.max_context_tokens)), Q06, H100)
-    w = dict(zip(pm._longest_b, pm._longest_w))
+    w = dict(zip(pm._longest.xs, pm._longest.ws))
     assert w[2] > 0.9 and w[4] > 0.9 and w[256] < w[2]  # measured, not assumed
     for b, short, long in ((2, 100, 3000), (3, 300, 2000), (6, 128, 4000), (12, 500, 1500),
                            (40, 200, 3000), (100, 800, 1200), (200, 300, 4000)):

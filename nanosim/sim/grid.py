@@ -1,0 +1,117 @@
+"""Interpolation over a profile's measured grid: bilinear ratios on a (possibly incomplete)
+rectangular grid, and weights interpolated in 1/rows (profile.py uses both)."""
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from nanosim.core.batch import StepShape
+from nanosim.sim.costmodel import RooflineCostModel
+
+
+class Grid2D:
+    """Bilinear interpolation of values at measured nodes of a (possibly incomplete)
+    rectangular grid; coordinates are clamped to the grid outside it.
+
+    The scalar ``at`` and vector ``at_y`` paths do the same float operations in the same
+    order, so they agree bit for bit (decode_run_s relies on it).
+    """
+
+    def __init__(self, xs: list[float], ys: list[float], values: dict[tuple[float, float], float]):
+        self.xs, self.ys = xs, ys
+        self.ys_a = np.array(ys, dtype=np.float64)
+        nx, ny = len(xs), len(ys)
+        measured = np.zeros((nx, ny), dtype=bool)
+        V = np.zeros((nx, ny))
+        for (x, y), v in values.items():
+            i, j = xs.index(x), ys.index(y)
+            measured[i, j], V[i, j] = True, v
+        # Unmeasured nodes take the value of the nearest measured node (index distance), so
+        # interpolation is defined everywhere; cells touching them count as not inside.
+        mi, mj = np.nonzero(measured)
+        for i in range(nx):
+            for j in range(ny):
+                if not measured[i, j]:
+                    k = int(np.argmin(np.abs(mi - i) + np.abs(mj - j)))
+                    V[i, j] = V[mi[k], mj[k]]
+        self.V, self.Vl = V, V.tolist()
+        ci, cj = max(nx - 1, 1), max(ny - 1, 1)
+        ok = np.zeros((ci, cj), dtype=bool)
+        for i in range(ci):
+            for j in range(cj):
+                i1, j1 = min(i + 1, nx - 1), min(j + 1, ny - 1)
+                ok[i, j] = measured[i, j] & measured[i1, j] & measured[i, j1] & measured[i1, j1]
+        self.cell_ok, self.cell_okl = ok, ok.tolist()
+
+    @staticmethod
+    def _locate(axis: list[float], v: float) -> tuple[int, int, float]:
+        vc = min(max(v, axis[0]), axis[-1])
+        n = len(axis)
+        if n == 1:
+            return 0, 0, 0.0
+        i = min(max(bisect_right(axis, vc) - 1, 0), n - 2)
+        return i, i + 1, (vc - axis[i]) / (axis[i + 1] - axis[i])
+
+    def at(self, x: float, y: float) -> tuple[float, bool]:
+        i, i1, tx = self._locate(self.xs, x)
+        j, j1, ty = self._locate(self.ys, y)
+        V = self.Vl
+        r = ((V[i][j] * (1.0 - tx) + V[i1][j] * tx) * (1.0 - ty)
+             + (V[i][j1] * (1.0 - tx) + V[i1][j1] * tx) * ty)
+        inside = (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1]
+                  and self.cell_okl[i][j])
+        return r, inside
+
+    def at_y(self, x: float, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values at (x, y[k]) for a vector y (x fixed)."""
+        i, i1, tx = self._locate(self.xs, x)
+        ys, ny = self.ys_a, len(self.ys)
+        yc = np.clip(y, ys[0], ys[-1])
+        if ny == 1:
+            j = j1 = np.zeros(len(y), dtype=np.intp)
+            ty = np.zeros(len(y))
+        else:
+            j = np.clip(np.searchsorted(ys, yc, side="right") - 1, 0, ny - 2)
+            j1 = j + 1
+            ty = (yc - ys[j]) / (ys[j1] - ys[j])
+        V = self.V
+        r = ((V[i, j] * (1.0 - tx) + V[i1, j] * tx) * (1.0 - ty)
+             + (V[i, j1] * (1.0 - tx) + V[i1, j1] * tx) * ty)
+        x_in = self.xs[0] <= x <= self.xs[-1]
+        inside = (y >= ys[0]) & (y <= ys[-1]) & self.cell_ok[i, j] & x_in
+        return r, inside
+
+
+def ratio_grid(keys_durations: list[tuple[tuple[int, int], float, StepShape]],
+                fitted: RooflineCostModel) -> Grid2D | None:
+    """Grid of measured / fitted ratios; duplicate nodes use the median duration."""
+    if not keys_durations:
+        return None
+    by_node: dict[tuple[float, float], list[float]] = {}
+    shapes: dict[tuple[float, float], StepShape] = {}
+    for (x, y), dur, shape in keys_durations:
+        k = (float(x), float(y))
+        by_node.setdefault(k, []).append(dur)
+        shapes[k] = shape
+    values = {k: float(np.median(v)) / fitted.step_time_s(shapes[k]) for k, v in by_node.items()}
+    xs = sorted({k[0] for k in values})
+    ys = sorted({k[1] for k in values})
+    return Grid2D(xs, ys, values)
+
+
+class InverseWeights:
+    """Weight at row count n, linear in 1/n between measured counts ``xs`` (ascending) and
+    clamped outside; 0 when nothing was measured. Where bytes set a step, the longest
+    row's weight is (rows at the crossover) / n, which this reproduces exactly; where
+    latency does, it is flat at 1. The 1/n axis is built once (priced every step)."""
+
+    def __init__(self, xs: list[float], ws: list[float]) -> None:
+        self.xs, self.ws = list(xs), list(ws)
+        self._inv = np.array([1.0 / x for x in reversed(self.xs)])
+        self._w = np.array(list(reversed(self.ws)))
+
+    def __call__(self, n: float) -> float:
+        if not self.xs:
+            return 0.0
+        return float(np.interp(1.0 / n, self._inv, self._w))
