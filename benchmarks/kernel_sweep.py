@@ -8,8 +8,12 @@ gemm: every linear of one layer at M = 1 and 16 rows: cuBLAS (F.linear)
 attn: the paged decode kernel at batch 256 x context 1024, batch 128 of mixed contexts
       (uniform 100..2000) and batch 1 x 1024, over BLOCK_N x num_warps x num_stages; prints
       microseconds per call and the K/V-read bandwidth.
+small_attn: the decode kernel at batch 1, 4 and 16 x context 1025 (a step at context 1024)
+      over the split count too (4..32), BLOCK_N x num_warps x num_stages.
 Times are CUDA-graph replays of 20 back-to-back calls (launch gaps as in a decode graph),
-median of 5 replays.
+median of 5 replays. With --layers L (default 28, as Qwen3-0.6B) the calls cycle through L
+copies of the weights / KV caches, so each streams from HBM as in a decode step (with one
+copy the operands stay in the 50 MB L2 and small configs look better than they are).
 """
 from __future__ import annotations
 
@@ -25,16 +29,21 @@ import torch.nn.functional as F
 DEV = "cuda"
 
 
+LAYERS = 28  # --layers: operand copies the graphed calls cycle through
+
+
 def graph_time_s(fn, calls: int = 20, reps: int = 5) -> float:
-    """Median seconds per call of fn() captured `calls` times in one CUDA graph."""
-    fn()
+    """Median seconds per call of fn(i) (i: the call's operand copy, 0..LAYERS-1) captured
+    `calls` times in one CUDA graph."""
+    calls = max(calls, LAYERS)
+    fn(0)
     if DEV == "cpu":  # --smoke: the script's plumbing only
         return 1.0
     torch.cuda.synchronize()
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        for _ in range(calls):
-            fn()
+        for i in range(calls):
+            fn(i % LAYERS)
     g.replay()
     times = []
     for _ in range(reps):
@@ -54,18 +63,18 @@ def gemm_sweep(spec) -> list[dict]:
     shapes = {"qkv": ((spec.num_q_heads + 2 * spec.num_kv_heads) * D, H), "o": (H, spec.q_size),
               "gate_up": (2 * I, H), "down": (H, I)}
     grid = [SkinnyConfig(bn, bk, sk, nw, ns) for bn, bk, sk, nw, ns in
-            itertools.product((16, 32, 64), (64, 128, 256), (1, 2, 4, 8), (4,), (4, 6))]
+            itertools.product((16, 32, 64), (128, 256, 512), (1, 2, 4, 8), (4, 8), (4,))]
     rows = []
     for name, (N, K) in shapes.items():
-        w = torch.randn(N, K, device=DEV, dtype=torch.bfloat16) * 0.02
+        ws = [torch.randn(N, K, device=DEV, dtype=torch.bfloat16) * 0.02 for _ in range(LAYERS)]
         gb = N * K * 2 / 1e9
         for M in (1, 16):
             x = torch.randn(M, K, device=DEV, dtype=torch.bfloat16)
             if name == "gate_up":
-                ref = graph_time_s(lambda: F.silu(F.linear(x, w)[:, :I]) * F.linear(x, w)[:, I:])
-                cub = graph_time_s(lambda: F.linear(x, w))
+                ref = graph_time_s(lambda i: F.silu(F.linear(x, ws[i])[:, :I]) * F.linear(x, ws[i])[:, I:])
+                cub = graph_time_s(lambda i: F.linear(x, ws[i]))
             else:
-                cub = ref = graph_time_s(lambda: F.linear(x, w))
+                cub = ref = graph_time_s(lambda i: F.linear(x, ws[i]))
             split_ok = name in ("o", "down")  # consumers that take partials
             best = (float("inf"), None)
             default = None
@@ -75,9 +84,9 @@ def gemm_sweep(spec) -> list[dict]:
                 if cfg is not None and cfg.block_k > max(K, 128):
                     continue
                 if name == "gate_up":
-                    fn = lambda c=cfg: skinny_gate_up_silu(x, w, config=c)  # noqa: E731
+                    fn = lambda i, c=cfg: skinny_gate_up_silu(x, ws[i], config=c)  # noqa: E731
                 else:
-                    fn = lambda c=cfg: skinny_linear(x, w, partials=split_ok, config=c)  # noqa: E731
+                    fn = lambda i, c=cfg: skinny_linear(x, ws[i], partials=split_ok, config=c)  # noqa: E731
                 try:
                     t = graph_time_s(fn)
                 except Exception as e:  # noqa: BLE001 (a config Triton cannot compile: skip it)
@@ -113,8 +122,9 @@ def attn_sweep(spec) -> list[dict]:
     for case, lens in cases.items():
         per = [-(-n // bs) for n in lens]
         nblocks = sum(per)
-        kc = torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16)
-        vc = torch.randn_like(kc)
+        caches = [(torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16),
+                   torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16))
+                  for _ in range(LAYERS if len(lens) <= 16 else 1)]  # big cases miss L2 anyway
         perm = torch.randperm(nblocks, generator=g)
         bt = torch.zeros(len(lens), max(per), dtype=torch.int32)
         o = 0
@@ -128,7 +138,7 @@ def attn_sweep(spec) -> list[dict]:
                  if case.endswith("_ordered") else None)
         gb = sum(lens) * Hkv * D * 2 * 2 / 1e9
         for block_n, warps, stages in itertools.product((32, 64, 128), (4, 8), (2, 3, 4)):
-            fn = lambda: paged_decode_attention(q, kc, vc, bt, sl, D ** -0.5, out=out,  # noqa: E731
+            fn = lambda i: paged_decode_attention(q, *caches[i % len(caches)], bt, sl, D ** -0.5, out=out,  # noqa: E731
                                                 block_n=block_n, max_seq_len=4096,
                                                 num_warps=warps, num_stages=stages, order=order)
             try:
@@ -145,14 +155,61 @@ def attn_sweep(spec) -> list[dict]:
     return rows
 
 
+def small_attn_sweep(spec) -> list[dict]:
+    """Batch 1 / 4 / 16 at context 1025 over split counts too (each graph captures one)."""
+    from nanosim.gpu.kernels import decode_attention
+    from nanosim.gpu.kernels.decode_attention import DECODE_LAUNCH, default_num_splits, paged_decode_attention
+
+    bs, Hkv, Hq, D = 256, spec.num_kv_heads, spec.num_q_heads, spec.head_dim
+    current_max = decode_attention.MAX_SPLITS  # the default split count's cap
+    decode_attention.MAX_SPLITS = max(current_max, 128)
+    rows = []
+    for B in (1, 4, 16):
+        ctx = 1025 if DEV == "cuda" else 20
+        per = -(-ctx // bs)
+        caches = [(torch.randn(B * per, bs, Hkv, D, device=DEV, dtype=torch.bfloat16),
+                   torch.randn(B * per, bs, Hkv, D, device=DEV, dtype=torch.bfloat16))
+                  for _ in range(LAYERS)]
+        bt = torch.arange(B * per, dtype=torch.int32, device=DEV).view(B, per)
+        sl = torch.full((B,), ctx, dtype=torch.int32, device=DEV)
+        q = torch.randn(B, Hq, D, device=DEV, dtype=torch.bfloat16)
+        out, order = torch.empty_like(q), torch.arange(B, dtype=torch.int32, device=DEV)
+        default = min(current_max, default_num_splits(B, Hkv, q.device, 4096)) if DEV == "cuda" else 1
+        grid_splits = sorted({4, 8, 16, 32, 64, 128, default})
+        gb = B * ctx * Hkv * D * 2 * 2 / 1e9
+        case = f"b{B}_ctx{ctx}"
+        for splits, block_n, warps, stages in itertools.product(grid_splits, (16, 32, 64), (2, 4), (1, 2)):
+            if splits * B * Hkv > 8192:
+                continue
+            fn = lambda i: paged_decode_attention(q, *caches[i], bt, sl, D ** -0.5, out=out,  # noqa: E731
+                                                  num_splits=splits, block_n=block_n,
+                                                  num_warps=warps, num_stages=stages, order=order)
+            try:
+                t = graph_time_s(fn)
+            except Exception as e:  # noqa: BLE001 (a config Triton cannot compile: skip it)
+                print(f"  skip {case} {splits} {block_n} {warps} {stages}: {type(e).__name__}", flush=True)
+                continue
+            rows.append({"case": case, "splits": splits, "block_n": block_n, "num_warps": warps,
+                         "num_stages": stages, "us": t * 1e6, "gbs": gb / t,
+                         "default_splits": default})
+        mine = sorted((r for r in rows if r["case"] == case), key=lambda r: r["us"])
+        base = [r for r in mine if (r["splits"], r["block_n"], r["num_warps"], r["num_stages"])
+                == (default, 64, DECODE_LAUNCH["num_warps"], DECODE_LAUNCH["num_stages"])]
+        print(case, "current", json.dumps(base), "best", json.dumps(mine[:5]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="qwen3-0.6b")
-    ap.add_argument("--only", choices=["gemm", "attn"], default=None)
+    ap.add_argument("--only", choices=["gemm", "attn", "small_attn"], default=None)
+    ap.add_argument("--layers", type=int, default=28,
+                    help="operand copies the graphed calls cycle through (1: L2-resident)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--smoke", action="store_true", help="tiny shapes on CPU (TRITON_INTERPRET=1)")
     a = ap.parse_args()
-    global DEV
+    global DEV, LAYERS
+    LAYERS = max(1, a.layers)
     if a.smoke:
         DEV = "cpu"
     elif not torch.cuda.is_available():
@@ -165,7 +222,8 @@ def main() -> None:
         spec = dataclasses.replace(spec, hidden_size=64, intermediate_size=64, vocab_size=64,
                                    num_q_heads=2, num_kv_heads=1, head_dim=16)
     res = {"gpu": torch.cuda.get_device_name() if DEV == "cuda" else "cpu", "model": a.model}
-    for key, fn in (("gemm", gemm_sweep), ("attn", attn_sweep)):
+    res["layers"] = LAYERS
+    for key, fn in (("gemm", gemm_sweep), ("attn", attn_sweep), ("small_attn", small_attn_sweep)):
         if a.only in (None, key):
             res[key] = fn(spec)
             if a.json:

@@ -96,6 +96,7 @@ class ModelRunner:
         self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
                                            self.device, self.tp_size)
         self._host_pool: HostKVPool | None = None
+        self._timer = _Timer(self.device)  # one pair of CUDA events, reused by every step
         # armed by a decode-graph step that sampled every row: (its block tables, its tokens)
         self._next: tuple[list, np.ndarray] | None = None
         self.graphs = self.mixed_graphs = None
@@ -192,7 +193,7 @@ class ModelRunner:
     def _run(self, inp: StepInputs, graph_bs, num_seqs: int, mixed, sample_tokens: bool,
              t0: float) -> StepOutput:
         """Upload, forward, sample and copy the tokens back (waits for the device)."""
-        timer = _Timer(self.device)
+        timer = self._timer.start()
         logits = self._logits(inp, self.kv_caches, graph_bs, num_seqs, mixed)  # (S, V)
         out = self._tokens_host[:inp.num_samples if sample_tokens else 0]
         if inp.num_samples and sample_tokens:
@@ -245,20 +246,26 @@ class ModelRunner:
 
 
 class _Timer:
-    """CUDA events on GPU (records at start; stop() syncs and returns seconds), else perf_counter."""
+    """CUDA events on GPU (start() records; stop() syncs and returns seconds), else
+    perf_counter. Reusable: stop() waits for the end event, so the next start() is safe."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         if self.cuda:
-            self.start = torch.cuda.Event(enable_timing=True)
+            self.begin = torch.cuda.Event(enable_timing=True)
             self.end = torch.cuda.Event(enable_timing=True)
-            self.start.record()
+        self.t0 = 0.0
+
+    def start(self) -> "_Timer":
+        if self.cuda:
+            self.begin.record()
         else:
             self.t0 = time.perf_counter()
+        return self
 
     def stop(self) -> float:
         if not self.cuda:
             return time.perf_counter() - self.t0
         self.end.record()
         self.end.synchronize()
-        return self.start.elapsed_time(self.end) / 1e3
+        return self.begin.elapsed_time(self.end) / 1e3

@@ -265,3 +265,4 @@ def test_rms_norm_adds_split_k_partials_first():
     torch.testing.assert_close(r.cpu(), r_ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="residual"):
         rms_norm(*to(DEV, parts, w), 1e-6)
+

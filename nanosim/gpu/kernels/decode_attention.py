@@ -228,7 +228,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         _combine_kernel[(B, Hq)](part_o, part_lse, out, seq_lens if order is None else order,
                                  seq_lens if query_start_loc is None else query_start_loc,
                                  out.stride(0), out.stride(1), Hq, splits,
-                                 BLOCK_S=MAX_SPLITS, HEAD_DIM=D, BLOCK_D=triton.next_power_of_2(D),
+                                 BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=D,
+                                 BLOCK_D=triton.next_power_of_2(D),
                                  ORDERED=order is not None and (ORDER or mixed), QSL=mixed,
                                  **pdl_launch(q.device))
     return out
