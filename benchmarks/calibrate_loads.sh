@@ -9,7 +9,8 @@
 # OUTDIR/<load>/ (validation.json, step_errors.parquet, validation.html) and a log.
 # Environment: LOADS (default "light medium saturated"), MAX_MODEL_LEN (default 4096, for the
 # profile and every replay alike), PYTHON (default python3), PROFILE (an existing profile:
-# skip the profiling).
+# skip the profiling), VALIDATE_FLAGS (more flags for every nanosim validate, e.g.
+# --no-step-jitter).
 set -u
 model=$1 tp=$2 trace=$3 out=$4
 n1=${5:-100} n2=${6:-200} n3=${7:-300}
@@ -25,7 +26,7 @@ run() {  # name, requests, rate scale, extra flags
     local name=$1 n=$2 scale=$3; shift 3
     $py -m nanosim validate --trace "$trace" --model "$model" --tp "$tp" --max-requests "$n" \
         --rate-scale "$scale" --max-model-len "$len" --profile "$prof" --out "$out/$name" \
-        --no-progress "$@" 2>&1 | tee "$out/$name.log"
+        --no-progress ${VALIDATE_FLAGS:-} "$@" 2>&1 | tee "$out/$name.log"
 }
 for load in ${LOADS:-light medium saturated}; do
     case $load in

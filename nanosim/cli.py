@@ -91,7 +91,8 @@ def cmd_simulate(a) -> int:
     profile = None if a.profile.lower() == "none" else a.profile
     req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, profile,
                                               progress=not a.no_progress,
-                                              replicas=a.replicas, router=a.router)
+                                              replicas=a.replicas, router=a.router,
+                                              step_jitter=not a.no_step_jitter)
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
     print(format_summary(summary))
@@ -188,7 +189,8 @@ def cmd_validate(a) -> int:
         llm.warmup()
         llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
         llm.engine.backend = RecordingBackend(llm.backend)
-        sim = Engine(llm.cfg, SimBackend(cost), llm.engine.bm.num_blocks, llm.engine.bm.num_host_blocks)
+        sim = Engine(llm.cfg, SimBackend.for_cost(cost, not a.no_step_jitter), llm.engine.bm.num_blocks,
+                     llm.engine.bm.num_host_blocks)
         v = validate_replay(reqs, llm.engine, sim)
         run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
                "attention": llm.runner.backend.name}
@@ -260,6 +262,9 @@ def _simulate_parser(sub) -> None:
                         "when one matches model/GPU/tp, else the roofline; 'none': the roofline")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--replicas", type=int, default=1, help="engines behind a router")
+    s.add_argument("--no-step-jitter", action="store_true",
+                   help="steps take the profile's medians (default: each step's time is drawn "
+                        "from the profile's recorded step-time jitter, when it has one)")
     s.add_argument("--router", default="round_robin",
                    choices=["round_robin", "least_tokens", "least_kv", "prefix"])
     s.add_argument("--no-progress", action="store_true")
@@ -287,6 +292,8 @@ def _real_parsers(sub) -> None:
     _real_args(va)
     va.add_argument("--profile", default=None, help="profile JSON (or folder) for the simulator")
     va.add_argument("--temperature", type=float, default=0.0)
+    va.add_argument("--no-step-jitter", action="store_true",
+                    help="the simulated replay takes the profile's medians (step errors always do)")
     va.add_argument("--max-step-mape", type=float, default=0.03, help="fraction; exit 1 above it")
     va.add_argument("--max-latency-error", type=float, default=0.05,
                     help="fraction, on TTFT/TPOT/E2E P50 and P99; exit 1 above it")

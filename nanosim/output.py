@@ -41,7 +41,7 @@ def format_summary(s: dict) -> str:
             lines.append(f"  replica {r['replica']:<3} {r['requests']:6d} requests "
                          f"{r['output_tokens']:9d} output tokens, prefix hit "
                          f"{100 * r['prefix_cache_hit_rate']:.1f}%")
-    for k in ("cost_model", "note"):
+    for k in ("cost_model", "step_jitter", "note"):
         if s.get(k):
             lines.append(f"{k.replace('_', ' '):<13} {s[k]}")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ def gpu_preset(device_name: str) -> str:
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
           between: Callable[[], None] | None = None,
           packed: dict | None = None, next_steps: int = 4,
-          subset: dict | None = None) -> Callable[[Composition], float]:
+          subset: dict | None = None, ratios: list | None = None) -> Callable[[Composition], float]:
     """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
     steps get more repeats: their host-side jitter is a larger share), after warmup runs.
     The SeqWorks are built inside the timed region, as GpuBackend builds them each step.
@@ -43,7 +43,9 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     another, as in serving); measure() returns the step_next median and, with ``packed``
     given, appends the step() median to packed[comp]. With ``subset`` given, uniform decode
     points also time the step_next(keep) that follows a step with one more row (a sequence
-    finished: the runner drops its row), appending that median to subset[comp]."""
+    finished: the runner drops its row), appending that median to subset[comp]. With
+    ``ratios`` given, each timed run's duration over the median it returns is appended (the
+    step-time jitter, Profile.step_jitter)."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
@@ -76,7 +78,10 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
             packed.setdefault(comp, []).append(statistics.median(slow))
         if drop:
             subset.setdefault(comp, []).append(statistics.median(drop))
-        return statistics.median(times)
+        med = statistics.median(times)
+        if ratios is not None:
+            ratios.extend(t / med for t in times)
+        return med
     return measure
 
 
@@ -206,7 +211,9 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     comps.update({m.shape: m for m in mixed})
     packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
     subset: dict = {}  # ... of the step_next(keep) after a step with one more row
-    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed, subset=subset)
+    ratios: list = []  # every timed run / its point's median (the step-time jitter)
+    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed, subset=subset,
+                    ratios=ratios)
     spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
     times = median_of_passes(list(comps), lambda shape: measure(comps[shape]), passes, progress)
     prof = build_profile(
@@ -225,7 +232,8 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
                f"of a step with one more; decode batches at "
                f"the CUDA-graph sizes, prefill chunks at the mixed-graph buckets; skewed decode "
-               f"points: one row at max_context_tokens"))
+               f"points: one row at max_context_tokens; step_jitter: quantiles of every timed "
+               f"run / its point's median"))
     def paths(p):
         c, extra = comps[p.shape], dict(p.extra)
         if c in packed:
@@ -233,4 +241,14 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         if c in subset:
             extra["subset_duration_s"] = statistics.median(subset[c])
         return replace(p, extra=extra)
-    return replace(prof, decode=tuple(paths(p) for p in prof.decode))
+    return replace(prof, decode=tuple(paths(p) for p in prof.decode), step_jitter=jitter_quantiles(ratios))
+
+
+def jitter_quantiles(ratios: list[float], n: int = 101) -> tuple[float, ...]:
+    """Quantiles of run / median at n evenly spaced probabilities 0..1 (Profile.step_jitter);
+    () when fewer than 100 runs were timed (too few to say much about the tail)."""
+    if len(ratios) < 100:
+        return ()
+    import numpy as np
+
+    return tuple(float(x) for x in np.quantile(np.asarray(ratios, dtype=np.float64), np.linspace(0, 1, n)))

@@ -1,4 +1,5 @@
-"""SimBackend: a Backend whose steps take the time a cost model predicts (no tokens)."""
+"""SimBackend: a Backend whose steps take the time a cost model predicts (no tokens), times a
+drawn step-time jitter factor when one is given (nanosim/sim/jitter.py)."""
 from __future__ import annotations
 
 from nanosim.core.batch import CostModel, ScheduledBatch, StepResult
@@ -7,12 +8,22 @@ from nanosim.core.batch import CostModel, ScheduledBatch, StepResult
 class SimBackend:
     needs_tokens = False  # the scheduler need not list decode sequences each step
 
-    def __init__(self, cost_model: CostModel) -> None:
+    def __init__(self, cost_model: CostModel, jitter=None) -> None:
         self.cost_model = cost_model
+        self.jitter = jitter  # StepJitter or None (steps take the predicted medians)
+
+    @classmethod
+    def for_cost(cls, cost_model: CostModel, step_jitter: bool = True, seed: int = 0) -> "SimBackend":
+        """With the step jitter its profile recorded, if any and step_jitter."""
+        from nanosim.sim.jitter import StepJitter
+
+        return cls(cost_model, StepJitter.of(cost_model, seed) if step_jitter else None)
 
     def execute(self, batch: ScheduledBatch) -> StepResult:
-        return StepResult(self.cost_model.step_time_s(batch.shape))
+        t = self.cost_model.step_time_s(batch.shape)
+        return StepResult(t if self.jitter is None else t * self.jitter.draw())
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
                      max_context_tokens: int = 0):
-        return self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens)
+        t = self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens)
+        return t if self.jitter is None or num_steps == 0 else t * self.jitter.draw(num_steps)

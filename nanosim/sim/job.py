@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+import numpy as np
+
 from nanosim.config import EngineConfig, GpuSpec, ModelSpec
 from nanosim.core.engine import Engine
 from nanosim.core.metrics import summarize
@@ -15,19 +17,22 @@ from nanosim.sim.router import Router
 from nanosim.sim.simulator import simulate_cluster
 
 
-def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None) -> Engine:
+def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None,
+                 step_jitter: bool = True, seed: int = 0) -> Engine:
+    """step_jitter: draw each step's jitter factor from the profile's, when it recorded one."""
     cap = kv_capacity(model, gpu, cfg)
     host_blocks = cfg.swap_space_bytes // cap.block_bytes
     cost = make_cost_model(model, gpu, cfg.tp, profile)
-    return Engine(cfg, SimBackend(cost), cap.num_blocks, host_blocks)
+    return Engine(cfg, SimBackend.for_cost(cost, step_jitter, seed), cap.num_blocks, host_blocks)
 
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
                    profile=None, progress: bool = False, fast_forward: bool = True,
-                   replicas: int = 1, router: str = "round_robin"):
+                   replicas: int = 1, router: str = "round_robin", step_jitter: bool = True):
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
-    both tables get a ``replica`` column and the summary a per-replica list."""
-    engines = [build_engine(model, gpu, cfg, profile) for _ in range(replicas)]
+    both tables get a ``replica`` column and the summary a per-replica list. step_jitter:
+    see build_engine (each replica draws its own, seeded by its index)."""
+    engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i) for i in range(replicas)]
     bar = _progress_bar(len(requests)) if progress else None
     t0 = time.perf_counter()
     end_s = simulate_cluster(engines, requests, Router(router) if replicas > 1 else None,
@@ -41,6 +46,7 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
     extra = {"mode": "sim", "model": model.name, "gpu": gpu.name, "config": asdict(cfg),
              "kv_blocks": engines[0].bm.num_blocks,
              "cost_model": getattr(cost, "description", cost.name),
+             "step_jitter": _jitter_note(engines[0].backend.jitter, step_jitter),
              "sim_end_s": end_s, "wall_s": wall,
              "sim_speed_x": end_s / wall if wall > 0 else None}
     extrapolated = sum(getattr(e.backend.cost_model, "extrapolated_steps", 0) for e in engines)
@@ -56,6 +62,13 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
     hits = sum(e.bm.stat_hit_tokens for e in engines)
     queries = sum(e.bm.stat_query_tokens for e in engines)
     return req_df, step_df, summarize(req_df, step_df, hits, queries, extra)
+
+
+def _jitter_note(jitter, wanted: bool) -> str:
+    if jitter is not None:
+        return (f"drawn from the profile's step_jitter (mean factor {jitter.mean:.3f}, "
+                f"p99 {np.interp(0.99, jitter.probs, jitter.quantiles):.3f})")
+    return "off (--no-step-jitter)" if not wanted else "none (the cost model records none)"
 
 
 def _tables(engines):

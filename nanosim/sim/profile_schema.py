@@ -19,6 +19,7 @@ Schema (version 1), one JSON object::
      "tp": 1, "dtype": "bfloat16", "attention_backend": "flash",
      "versions": {"torch": str|null, "driver": str|null, "nanosim": str|null, ...},
      "created_utc": str (optional), "notes": str (optional),
+     "step_jitter": [float, ...] (optional: quantiles of run / median over all timed runs),
      "decode":  [{"batch_size": int>=1, "context_tokens": int>=1, "duration_s": float>0,
                   "max_context_tokens": int (optional: one row attends this many)}, ...],
      "prefill": [{"chunk_tokens": int>=1, "cached_tokens": int>=0, "duration_s": float>0}, ...],
@@ -146,6 +147,10 @@ class Profile:
     # tokens (prefill + decode rows) runs padded to the smallest bucket >= T; past the last
     # bucket it runs eagerly (empty: no padding)
     mixed_token_buckets: tuple[int, ...] = ()
+    # quantiles of (a timed run's duration / its point's median) over every timed run of the
+    # profile, at evenly spaced probabilities 0..1: the step-time jitter a simulation draws
+    # from (nanosim/sim/jitter.py; empty: none recorded, steps take the medians)
+    step_jitter: tuple[float, ...] = ()
     source: str = "<memory>"  # file it was loaded from (not serialised)
 
     @property
@@ -181,6 +186,8 @@ def profile_to_dict(p: Profile) -> dict:
         d["decode_graph_sizes"] = list(p.decode_graph_sizes)
     if p.mixed_token_buckets:
         d["mixed_token_buckets"] = list(p.mixed_token_buckets)
+    if p.step_jitter:
+        d["step_jitter"] = [round(float(x), 6) for x in p.step_jitter]
     d["decode"] = [{**x.extra, "batch_size": x.batch_size, "context_tokens": x.context_tokens,
                     **({"max_context_tokens": x.max_context_tokens} if x.max_context_tokens else {}),
                     "duration_s": x.duration_s} for x in p.decode]
@@ -306,13 +313,19 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
     for f, vals in (("decode_graph_sizes", sizes), ("mixed_token_buckets", buckets)):
         if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in vals):
             raise r.fail(f, "must be a list of positive integers")
+    jitter = r.get(d, "step_jitter", "", "list", optional=True) or []
+    if jitter and (len(jitter) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                              and math.isfinite(x) and x > 0 for x in jitter)
+                   or any(b < a for a, b in zip(jitter, jitter[1:]))):
+        raise r.fail("step_jitter", "must be >= 2 positive, non-decreasing numbers (quantiles)")
     return Profile(model=model, gpu_name=gpu_name, tp=tp, dtype=dtype, attention_backend=backend,
                    versions=dict(versions), decode=tuple(decode), prefill=tuple(prefill),
                    mixed=tuple(mixed), gpu_device_name=gpu_device,
                    created_utc=r.get(d, "created_utc", "", "str", optional=True),
                    notes=r.get(d, "notes", "", "str", optional=True),
                    decode_graph_sizes=tuple(sorted(set(sizes))),
-                   mixed_token_buckets=tuple(sorted(set(buckets))), source=source)
+                   mixed_token_buckets=tuple(sorted(set(buckets))),
+                   step_jitter=tuple(float(x) for x in jitter), source=source)
 
 
 def _extra(x: dict, known: tuple[str, ...]) -> dict:

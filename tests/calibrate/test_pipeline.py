@@ -2,6 +2,8 @@
 test controls: the fitted cost model must recover them, per step and per request."""
 import math
 
+import numpy as np
+
 import pytest
 
 from nanosim.calibrate.shapes import Composition, default_grid
@@ -131,3 +133,49 @@ def test_profile_passes_alternate_direction_and_take_the_median():
             passes == 4 and spread < 0.02)  # a shuffled pair cancels drift in its sums
     with pytest.raises(ValueError, match="passes"):
         median_of_passes(keys, measure, 0)
+
+
+class JitteryGpu(TrueGpu):
+    """TrueGpu whose steps vary like a shared host's: most within a few percent of the
+    median, one in ten 10-100% slower (seeded)."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+
+    def factor(self, n=None):
+        slow = self.rng.random(n) < 0.1
+        return np.where(slow, self.rng.uniform(1.1, 2.0, n), self.rng.uniform(0.97, 1.02, n))
+
+    def execute(self, batch) -> StepResult:
+        return StepResult(self.time(batch.shape) * float(self.factor()))
+
+
+def test_step_jitter_from_the_profiler_makes_latencies_add_up(fitted):
+    """Medians (the profile) under-predict sums of jittery steps: a TPOT is a mean. With the
+    profiler's run/median quantiles drawn per simulated step, TPOT and E2E come out right;
+    without them the simulation runs fast by about the jitter's mean."""
+    from dataclasses import replace
+
+    from nanosim.calibrate.profile import jitter_quantiles
+    from nanosim.sim.jitter import StepJitter
+
+    gpu, prof = fitted
+    runs = JitteryGpu(seed=1).factor(20_000)  # the factors of the profiler's timed runs
+    prof = replace(prof, step_jitter=jitter_quantiles(list(runs / np.median(runs))))
+    assert len(prof.step_jitter) == 101 and jitter_quantiles([1.0] * 50) == ()
+    errs = {}
+    for jitter in (True, False):
+        c = EngineConfig(max_model_len=8192)
+        real = Engine(c, RecordingBackend(JitteryGpu(seed=2)), 3000)
+        sim = Engine(c, SimBackend.for_cost(ProfileCostModel(prof, MODEL, GPU), jitter), 3000)
+        assert (sim.backend.jitter is not None) == jitter
+        v = validate_replay(make_workload("chatbot", 8.0, num_requests=300, seed=5), real, sim)
+        e = v.latency.set_index(["metric", "stat"]).rel_error
+        errs[jitter] = e
+    mean = StepJitter(prof.step_jitter).mean
+    assert 1.05 < mean < 1.12  # 0.9 * ~0.995 + 0.1 * 1.55 over a median of ~1.0
+    for m in ("tpot_s", "e2e_s"):
+        assert abs(errs[True][(m, "p50")]) < 0.03, errs[True]
+        assert abs(errs[True][(m, "mean")]) < 0.03, errs[True]
+        assert errs[False][(m, "mean")] < -0.04  # medians alone run fast

@@ -216,6 +216,9 @@ def _mutated(profile, fn):
     (lambda d: d.update(decode={}), r"decode: must be a list"),
     (lambda d: d.update(decode_graph_sizes=[1, 0]), r"decode_graph_sizes: must be a list of positive"),
     (lambda d: d.update(mixed_token_buckets=[16, "x"]), r"mixed_token_buckets: must be a list of positive"),
+    (lambda d: d.update(step_jitter=[1.0, 0.9]), r"step_jitter: must be >= 2 positive, non-decreasing"),
+    (lambda d: d.update(step_jitter=[0.0, 1.0]), r"step_jitter: must be >= 2 positive"),
+    (lambda d: d.update(step_jitter=[1.0]), r"step_jitter: must be >= 2"),
 ])
 def test_invalid_profiles_raise_one_clear_error(profile, tmp_path, mutate, match):
     path = _write(tmp_path, _mutated(profile, mutate))
@@ -553,3 +556,37 @@ def test_decode_rows_of_a_one_prefill_step_are_priced_from_mixed_points():
         want = _mixed_gpu(shape)
         assert pm.step_time_s(shape) == pytest.approx(want, rel=0.03), (q, nd)
         assert abs(no_rows.step_time_s(shape) / want - 1) > 0.03, (q, nd)
+
+
+def test_step_jitter_round_trips_and_draws_from_its_quantiles(profile, tmp_path):
+    """A profile's step_jitter survives save/load; StepJitter draws factors whose empirical
+    quantiles follow it (seeded: the same draws again), and SimBackend multiplies both a
+    step and a fast-forwarded run by them."""
+    from dataclasses import replace
+
+    from nanosim.sim.backend import SimBackend
+    from nanosim.sim.jitter import StepJitter
+
+    q = tuple(np.linspace(0.95, 1.05, 11)) + (2.0,)  # the last 1/11 of the mass spreads to 2x
+    prof = replace(profile, step_jitter=q)
+    save_profile(prof, tmp_path / "j.json")
+    assert load_profile(tmp_path / "j.json").step_jitter == pytest.approx(q)
+    j = StepJitter(q, seed=3)
+    x = j.draw(200_000)
+    assert np.quantile(x, 0.5) == pytest.approx(np.interp(0.5, j.probs, j.quantiles), rel=2e-3)
+    assert x.mean() == pytest.approx(j.mean, rel=2e-3) and j.mean > 1.03
+    assert np.array_equal(StepJitter(q, seed=3).draw(5), x[:5])
+    with pytest.raises(ValueError, match="quantiles"):
+        StepJitter([1.0, 0.5])
+    pm = ProfileCostModel(prof, Q06, H100)
+    plain, jittered = SimBackend.for_cost(pm, step_jitter=False), SimBackend.for_cost(pm, seed=4)
+    assert plain.jitter is None and jittered.jitter is not None
+    assert SimBackend.for_cost(ProfileCostModel(profile, Q06, H100)).jitter is None  # none recorded
+    base = ProfileCostModel(prof, Q06, H100).decode_run_s(8, 8 * 600, 50)
+    run = jittered.decode_run_s(8, 8 * 600, 50)
+    factors = StepJitter(q, seed=4).draw(50)
+    np.testing.assert_allclose(run, base * factors)
+    batch = type("Batch", (), {"shape": decode_shape(8, 600)})()
+    pm.reset_counts()
+    want = pm.step_time_s(batch.shape) * StepJitter(q, seed=5).draw()
+    assert SimBackend.for_cost(ProfileCostModel(prof, Q06, H100), seed=5).execute(batch).duration_s == pytest.approx(want)
