@@ -8,6 +8,8 @@ gemm: every linear of one layer at M = 1 and 16 rows: cuBLAS (F.linear)
 attn: the paged decode kernel at batch 256 x context 1024, batch 128 of mixed contexts
       (uniform 100..2000) and batch 1 x 1024, over BLOCK_N x num_warps x num_stages; prints
       microseconds per call and the K/V-read bandwidth.
+chain: the cost of a link in a dependent kernel chain at batch 1: rms_norm, the qkv skinny
+      GEMM and the pair, 100 calls in one graph (one operand copy), PDL on and off.
 small_attn: the decode kernel at batch 1, 4 and 16 x context 1025 (a step at context 1024)
       over the split count too (4..32), BLOCK_N x num_warps x num_stages.
 Times are CUDA-graph replays of 20 back-to-back calls (launch gaps as in a decode graph),
@@ -155,6 +157,34 @@ def attn_sweep(spec) -> list[dict]:
     return rows
 
 
+def chain_sweep(spec) -> list[dict]:
+    from nanosim.gpu.kernels import pdl
+    from nanosim.gpu.kernels.fused_ops import rms_norm
+    from nanosim.gpu.kernels.skinny_gemm import skinny_linear
+
+    global LAYERS
+    layers, LAYERS = LAYERS, 1  # the same operands: the link's latency, not HBM streaming
+    H, D = spec.hidden_size, spec.head_dim
+    x = torch.randn(1, H, device=DEV, dtype=torch.bfloat16)
+    w, res = torch.ones(H, device=DEV, dtype=torch.bfloat16), torch.randn(1, H, device=DEV, dtype=torch.bfloat16)
+    wq = torch.randn((spec.num_q_heads + 2 * spec.num_kv_heads) * D, H, device=DEV, dtype=torch.bfloat16) * 0.02
+
+    def pair(i):
+        h, _ = rms_norm(x, w, 1e-6, res)
+        skinny_linear(h, wq)
+
+    rows = []
+    for on in (True, False, True, False):
+        pdl.ENABLED = on
+        row = {"pdl": on, "rms_norm_us": graph_time_s(lambda i: rms_norm(x, w, 1e-6, res), calls=100) * 1e6,
+               "skinny_qkv_us": graph_time_s(lambda i: skinny_linear(x, wq), calls=100) * 1e6,
+               "pair_us": graph_time_s(pair, calls=100) * 1e6}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    pdl.ENABLED, LAYERS = True, layers
+    return rows
+
+
 def small_attn_sweep(spec) -> list[dict]:
     """Batch 1 / 4 / 16 at context 1025 over split counts too (each graph captures one)."""
     from nanosim.gpu.kernels import decode_attention
@@ -202,7 +232,7 @@ def small_attn_sweep(spec) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="qwen3-0.6b")
-    ap.add_argument("--only", choices=["gemm", "attn", "small_attn"], default=None)
+    ap.add_argument("--only", choices=["gemm", "attn", "small_attn", "chain"], default=None)
     ap.add_argument("--layers", type=int, default=28,
                     help="operand copies the graphed calls cycle through (1: L2-resident)")
     ap.add_argument("--json", default=None)
@@ -223,7 +253,8 @@ def main() -> None:
                                    num_q_heads=2, num_kv_heads=1, head_dim=16)
     res = {"gpu": torch.cuda.get_device_name() if DEV == "cuda" else "cpu", "model": a.model}
     res["layers"] = LAYERS
-    for key, fn in (("gemm", gemm_sweep), ("attn", attn_sweep), ("small_attn", small_attn_sweep)):
+    for key, fn in (("gemm", gemm_sweep), ("attn", attn_sweep), ("small_attn", small_attn_sweep),
+                    ("chain", chain_sweep)):
         if a.only in (None, key):
             res[key] = fn(spec)
             if a.json:
