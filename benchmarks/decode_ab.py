@@ -19,9 +19,14 @@ import argparse
 import itertools
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
+from profile_decode import graph_s  # noqa: E402  (GPU time of one decode-graph replay)
 
 ARMS = ["pdl:", "no_pdl:pdl.ENABLED=0"]
 
@@ -72,18 +77,6 @@ def step_next_s(runner, works, reps: int) -> float:
         t0 = time.perf_counter()
         runner.step_next()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def graph_s(runner, bs: int, reps: int) -> float:
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        runner.graphs.replay(bs)
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / 1e3)
     return statistics.median(times)
 
 
