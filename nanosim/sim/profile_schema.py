@@ -260,22 +260,37 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
     if ver != SCHEMA_VERSION:
         newer = " (written by a newer nanosim?)" if ver > SCHEMA_VERSION else ""
         raise r.fail("schema_version", f"is {ver}, this nanosim reads version {SCHEMA_VERSION}{newer}")
+    model, gd = _model(r, d), r.get(d, "gpu", "", "dict")
+    dtype = r.get(d, "dtype", "", "str")
+    if dtype not in DTYPE_BYTES:
+        raise r.fail("dtype", f"{dtype!r} is not one of {sorted(DTYPE_BYTES)}")
+    decode, prefill, mixed = _decode_points(r, d), _prefill_points(r, d), _mixed_points(r, d)
+    if not decode and not prefill and not mixed:
+        raise r.fail("decode/prefill", "no measured points")
+    return Profile(model=model, gpu_name=r.get(gd, "name", "gpu", "str"),
+                   tp=r.get(d, "tp", "", "int", 1), dtype=dtype,
+                   attention_backend=r.get(d, "attention_backend", "", "str"),
+                   versions=_versions(r, d), decode=decode, prefill=prefill, mixed=mixed,
+                   gpu_device_name=r.get(gd, "device_name", "gpu", "str", optional=True),
+                   created_utc=r.get(d, "created_utc", "", "str", optional=True),
+                   notes=r.get(d, "notes", "", "str", optional=True),
+                   decode_graph_sizes=_sizes(r, d, "decode_graph_sizes"),
+                   mixed_token_buckets=_sizes(r, d, "mixed_token_buckets"),
+                   step_jitter=_jitter(r, d), source=source)
+
+
+def _model(r: _Reader, d: dict) -> ModelSpec:
     md = r.get(d, "model", "", "dict")
     name = r.get(md, "name", "model", "str")
     kw = {f: r.get(md, f, "model", "bool" if f == "tie_word_embeddings" else "int",
                    None if f == "tie_word_embeddings" else 1) for f in MODEL_FIELDS}
     try:
-        model = ModelSpec(name, **kw)
+        return ModelSpec(name, **kw)
     except ConfigError as e:
         raise r.fail("model", str(e)) from None
-    gd = r.get(d, "gpu", "", "dict")
-    gpu_name = r.get(gd, "name", "gpu", "str")
-    gpu_device = r.get(gd, "device_name", "gpu", "str", optional=True)
-    tp = r.get(d, "tp", "", "int", 1)
-    dtype = r.get(d, "dtype", "", "str")
-    if dtype not in DTYPE_BYTES:
-        raise r.fail("dtype", f"{dtype!r} is not one of {sorted(DTYPE_BYTES)}")
-    backend = r.get(d, "attention_backend", "", "str")
+
+
+def _versions(r: _Reader, d: dict) -> dict:
     versions = r.get(d, "versions", "", "dict")
     for k in ("torch", "driver", "nanosim"):
         if k not in versions:
@@ -283,7 +298,11 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
     for k, v in versions.items():
         if v is not None and not isinstance(v, str):
             raise r.fail(f"versions.{k}", f"must be a string or null, got {v!r}")
-    decode, prefill, mixed = [], [], []
+    return dict(versions)
+
+
+def _decode_points(r: _Reader, d: dict) -> tuple[DecodePoint, ...]:
+    out = []
     for i, x in enumerate(r.get(d, "decode", "", "list")):
         w = f"decode[{i}]"
         b, c = r.get(x, "batch_size", w, "int", 1), r.get(x, "context_tokens", w, "int", 1)
@@ -291,41 +310,45 @@ def profile_from_dict(d, source: str = "<dict>") -> Profile:
         if m and (b < 2 or m <= c):
             raise r.fail(f"{w}.max_context_tokens", f"a skewed point needs batch_size >= 2 and "
                          f"max_context_tokens > context_tokens, got {b}, {c}, {m}")
-        decode.append(DecodePoint(b, c, r.duration(x, w), _extra(
+        out.append(DecodePoint(b, c, r.duration(x, w), _extra(
             x, ("batch_size", "context_tokens", "max_context_tokens", "duration_s")), m))
-    for i, x in enumerate(r.get(d, "prefill", "", "list")):
-        w = f"prefill[{i}]"
-        prefill.append(PrefillPoint(r.get(x, "chunk_tokens", w, "int", 1),
-                                    r.get(x, "cached_tokens", w, "int", 0), r.duration(x, w),
-                                    _extra(x, ("chunk_tokens", "cached_tokens", "duration_s"))))
+    return tuple(out)
+
+
+def _prefill_points(r: _Reader, d: dict) -> tuple[PrefillPoint, ...]:
+    return tuple(PrefillPoint(r.get(x, "chunk_tokens", f"prefill[{i}]", "int", 1),
+                              r.get(x, "cached_tokens", f"prefill[{i}]", "int", 0),
+                              r.duration(x, f"prefill[{i}]"),
+                              _extra(x, ("chunk_tokens", "cached_tokens", "duration_s")))
+                 for i, x in enumerate(r.get(d, "prefill", "", "list")))
+
+
+def _mixed_points(r: _Reader, d: dict) -> tuple[MixedPoint, ...]:
+    out = []
     for i, x in enumerate(r.get(d, "mixed", "", "list", optional=True) or []):
         w = f"mixed[{i}]"
         vals = {f: r.get(x, f, w, "number" if f == "prefill_attn_pairs" else "int", 0)
                 for f in MIXED_FIELDS}
         if vals["prefill_tokens"] + vals["num_decode_seqs"] == 0:
             raise r.fail(w, "computes no tokens")
-        mixed.append(MixedPoint(StepShape(**vals), r.duration(x, w),
-                                _extra(x, MIXED_FIELDS + ("duration_s",))))
-    if not decode and not prefill and not mixed:
-        raise r.fail("decode/prefill", "no measured points")
-    sizes, buckets = (r.get(d, f, "", "list", optional=True) or []
-                      for f in ("decode_graph_sizes", "mixed_token_buckets"))
-    for f, vals in (("decode_graph_sizes", sizes), ("mixed_token_buckets", buckets)):
-        if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in vals):
-            raise r.fail(f, "must be a list of positive integers")
-    jitter = r.get(d, "step_jitter", "", "list", optional=True) or []
-    if jitter and (len(jitter) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                              and math.isfinite(x) and x > 0 for x in jitter)
-                   or any(b < a for a, b in zip(jitter, jitter[1:]))):
+        out.append(MixedPoint(StepShape(**vals), r.duration(x, w), _extra(x, MIXED_FIELDS + ("duration_s",))))
+    return tuple(out)
+
+
+def _sizes(r: _Reader, d: dict, field_name: str) -> tuple[int, ...]:
+    vals = r.get(d, field_name, "", "list", optional=True) or []
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in vals):
+        raise r.fail(field_name, "must be a list of positive integers")
+    return tuple(sorted(set(vals)))
+
+
+def _jitter(r: _Reader, d: dict) -> tuple[float, ...]:
+    q = r.get(d, "step_jitter", "", "list", optional=True) or []
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+                  for x in q)
+    if q and (len(q) < 2 or not numbers or any(b < a for a, b in zip(q, q[1:]))):
         raise r.fail("step_jitter", "must be >= 2 positive, non-decreasing numbers (quantiles)")
-    return Profile(model=model, gpu_name=gpu_name, tp=tp, dtype=dtype, attention_backend=backend,
-                   versions=dict(versions), decode=tuple(decode), prefill=tuple(prefill),
-                   mixed=tuple(mixed), gpu_device_name=gpu_device,
-                   created_utc=r.get(d, "created_utc", "", "str", optional=True),
-                   notes=r.get(d, "notes", "", "str", optional=True),
-                   decode_graph_sizes=tuple(sorted(set(sizes))),
-                   mixed_token_buckets=tuple(sorted(set(buckets))),
-                   step_jitter=tuple(float(x) for x in jitter), source=source)
+    return tuple(float(x) for x in q)
 
 
 def _extra(x: dict, known: tuple[str, ...]) -> dict:
