@@ -34,6 +34,10 @@ class StepJitter:
         """The factors' mean (piecewise-linear inverse CDF: trapezoids between quantiles)."""
         return float(np.mean((self.quantiles[1:] + self.quantiles[:-1]) / 2))
 
+    def quantile(self, p: float) -> float:
+        """The factor at probability p (0..1)."""
+        return float(np.interp(p, self.probs, self.quantiles))
+
     def draw(self, n: int | None = None):
         """One factor (a float), or an array of n."""
         if n is not None:

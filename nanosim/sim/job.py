@@ -4,8 +4,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-import numpy as np
-
 from nanosim.config import EngineConfig, GpuSpec, ModelSpec
 from nanosim.core.engine import Engine
 from nanosim.core.metrics import summarize
@@ -67,7 +65,7 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
 def _jitter_note(jitter, wanted: bool) -> str:
     if jitter is not None:
         return (f"drawn from the profile's step_jitter (mean factor {jitter.mean:.3f}, "
-                f"p99 {np.interp(0.99, jitter.probs, jitter.quantiles):.3f})")
+                f"p99 {jitter.quantile(0.99):.3f})")
     return "off (--no-step-jitter)" if not wanted else "none (the cost model records none)"
 
 
