@@ -13,6 +13,11 @@ peak HBM bandwidth and FLOP/s, no overheads); transformers' generate() on the sa
     python benchmarks/gpu_throughput.py --attention triton [--hf-seqs 256] [--json OUT]
     python benchmarks/gpu_throughput.py --model qwen3-8b --tp 2 --hf-seqs 0   # same workload, TP
 
+--async-decode runs the engine with async decoding (a steady decode step is launched one
+step ahead, backend.py) and adds the runner's step period with lookahead; --async-ab
+instead times the throughput run and the engine TPOT with it off and on, in turns
+(off, on, off, on), on the same engine, so the two are compared on one machine.
+
 The throughput line also splits the run's time: the sum of the measured step durations by
 step kind (prefill, decode by batch size) and the rest of the wall time (scheduler,
 bookkeeping). The decode latency at batch 256 is also given with temperature sampling
@@ -52,6 +57,39 @@ def engine_throughput(llm, prompts, outs) -> dict:
     dt = time.perf_counter() - t0
     n = sum(len(r["token_ids"]) for r in res)
     return {"output_tokens": n, "seconds": dt, "tok_s": n / dt, "split_s": time_split(llm, dt)}
+
+
+def decode_period_ahead(runner, batch: int, context: int = 1024, reps: int = 200) -> float:
+    """Seconds per step of runner.step_next(ahead=True) called back to back (each call
+    launches the next step before reading its own tokens): the steady decode period with
+    async decoding, at ``batch`` rows of ``context`` tokens. No step starts a block (the
+    rows' tables get every block the run needs beforehand)."""
+    from nanosim.gpu.inputs import SeqWork
+
+    per = -(-(context + 2 * reps + 2) // runner.block_size)
+    works = [SeqWork([7], context, list(range(i * per, (i + 1) * per)) if (i + 1) * per <= runner.num_kv_blocks
+                     else list(range(per)), True, 0.6) for i in range(batch)]
+    runner.step(works)
+    for _ in range(10):
+        runner.step_next(ahead=True)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        runner.step_next(ahead=True)
+    return (time.perf_counter() - t0) / reps
+
+
+def async_ab(llm, prompts, outs, rounds: int = 2) -> dict:
+    """Throughput and batch-1 engine TPOT with async decoding off and on, in turns."""
+    out = {"off": [], "on": []}
+    for _ in range(rounds):
+        for arm in ("off", "on"):
+            llm.backend.async_decode = arm == "on"
+            thr = engine_throughput(llm, prompts, outs)
+            out[arm].append({"tok_s": thr["tok_s"], "seconds": thr["seconds"],
+                             "engine_tpot_b1_s": engine_tpot(llm)})
+            print("async", arm, json.dumps(out[arm][-1]), flush=True)
+    return out
 
 
 def decode_attention_split() -> int:
@@ -187,6 +225,10 @@ def main() -> None:
     ap.add_argument("--no-fast-decode", action="store_true",
                     help="A/B knob: every engine step packs its inputs anew (no runner.step_next)")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
+    ap.add_argument("--async-decode", action="store_true",
+                    help="async decoding: steady decode steps launched one step ahead")
+    ap.add_argument("--async-ab", action="store_true",
+                    help="only the throughput run and engine TPOT, async decoding off/on in turns")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -205,7 +247,7 @@ def main() -> None:
     if a.decode_split_tokens is not None:
         decode_attention.SPLIT_TOKENS = a.decode_split_tokens
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
-              tensor_parallel_size=a.tp, **extra, **ENGINE)
+              tensor_parallel_size=a.tp, async_decode=a.async_decode, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
     llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
@@ -213,11 +255,27 @@ def main() -> None:
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
            "engine_start_s": start_s, "pdl": pdl.ENABLED,
            "chunked_prefill": a.chunked_prefill,
-           "fast_decode": not a.no_fast_decode, "decode_order": decode_attention.ORDER}
+           "fast_decode": not a.no_fast_decode, "decode_order": decode_attention.ORDER,
+           "async_decode": a.async_decode}
+    if a.async_ab:
+        res["async_ab"] = async_ab(llm, prompts, outs)
+        res["roofline"] = roofline(prompts, outs, a.model, a.tp)
+        for arm, runs in res["async_ab"].items():
+            print(f"async {arm:3s}: tok/s " + ", ".join(f"{r['tok_s']:.0f}" for r in runs)
+                  + f" ({100 * max(r['tok_s'] for r in runs) / res['roofline']['tok_s']:.1f}% of "
+                  f"roofline at best); engine TPOT B=1 "
+                  + ", ".join(f"{r['engine_tpot_b1_s'] * 1e3:.3f}" for r in runs) + " ms")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1, default=str)
+        llm.close()
+        return
     for key, fn in (("throughput", lambda: engine_throughput(llm, prompts, outs)),
                     ("decode_step_s", lambda: {b: decode_latency(llm.runner, b) for b in (1, 64, 256)}),
                     ("decode_step_next_s", lambda: {b: decode_latency(llm.runner, b, fast=True)
                                                     for b in (1, 64, 256)} if a.tp == 1 else {}),
+                    ("decode_period_ahead_s", lambda: {b: decode_period_ahead(llm.runner, b)
+                                                       for b in (1, 64, 256)} if a.async_decode else {}),
                     ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),
                     ("engine_tpot_b1_s", lambda: engine_tpot(llm)),
                     ("roofline", lambda: roofline(prompts, outs, a.model, a.tp))):
@@ -245,6 +303,9 @@ def main() -> None:
         print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step, context 1024)")
     for b, s in res.get("decode_step_next_s", {}).items():
         print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step_next: the engine's steady decode)")
+    for b, s in res.get("decode_period_ahead_s", {}).items():
+        print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (step_next(ahead=True) back to back: "
+              f"the async-decoding period)")
     if "engine_tpot_b1_s" in res:
         print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
     if "hf" in res:

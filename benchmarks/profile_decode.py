@@ -65,7 +65,7 @@ def phases(runner, works, reps: int = 30) -> str:
         ev[2].record()
         ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
                      inp.needs_sort)
-        out = runner._tokens_host[:len(works)]
+        out = runner._tokens_host[0][:len(works)]
         out.copy_(ids, non_blocking=True)
         ev[3].record()
         ev[3].synchronize()

@@ -104,8 +104,11 @@ def cmd_run(a) -> int:
     from nanosim.gpu.replay import replay
     from nanosim.output import format_summary, write_run
 
+    if a.async_decode and a.clock != "wall":
+        raise ValueError("--async-decode needs --clock wall (on the virtual clock each step's "
+                         "duration must be its own, not the host's pace)")
     reqs = _load_requests(a)
-    with _llm(a, tp=a.tp) as llm:  # tp > 1: worker processes, stopped on leaving the block
+    with _llm(a, tp=a.tp, async_decode=a.async_decode) as llm:  # tp > 1: worker processes, stopped on leaving the block
         if a.device != "cpu":
             llm.warmup()  # no one-time kernel compile inside the measured replay
         bar = _bar(len(reqs), "run") if not a.no_progress else None
@@ -129,7 +132,7 @@ def _bar(total: int, desc: str):
     return bar
 
 
-def _llm(a, tp: int = 1):
+def _llm(a, tp: int = 1, async_decode: bool = False):
     """An LLM from the run/profile flags; tp > 1 only where the caller handles TP (run)."""
     from nanosim.gpu.llm import LLM
 
@@ -143,7 +146,7 @@ def _llm(a, tp: int = 1):
     if cfg.num_kv_blocks is not None:
         opts["num_kv_blocks"] = cfg.num_kv_blocks
     return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights,
-               tensor_parallel_size=tp, **opts)
+               tensor_parallel_size=tp, async_decode=async_decode, **opts)
 
 
 def cmd_profile(a) -> int:
@@ -277,6 +280,9 @@ def _real_parsers(sub) -> None:
     _workload_args(r)
     _real_args(r)
     r.add_argument("--clock", default="virtual", choices=["virtual", "wall"])
+    r.add_argument("--async-decode", action="store_true",
+                   help="launch each steady decode step one step ahead, so the GPU does not "
+                        "wait for the scheduler (needs --clock wall, tp 1, CUDA graphs)")
     r.add_argument("--temperature", type=float, default=0.0)
     r.set_defaults(func=cmd_run)
 

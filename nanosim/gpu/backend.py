@@ -11,6 +11,13 @@ engine step costs apart from the scheduler's own Python time.
 Steady decoding takes the runner's fast path: when a decode-only step's sequences all
 decoded in the previous step too (which was a CUDA-graph decode step), no SeqWork is built
 and runner.step_next(keep) edits the previous step's packed inputs (runner.py).
+
+async_decode (off by default): steady decode steps also launch the step after them before
+their tokens are read (runner.py's lookahead), so that step runs on the GPU while the
+scheduler plans it. A step that ran ahead did part of its work before execute() was called:
+its duration_s is the wall time since the previous execute() returned (the steps then tile
+the wall clock; the scheduler's time between them is inside). Replays on the virtual clock
+and profiles keep it off: there a step's duration must not depend on the host's pace.
 """
 from __future__ import annotations
 
@@ -55,8 +62,12 @@ class SamplingParams:
 class GpuBackend:
     needs_tokens = True  # the scheduler lists decode sequences; outputs are real token ids
 
-    def __init__(self, runner, num_host_blocks: int = 0) -> None:
+    def __init__(self, runner, num_host_blocks: int = 0, async_decode: bool = False) -> None:
+        if async_decode and not getattr(runner, "supports_lookahead", False):
+            raise ValueError("async_decode needs a single-GPU runner (tensor_parallel_size=1)")
         self.runner = runner
+        self.async_decode = async_decode
+        self._last_end: float | None = None  # perf_counter when the last execute() returned
         # made-up ids of length-only prompts (int32, kept for the run: ~4 bytes per prompt token)
         self._prompts: dict[int, np.ndarray] = {}
         self.num_host_blocks = num_host_blocks
@@ -75,14 +86,17 @@ class GpuBackend:
             self._swap(batch.swap_in, to_host=False)
         keep = self._fast_rows(batch) if not (swaps or batch.prefills) else False
         if keep is not False:
-            out = self.runner.step_next(keep)
+            out = self.runner.step_next(keep, ahead=True) if self.async_decode else self.runner.step_next(keep)
         else:
             works = [self._work(c.seq, c.start, c.num_tokens, c.is_last) for c in batch.prefills]
             works += [self._work(s, s.num_tokens - 1, 1, True) for s in batch.decodes]
             out = self.runner.step(works) if works else None
         armed = out is not None and getattr(self.runner, "can_step_next", False)
         self._prev_decodes = batch.decodes if armed else []
-        return StepResult(time.perf_counter() - t0, [] if out is None else out.token_ids)
+        end = time.perf_counter()
+        began = self._last_end if getattr(out, "ahead", False) and self._last_end is not None else t0
+        self._last_end = end
+        return StepResult(end - began, [] if out is None else out.token_ids)
 
     def _fast_rows(self, batch: ScheduledBatch):
         """Rows of the previous step that make up this decode-only step (None: all of them in

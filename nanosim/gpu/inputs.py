@@ -193,12 +193,26 @@ class InputPacker:
         inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
         return inp
 
-    def pack_next(self, tables: list, keep: list[int] | None, tokens: np.ndarray,
+    def next_blocks_ready(self, tables: list, keep: list[int] | None) -> bool:
+        """Whether pack_next(tables, keep, ...) would find every block it needs: no kept row's
+        next position starts a block its table does not hold yet (the scheduler appends that
+        block only when it schedules the step) or lies past the table width."""
+        if self._graph_seeds is None:
+            return False
+        a, _ = self.graph_layout["positions"]
+        pos = self.graph.np[a:a + len(self._graph_seeds)]
+        pos = (pos if keep is None else pos[np.asarray(keep, dtype=np.int64)]) + 1
+        col = pos // self.block_size
+        starts = np.flatnonzero(pos % self.block_size == 0)
+        return bool((col < self.max_width).all()) and all(int(col[i]) < len(tables[i]) for i in starts.tolist())
+
+    def pack_next(self, tables: list, keep: list[int] | None, tokens: np.ndarray | None,
                   num_blocks: int, graph_bs: int) -> StepInputs:
         """The decode step that follows the last decode-graph pack, edited in place instead of
         packed anew (about 5x less host time at 256 rows, benchmarks/host_step.py): rows
         ``keep`` of it (None: all), each one token further, fed ``tokens`` (the tokens sampled
-        for those rows). ``tables`` are the kept rows' live block tables, in the new order: a
+        for those rows; None: zeros here, the caller writes the device copy of the token ids
+        after upload()). ``tables`` are the kept rows' live block tables, in the new order: a
         row whose new token starts a block reads that block from it (the scheduler has
         appended it). Padded to ``graph_bs``."""
         if self._graph_seeds is None:
@@ -228,7 +242,7 @@ class InputPacker:
                                  f"(len {len(table)}, max {self.max_width}, ids < {num_blocks})")
             bt[i, c] = table[c]
             slot[i] = table[c] * self.block_size
-        v["input_ids"][:B] = tokens
+        v["input_ids"][:B] = 0 if tokens is None else tokens
         v["input_ids"][B:graph_bs] = 0  # padding rows: no KV write, one cached token read
         v["positions"][B:graph_bs] = 0
         v["slot_mapping"][B:graph_bs] = -1

@@ -66,9 +66,11 @@ class LLM:
     def __init__(self, model: str, device: str = "cuda", dtype: str | torch.dtype = "bfloat16",
                  tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
                  weights: str | None = None, dist_timeout_s: float = 300.0,
-                 **engine_options) -> None:
+                 async_decode: bool = False, **engine_options) -> None:
         """dist_timeout_s bounds each tensor-parallel collective and command hand-off (start-up
-        stages wait while the ranks are alive; a dead rank is reported at once)."""
+        stages wait while the ranks are alive; a dead rank is reported at once).
+        async_decode: steady decode steps are launched one step ahead, so the GPU is not idle
+        while the scheduler plans (backend.py; tensor_parallel_size=1, CUDA graphs)."""
         from nanosim.gpu.dist import check_tp_config
 
         self.runner = None
@@ -76,6 +78,9 @@ class LLM:
         self.spec, weights_dir, self.tokenizer = resolve_model(model)
         check_tp_config(self.spec, tensor_parallel_size, self.device)  # before any process starts
         self.tp = tensor_parallel_size
+        if async_decode and tensor_parallel_size > 1:
+            raise ValueError("async_decode needs tensor_parallel_size=1")
+        self.async_decode = async_decode
         if weights is not None:  # a preset's shapes with a local checkpoint's values
             from nanosim.gpu.loader import check_spec
 
@@ -104,7 +109,7 @@ class LLM:
         check_fits(self.runner.num_kv_blocks, block_size, cfg.max_model_len, block_bytes,
                    cfg.gpu_memory_utilization)  # also when num_kv_blocks was given
         host_blocks = cfg.swap_space_bytes // block_bytes if cfg.preemption_mode == "swap" else 0
-        self.backend = GpuBackend(self.runner, host_blocks)
+        self.backend = GpuBackend(self.runner, host_blocks, self.async_decode)
         self.host_blocks = host_blocks
         self.eos_token_id = getattr(self.tokenizer, "eos_token_id", None)
         self.reset()

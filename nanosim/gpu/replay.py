@@ -19,6 +19,9 @@ from nanosim.sim.simulator import simulate
 
 def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, progress=None):
     """Returns (requests DataFrame, steps DataFrame, summary dict)."""
+    if clock == "virtual" and llm.backend.async_decode:
+        raise ValueError("async decoding runs a step ahead on the host's pace: replay it on the "
+                         "wall clock (the virtual clock needs each step's own duration)")
     engine = llm.engine
     llm.backend.default_sampling = SamplingParams(temperature=temperature, ignore_eos=True)
     t0 = time.perf_counter()
@@ -32,7 +35,8 @@ def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, prog
     req_df, step_df = engine.results()
     extra = {"mode": "real", "clock": clock, "model": llm.spec.name, "device": str(llm.device),
              "gpu": _device_name(llm.device), "attention_backend": llm.runner.backend.name,
-             "cuda_graphs": llm.runner.graphs is not None, "config": asdict(llm.cfg),
+             "cuda_graphs": llm.runner.graphs is not None, "async_decode": llm.backend.async_decode,
+             "config": asdict(llm.cfg),
              "kv_blocks": engine.bm.num_blocks, "sim_end_s": end, "wall_s": wall}
     return req_df, step_df, summarize(req_df, step_df, engine.bm.stat_hit_tokens,
                                       engine.bm.stat_query_tokens, extra)

@@ -12,6 +12,16 @@ inputs in place (positions + 1, the sampled tokens, a block id where a block sta
 of packing them anew (a few numpy operations on B-row arrays; the packing it replaces took
 0.17-0.27 ms at batch 1 and 0.7-0.84 ms at batch 256 on our H100 hosts, profile_decode.py).
 
+Lookahead (step_next(keep, ahead=True), the engine's async decoding): before waiting for
+a decode step's tokens, the runner launches the step after it for all of its rows, fed the
+sampled token ids on the device, so the GPU has that step queued while the host reads the
+tokens and the scheduler plans the next step. When that plan is those rows (or some of
+them: a sequence finished), the next step_next only waits for it; any other step (a
+prefill, swaps, a new row) first waits the queued step out and ignores it. It is launched
+only when every row's next position lies in a block its table already holds, so its K/V
+writes land in each row's own last, partial block, at a slot no step reads before writing
+it again: an ignored step leaves nothing any later step sees.
+
 The runner owns no scheduling state: block tables come from the caller's block manager,
 and a block id is an index into the cache's first dim (0 .. num_kv_blocks - 1).
 
@@ -45,6 +55,16 @@ class StepOutput:
     token_ids: list[int]  # sampled tokens of the SeqWorks with samples=True, in order
     duration_s: float  # device time from the input copy to the sampled tokens' copy back
     wall_s: float  # host wall time of the whole step() call, input packing included
+    ahead: bool = False  # launched by the call before (lookahead): it ran while the host planned
+
+
+@dataclass(slots=True)
+class _Launch:
+    """A step on the stream whose tokens the host has not read yet."""
+    ids: torch.Tensor | None  # (S,) int64 sampled token ids on the device (None: no sampling)
+    host: torch.Tensor  # (S,) int64 pinned: their copy
+    timer: "_Timer"  # its own CUDA events (two launches may be in flight)
+    t0: float  # perf_counter when its step call began
 
 
 def _dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -52,6 +72,8 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 class ModelRunner:
+    supports_lookahead = True  # step_next(ahead=True) (GpuBackend's async_decode)
+
     def __init__(self, spec: ModelSpec, device: str | torch.device = "cuda",
                  dtype: torch.dtype | str = torch.bfloat16, block_size: int = 256,
                  num_kv_blocks: int | None = None, gpu_memory_utilization: float = 0.9,
@@ -70,7 +92,8 @@ class ModelRunner:
         if block_size < 1 or self.max_model_len > spec.max_position_embeddings:
             raise ValueError(f"need block_size >= 1 and max_model_len <= {spec.max_position_embeddings}")
         cuda = self.device.type == "cuda"
-        self._tokens_host = torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda)
+        # two of each: a step launched ahead copies its tokens back while the host reads the last
+        self._tokens_host = [torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda) for _ in range(2)]
         self.backend = select_backend(attention, self.device, block_size)
         fused = cuda if fused_ops is None else fused_ops
         self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed,
@@ -96,9 +119,16 @@ class ModelRunner:
         self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
                                            self.device, self.tp_size)
         self._host_pool: HostKVPool | None = None
-        self._timer = _Timer(self.device)  # one pair of CUDA events, reused by every step
-        # armed by a decode-graph step that sampled every row: (its block tables, its tokens)
-        self._next: tuple[list, np.ndarray] | None = None
+        self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
+        self._slot = 0  # which timer / token buffer the last launch used
+        # the last upload's host-to-device copy is done (the host staging may be edited again)
+        self._uploaded = torch.cuda.Event() if cuda else None
+        # armed by a decode-graph step that sampled every row: (its block tables, its tokens,
+        # its rows among those of the packer's last pack: None = the same rows)
+        self._next: tuple[list, np.ndarray, list[int] | None] | None = None
+        self._pending: _Launch | None = None  # the step launched ahead, all rows of the last
+        self._rows_host = torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda)
+        self._rows_dev = self._rows_host.to(self.device)
         self.graphs = self.mixed_graphs = None
         if self.use_graphs:
             with torch.inference_mode():
@@ -151,6 +181,7 @@ class ModelRunner:
         captured size replay a decode graph, other batches of up to the largest token bucket
         a mixed graph; the rest run eagerly. TP workers pass sample_tokens=False (no tokens)."""
         t0 = time.perf_counter()
+        self._drain()
         graph_bs = mixed = None
         if self.graphs is not None and all(len(w.token_ids) == 1 for w in works):
             graph_bs = self.graphs.batch_size_for(len(works))
@@ -158,9 +189,9 @@ class ModelRunner:
             mixed = self.mixed_graphs.size_for(sum(len(w.token_ids) for w in works))
         self._next = None
         inp = self.packer.pack(works, self.num_kv_blocks, graph_bs, mixed)
-        out = self._run(inp, graph_bs, len(works), mixed, sample_tokens, t0)
+        out = self._collect(self._launch(inp, graph_bs, len(works), mixed, sample_tokens, t0))
         if graph_bs is not None and sample_tokens and inp.num_samples == len(works):
-            self._next = ([w.block_table for w in works], np.asarray(out.token_ids, dtype=np.int64))
+            self._next = ([w.block_table for w in works], np.asarray(out.token_ids, dtype=np.int64), None)
         return out
 
     @property
@@ -169,44 +200,82 @@ class ModelRunner:
         return self._next is not None
 
     @torch.inference_mode()
-    def step_next(self, keep: list[int] | None = None) -> StepOutput:
+    def step_next(self, keep: list[int] | None = None, ahead: bool = False) -> StepOutput:
         """The decode step after the last one (see the module doc): rows ``keep`` of it (None:
         all) in that order, each fed its sampled token at the next position. The caller
         promises that each kept row's sequence advanced by exactly that token and that its
-        block table (the same list object) holds the block a new position needs."""
+        block table (the same list object) holds the block a new position needs.
+        ahead: also launch the step after this one for all of its rows before waiting for
+        this one's tokens (the module doc's lookahead), when every block it needs is there."""
         t0 = time.perf_counter()
         if self._next is None:
             raise RuntimeError("step_next must follow a step() or step_next() of decode rows "
                                "replayed by a CUDA graph")
-        tables, tokens = self._next
-        self._next = None
+        (tables, tokens, base), self._next = self._next, None
+        cur, self._pending = self._pending, None  # launched ahead: the packer's rows, one further
         if keep is not None:
             tables, tokens = [tables[i] for i in keep], tokens[keep]
-        graph_bs = self.graphs.batch_size_for(len(tokens))
-        if not tokens.size or graph_bs is None:
-            raise ValueError(f"step_next needs 1..{self.graphs.sizes[-1]} rows, got {len(tokens)}")
-        inp = self.packer.pack_next(tables, keep, tokens, self.num_kv_blocks, graph_bs)
-        out = self._run(inp, graph_bs, len(tokens), None, True, t0)
-        self._next = (tables, np.asarray(out.token_ids, dtype=np.int64))
-        return out
+        graph_bs = self.graphs.batch_size_for(len(tables))
+        if not tables or graph_bs is None:
+            raise ValueError(f"step_next needs 1..{self.graphs.sizes[-1]} rows, got {len(tables)}")
+        # this step's rows among the rows of the packer's last pack (None: the same rows)
+        sel = keep if base is None else (base if keep is None else [base[i] for i in keep])
+        rows = sel  # ... and among cur's rows
+        if cur is None:
+            inp = self.packer.pack_next(tables, sel, tokens, self.num_kv_blocks, graph_bs)
+            cur, rows, sel = self._launch(inp, graph_bs, len(tables), None, True, t0), None, None
+        if ahead and self.packer.next_blocks_ready(tables, sel):
+            if self._uploaded is not None:  # cur's inputs are on the device: the staging is free
+                self._uploaded.synchronize()
+            feed = cur.ids if rows is None else cur.ids[self._rows_on_device(rows)]
+            inp = self.packer.pack_next(tables, sel, None, self.num_kv_blocks, graph_bs)
+            self._pending, sel = self._launch(inp, graph_bs, len(tables), None, True, t0, feed), None
+        out = self._collect(cur)
+        ids = out.token_ids if rows is None else [out.token_ids[i] for i in rows]
+        self._next = (tables, np.asarray(ids, dtype=np.int64), sel)
+        return StepOutput(ids, out.duration_s, time.perf_counter() - t0, cur.t0 < t0)
 
-    def _run(self, inp: StepInputs, graph_bs, num_seqs: int, mixed, sample_tokens: bool,
-             t0: float) -> StepOutput:
-        """Upload, forward, sample and copy the tokens back (waits for the device)."""
-        timer = self._timer.start()
-        logits = self._logits(inp, self.kv_caches, graph_bs, num_seqs, mixed)  # (S, V)
-        out = self._tokens_host[:inp.num_samples if sample_tokens else 0]
+    def _rows_on_device(self, rows: list[int]) -> torch.Tensor:
+        """Row indices on the device, copied from a pinned buffer without waiting (a pageable
+        copy would wait for the stream). The next use of the buffer comes after a wait for
+        the upload that follows this copy on the stream."""
+        n = len(rows)
+        self._rows_host[:n].numpy()[:] = rows
+        return self._rows_dev[:n].copy_(self._rows_host[:n], non_blocking=True)
+
+    def _drain(self) -> None:
+        """Wait out a step launched ahead that the caller did not take (its tokens unused)."""
+        if self._pending is not None:
+            self._pending.timer.wait()
+            self._pending = None
+
+    def _launch(self, inp: StepInputs, graph_bs, num_seqs: int, mixed, sample_tokens: bool,
+                t0: float, feed: torch.Tensor | None = None) -> _Launch:
+        """Upload, forward, sample and queue the tokens' copy back; does not wait.
+        feed: (num_seqs,) device token ids that replace the uploaded input ids (lookahead)."""
+        self._slot ^= 1
+        timer = self._timers[self._slot].start()
+        logits = self._logits(inp, self.kv_caches, graph_bs, num_seqs, mixed, feed)  # (S, V)
+        out = self._tokens_host[self._slot][:inp.num_samples if sample_tokens else 0]
+        ids = None
         if inp.num_samples and sample_tokens:
             ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
                          inp.needs_sort)
             out.copy_(ids, non_blocking=True)
-        duration = timer.stop()  # waits for the device: `out` is filled now
-        return StepOutput(out.tolist(), duration, time.perf_counter() - t0)
+        timer.record_end()
+        return _Launch(ids, out, timer, t0)
+
+    @staticmethod
+    def _collect(launch: _Launch) -> StepOutput:
+        """Wait for a launched step's tokens."""
+        duration = launch.timer.wait()  # `host` is filled now
+        return StepOutput(launch.host.tolist(), duration, time.perf_counter() - launch.t0)
 
     @torch.inference_mode()
     def logits(self, works: list[SeqWork]) -> torch.Tensor:
         """(S, vocab) logits of the sampling rows, computed eagerly (no graph, no sampling).
         Like step(), it writes the works' K/V into the cache. For parity checks."""
+        self._drain()
         inp = self.packer.pack(works, self.num_kv_blocks)
         logits = self._logits(inp, self.kv_caches, None, len(works))
         if self.device.type == "cuda":  # the pinned inputs must not be repacked mid-copy
@@ -215,6 +284,7 @@ class ModelRunner:
 
     def swap_kv(self, pairs: list[tuple[int, int]], to_host: bool, num_host_blocks: int) -> None:
         """Copy KV blocks (src, dst) to (to_host) or from the pinned host pool."""
+        self._drain()
         if self._host_pool is None:
             self._host_pool = HostKVPool(self.kv_caches, num_host_blocks)
         self._host_pool.swap(pairs, to_host)
@@ -230,10 +300,15 @@ class ModelRunner:
         return out
 
     def _logits(self, inp: StepInputs, kv_caches, graph_bs: int | None, num_seqs: int,
-                mixed: int | None = None) -> torch.Tensor:
-        """Upload the packed inputs, run the model (a decode or mixed graph, or eagerly) ->
-        logits (S, V) of the sampling rows only (the LM head never sees the other rows)."""
+                mixed: int | None = None, feed: torch.Tensor | None = None) -> torch.Tensor:
+        """Upload the packed inputs (then ``feed``, device token ids, over the first input
+        ids), run the model (a decode or mixed graph, or eagerly) -> logits (S, V) of the
+        sampling rows only (the LM head never sees the other rows)."""
         inp.upload()
+        if self._uploaded is not None:
+            self._uploaded.record()
+        if feed is not None:
+            inp.input_ids[:feed.numel()].copy_(feed)
         if graph_bs is not None:
             hidden = self.graphs.replay(graph_bs)[:num_seqs]  # one row per sequence
             if inp.num_samples == num_seqs:
@@ -246,8 +321,8 @@ class ModelRunner:
 
 
 class _Timer:
-    """CUDA events on GPU (start() records; stop() syncs and returns seconds), else
-    perf_counter. Reusable: stop() waits for the end event, so the next start() is safe."""
+    """CUDA events on GPU (start() and record_end() record; wait() syncs and returns seconds),
+    else perf_counter. Reusable once wait() has returned (two of them alternate)."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
@@ -263,9 +338,15 @@ class _Timer:
             self.t0 = time.perf_counter()
         return self
 
-    def stop(self) -> float:
+    def record_end(self) -> None:
+        if self.cuda:
+            self.end.record()
+        else:
+            self.t0 = time.perf_counter() - self.t0  # CPU: the work is done, keep its seconds
+
+    def wait(self) -> float:
+        """Seconds from start() to record_end() (on GPU: waits for the end event)."""
         if not self.cuda:
-            return time.perf_counter() - self.t0
-        self.end.record()
+            return self.t0
         self.end.synchronize()
         return self.begin.elapsed_time(self.end) / 1e3

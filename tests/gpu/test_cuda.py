@@ -87,6 +87,36 @@ def test_step_next_matches_packed_steps():
     assert fast == slow and len(fast[0]) == 15 and len(fast[1]) == 9
 
 
+@pytest.mark.parametrize("num_blocks", [64, 12])  # 12 blocks of 16 tokens: preemptions
+def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
+    """LLM.generate with async decoding (steps launched ahead, fed the sampled ids on the
+    device) gives exactly the tokens of synchronous decoding, with CUDA graphs: rows
+    finishing by length and by stop token, sampled and greedy rows, prefix hits, preemption.
+    Stop ids: a token each row samples midway in a run without them."""
+    from nanosim.gpu.llm import LLM, SamplingParams
+
+    llm = LLM("qwen3-0.6b", device="cuda", block_size=16, seed=5, num_kv_blocks=num_blocks,
+              max_num_seqs=8, max_num_batched_tokens=256, max_model_len=256)
+    prompts = [list(range(1 + i, 30 + 3 * i)) for i in range(6)] + [list(range(1, 30)) + [3, 4]]
+
+    def run(async_decode: bool, stops):
+        llm.backend.async_decode = async_decode
+        llm.reset()
+        sps = [SamplingParams(temperature=0.8 if i % 2 else 0.0, max_tokens=20 + 5 * i, seed=i,
+                              stop_token_ids=st) for i, st in enumerate(stops)]
+        outs = llm.generate(prompts, sps)
+        return [o["token_ids"] for o in outs], [o["finish_reason"] for o in outs]
+
+    free, _ = run(False, [()] * len(prompts))
+    stops = [(t[12],) if i in (1, 2, 5) else () for i, t in enumerate(free)]
+    ref, reasons = run(False, stops)
+    got, got_reasons = run(True, stops)
+    assert got == ref and got_reasons == reasons
+    assert "length" in reasons and "stop" in reasons
+    if num_blocks == 12:
+        assert llm.engine.results()[0].preemptions.sum() > 0
+
+
 def test_flash_backend_matches_the_torch_reference_in_bf16():
     """FlashAttention (FA4 page-table varlen, or FA2) with the fused K/V store in bf16: logits
     of a mixed step (fresh prompt, a chunk after cached blocks, decodes) within bf16 noise of
