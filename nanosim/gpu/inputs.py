@@ -87,10 +87,11 @@ class StepInputs:
     num_words: int  # int32 words to copy host -> device
     stage: object  # the _Staging buffer holding these inputs
     needs_sort: bool = True  # some sampling row filters by top-k / top-p (else no sort)
+    first_word: int = 0  # words before it are not copied (the input ids: already on the device)
 
     def upload(self) -> None:
         """The step's one host-to-device copy (a no-op on CPU, where views alias the host)."""
-        self.stage.upload(self.num_words)
+        self.stage.upload(self.num_words, self.first_word)
 
 
 class _Staging:
@@ -102,9 +103,9 @@ class _Staging:
         self.np = self.host.numpy()
         self.dev = torch.zeros(words, dtype=torch.int32, device=device) if pin else self.host
 
-    def upload(self, words: int) -> None:
+    def upload(self, words: int, first: int = 0) -> None:
         if self.dev is not self.host:
-            self.dev[:words].copy_(self.host[:words], non_blocking=True)
+            self.dev[first:words].copy_(self.host[first:words], non_blocking=True)
 
 
 class InputPacker:
@@ -189,6 +190,7 @@ class InputPacker:
             v["decode_order"][:B - p] = np.argsort(-seq_lens[p:], kind="stable")
             inp.meta.decode_order = inp.meta.decode_order[:B - p]
         inp.all_greedy, inp.num_words = all_greedy, lay["block_tables"][0] + B * width
+        inp.first_word = 0
         S = len(rows)
         inp.needs_sort = bool((v["top_k"][:S] > 0).any() or (v["top_p"].view(np.float32)[:S] < 1).any())
         return inp
@@ -211,8 +213,8 @@ class InputPacker:
         """The decode step that follows the last decode-graph pack, edited in place instead of
         packed anew (about 5x less host time at 256 rows, benchmarks/host_step.py): rows
         ``keep`` of it (None: all), each one token further, fed ``tokens`` (the tokens sampled
-        for those rows; None: zeros here, the caller writes the device copy of the token ids
-        after upload()). ``tables`` are the kept rows' live block tables, in the new order: a
+        for those rows; None: the device already holds them, or the caller writes them after
+        upload(), which then leaves the input ids out). ``tables`` are the kept rows' live block tables, in the new order: a
         row whose new token starts a block reads that block from it (the scheduler has
         appended it). Padded to ``graph_bs``."""
         if self._graph_seeds is None:
@@ -242,7 +244,8 @@ class InputPacker:
                                  f"(len {len(table)}, max {self.max_width}, ids < {num_blocks})")
             bt[i, c] = table[c]
             slot[i] = table[c] * self.block_size
-        v["input_ids"][:B] = 0 if tokens is None else tokens
+        if tokens is not None:  # else the device already holds them (the caller's feed)
+            v["input_ids"][:B] = tokens
         v["input_ids"][B:graph_bs] = 0  # padding rows: no KV write, one cached token read
         v["positions"][B:graph_bs] = 0
         v["slot_mapping"][B:graph_bs] = -1
@@ -256,6 +259,7 @@ class InputPacker:
             v["u"].view(np.float32)[:B] = uniforms(seeds, lens, self.base_seed)
         inp = self._graph_inputs(graph_bs, B)
         inp.all_greedy, inp.num_words = greedy, lay["block_tables"][0] + B * self.max_width
+        inp.first_word = 0 if tokens is not None else lay["positions"][0]
         inp.needs_sort = bool((v["top_k"][:B] > 0).any() or (v["top_p"].view(np.float32)[:B] < 1).any())
         return inp
 

@@ -127,6 +127,7 @@ class Qwen3ForCausalLM(nn.Module):
         self.model = Qwen3Model(spec, backend, tp_rank, tp_size, fused)
         tied = self.model.embed_tokens if spec.tie_word_embeddings else None
         self.lm_head = ParallelLMHead(spec.vocab_size, spec.hidden_size, tp_rank, tp_size, tied=tied)
+        self.lm_head.skinny = fused
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
                 kv_caches: list[KVCache]) -> torch.Tensor:

@@ -94,6 +94,8 @@ class ModelRunner:
         cuda = self.device.type == "cuda"
         # two of each: a step launched ahead copies its tokens back while the host reads the last
         self._tokens_host = [torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda) for _ in range(2)]
+        # the last upload's host-to-device copy is done (the host staging may be edited again)
+        self._uploaded = torch.cuda.Event() if cuda else None
         self.backend = select_backend(attention, self.device, block_size)
         fused = cuda if fused_ops is None else fused_ops
         self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed,
@@ -115,14 +117,14 @@ class ModelRunner:
                                   tile_block_m=getattr(self.backend, "block_m", 64))
         if cuda:  # JIT-compiles the kernels and measures the activation peak
             self._profile_peak_memory()
+        g = self.packer.graph  # the decode graphs' input ids (int32 device view)
+        self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
         self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(gpu_memory_utilization)
         self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
                                            self.device, self.tp_size)
         self._host_pool: HostKVPool | None = None
         self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
         self._slot = 0  # which timer / token buffer the last launch used
-        # the last upload's host-to-device copy is done (the host staging may be edited again)
-        self._uploaded = torch.cuda.Event() if cuda else None
         # armed by a decode-graph step that sampled every row: (its block tables, its tokens,
         # its rows among those of the packer's last pack: None = the same rows)
         self._next: tuple[list, np.ndarray, list[int] | None] | None = None
@@ -227,7 +229,9 @@ class ModelRunner:
         if ahead and self.packer.next_blocks_ready(tables, sel):
             if self._uploaded is not None:  # cur's inputs are on the device: the staging is free
                 self._uploaded.synchronize()
-            feed = cur.ids if rows is None else cur.ids[self._rows_on_device(rows)]
+            # cur's sampler wrote its ids where the graph reads input ids; a subset of its rows
+            # (rows) is gathered there after the upload instead
+            feed = None if rows is None else cur.ids[self._rows_on_device(rows)]
             inp = self.packer.pack_next(tables, sel, None, self.num_kv_blocks, graph_bs)
             self._pending, sel = self._launch(inp, graph_bs, len(tables), None, True, t0, feed), None
         out = self._collect(cur)
@@ -259,8 +263,10 @@ class ModelRunner:
         out = self._tokens_host[self._slot][:inp.num_samples if sample_tokens else 0]
         ids = None
         if inp.num_samples and sample_tokens:
+            # a decode-graph step's ids also go where the graph reads input ids: a step
+            # launched ahead of the next one reads them there (its upload leaves them out)
             ids = sample(logits, inp.temperature, inp.top_k, inp.top_p, inp.u, inp.all_greedy,
-                         inp.needs_sort)
+                         inp.needs_sort, self._graph_ids if graph_bs is not None else None)
             out.copy_(ids, non_blocking=True)
         timer.record_end()
         return _Launch(ids, out, timer, t0)

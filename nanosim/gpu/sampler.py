@@ -88,9 +88,19 @@ def gumbel_argmax_torch(logits: torch.Tensor, temperature: torch.Tensor, u: torc
 
 def sample(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor,
            top_p: torch.Tensor, u: torch.Tensor, all_greedy: bool = False,
-           needs_sort: bool = True) -> torch.Tensor:
+           needs_sort: bool = True, feed: torch.Tensor | None = None) -> torch.Tensor:
     """logits (S, V); per row: temperature (S,) f32 (0 = greedy), top_k (S,) int (<= 0 = off),
-    top_p (S,) f32 in (0, 1], u (S,) f32 uniform in [0, 1) -> token ids (S,) int64."""
+    top_p (S,) f32 in (0, 1], u (S,) f32 uniform in [0, 1) -> token ids (S,) int64.
+    feed: an int32 tensor of >= S elements that also receives the ids (on CUDA without
+    top-k / top-p, written by the sampling kernel itself: greedy rows are its T = 0 case)."""
+    if feed is not None:
+        if logits.is_cuda and not needs_sort:
+            from nanosim.gpu.kernels.sampling import gumbel_argmax
+
+            return gumbel_argmax(logits, temperature, u, feed=feed)
+        ids = sample(logits, temperature, top_k, top_p, u, all_greedy, needs_sort)
+        feed[:ids.numel()].copy_(ids)
+        return ids
     if all_greedy:
         return logits.argmax(dim=-1)
     if not needs_sort:  # no top-k / top-p: Gumbel-max, one pass, no softmax, sort or cumsum

@@ -49,6 +49,7 @@ def make_runner(graphs: bool, num_blocks: int) -> ModelRunner:
                     max_num_batched_tokens=64, max_num_seqs=MAX_SEQS, max_model_len=MAX_LEN, seed=3)
     if graphs:
         r.packer = InputPacker(r.device, BS, 64, MAX_SEQS, MAX_LEN // BS, max(SIZES), 3)
+        r._graph_ids = r.packer.graph.dev[slice(*r.packer.graph_layout["input_ids"])]
         r.graphs = EagerGraphs(r)
     return r
 

@@ -9,7 +9,9 @@ device. Rows with T = 0 take the plain argmax.
     gumbel_argmax(logits (S, V), temperature (S,), u (S,)) -> token ids (S,) int64
 
 The Triton kernel (CUDA) reads the logits once: grid (S, cdiv(V, BLOCK_V)), each program
-keeps its chunk's best score and index; a tiny torch argmax over the chunks finishes.
+keeps its chunk's best score and index; a second one-program-per-row kernel picks the best
+chunk (the first of equal ones, as torch.argmax) and writes the id, and with ``feed`` also
+an int32 copy of it (the next decode step's input id: no separate copy kernel).
 The reference (CPU) path, with the same integer hash and fp32 math, is
 nanosim.gpu.sampler.gumbel_argmax_torch (no triton import there).
 """
@@ -56,15 +58,33 @@ def _gumbel_kernel(logits_ptr, temp_ptr, u_ptr, best_val_ptr, best_idx_ptr, stri
     tl.store(best_idx_ptr + row * num_chunks + chunk, chunk * BLOCK_V + arg)
 
 
+@triton.jit
+def _finish_kernel(best_val_ptr, best_idx_ptr, out_ptr, feed_ptr, num_chunks,
+                   BLOCK_C: tl.constexpr, FEED: tl.constexpr):
+    row = tl.program_id(0)
+    c = tl.arange(0, BLOCK_C)
+    ok = c < num_chunks
+    val = tl.load(best_val_ptr + row * num_chunks + c, mask=ok, other=float("-inf"))
+    best = tl.argmax(val, 0, tie_break_left=True)
+    idx = tl.load(best_idx_ptr + row * num_chunks + best)
+    tl.store(out_ptr + row, idx)
+    if FEED:
+        tl.store(feed_ptr + row, idx.to(tl.int32))
+
+
 def gumbel_argmax(logits: torch.Tensor, temperature: torch.Tensor, u: torch.Tensor,
-                  block_v: int = 4096) -> torch.Tensor:
-    """logits (S, V) any float dtype, unit last stride; temperature, u (S,) f32 -> (S,) int64."""
+                  block_v: int = 4096, feed: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (S, V) any float dtype, unit last stride; temperature, u (S,) f32 -> (S,) int64.
+    feed: an int32 tensor of >= S elements that also receives the ids."""
     S, V = logits.shape
     assert logits.stride(1) == 1
     chunks = triton.cdiv(V, block_v)
     best_val = torch.empty(S, chunks, dtype=torch.float32, device=logits.device)
     best_idx = torch.empty(S, chunks, dtype=torch.int64, device=logits.device)
+    out = torch.empty(S, dtype=torch.int64, device=logits.device)
     if S:
         _gumbel_kernel[(S, chunks)](logits, temperature, u, best_val, best_idx, logits.stride(0), V,
                                     chunks, BLOCK_V=block_v)
-    return best_idx.gather(1, best_val.argmax(1, keepdim=True)).squeeze(1)
+        _finish_kernel[(S,)](best_val, best_idx, out, out if feed is None else feed, chunks,
+                             BLOCK_C=triton.next_power_of_2(chunks), FEED=feed is not None)
+    return out
