@@ -13,10 +13,10 @@ peak HBM bandwidth and FLOP/s, no overheads); transformers' generate() on the sa
     python benchmarks/gpu_throughput.py --attention triton [--hf-seqs 256] [--json OUT]
     python benchmarks/gpu_throughput.py --model qwen3-8b --tp 2 --hf-seqs 0   # same workload, TP
 
---async-decode runs the engine with async decoding (a steady decode step is launched one
-step ahead, backend.py) and adds the runner's step period with lookahead; --async-ab
-instead times the throughput run and the engine TPOT with it off and on, in turns
-(off, on, off, on), on the same engine, so the two are compared on one machine.
+The engine runs with async decoding, LLM's default (a steady decode step is launched one
+step ahead, backend.py; --sync-decode turns it off), and the runner's step period with
+lookahead is added; --async-ab instead times only the throughput run and the engine TPOT
+with it off and on, in turns (off, on, off, on), on the same engine.
 
 The throughput line also splits the run's time: the sum of the measured step durations by
 step kind (prefill, decode by batch size) and the rest of the wall time (scheduler,
@@ -62,8 +62,9 @@ def engine_throughput(llm, prompts, outs) -> dict:
 def decode_period_ahead(runner, batch: int, context: int = 1024, reps: int = 200) -> float:
     """Seconds per step of runner.step_next(ahead=True) called back to back (each call
     launches the next step before reading its own tokens): the steady decode period with
-    async decoding, at ``batch`` rows of ``context`` tokens. No step starts a block (the
-    rows' tables get every block the run needs beforehand)."""
+    async decoding, at ``batch`` rows of ``context`` tokens, and the median GPU time of one
+    step (CUDA events; equal to the period when the host keeps the GPU busy). No step
+    starts a block (the rows' tables get every block the run needs beforehand)."""
     from nanosim.gpu.inputs import SeqWork
 
     per = -(-(context + 2 * reps + 2) // runner.block_size)
@@ -73,10 +74,11 @@ def decode_period_ahead(runner, batch: int, context: int = 1024, reps: int = 200
     for _ in range(10):
         runner.step_next(ahead=True)
     torch.cuda.synchronize()
+    gpu = []
     t0 = time.perf_counter()
     for _ in range(reps):
-        runner.step_next(ahead=True)
-    return (time.perf_counter() - t0) / reps
+        gpu.append(runner.step_next(ahead=True).duration_s)
+    return {"period_s": (time.perf_counter() - t0) / reps, "gpu_median_s": statistics.median(gpu)}
 
 
 def async_ab(llm, prompts, outs, rounds: int = 2) -> dict:
@@ -225,8 +227,8 @@ def main() -> None:
     ap.add_argument("--no-fast-decode", action="store_true",
                     help="A/B knob: every engine step packs its inputs anew (no runner.step_next)")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
-    ap.add_argument("--async-decode", action="store_true",
-                    help="async decoding: steady decode steps launched one step ahead")
+    ap.add_argument("--sync-decode", action="store_true",
+                    help="A/B knob: async decoding off (each step launched after the last one's tokens)")
     ap.add_argument("--async-ab", action="store_true",
                     help="only the throughput run and engine TPOT, async decoding off/on in turns")
     ap.add_argument("--json", default=None)
@@ -247,7 +249,8 @@ def main() -> None:
     if a.decode_split_tokens is not None:
         decode_attention.SPLIT_TOKENS = a.decode_split_tokens
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
-              tensor_parallel_size=a.tp, async_decode=a.async_decode, **extra, **ENGINE)
+              tensor_parallel_size=a.tp, async_decode=False if a.sync_decode else None,
+              **extra, **ENGINE)
     start_s = time.perf_counter() - t0
     llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
@@ -256,7 +259,7 @@ def main() -> None:
            "engine_start_s": start_s, "pdl": pdl.ENABLED,
            "chunked_prefill": a.chunked_prefill,
            "fast_decode": not a.no_fast_decode, "decode_order": decode_attention.ORDER,
-           "async_decode": a.async_decode}
+           "async_decode": llm.backend.async_decode}
     if a.async_ab:
         res["async_ab"] = async_ab(llm, prompts, outs)
         res["roofline"] = roofline(prompts, outs, a.model, a.tp)
@@ -275,7 +278,7 @@ def main() -> None:
                     ("decode_step_next_s", lambda: {b: decode_latency(llm.runner, b, fast=True)
                                                     for b in (1, 64, 256)} if a.tp == 1 else {}),
                     ("decode_period_ahead_s", lambda: {b: decode_period_ahead(llm.runner, b)
-                                                       for b in (1, 64, 256)} if a.async_decode else {}),
+                                                       for b in (1, 64, 256)} if llm.backend.async_decode else {}),
                     ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),
                     ("engine_tpot_b1_s", lambda: engine_tpot(llm)),
                     ("roofline", lambda: roofline(prompts, outs, a.model, a.tp))):
@@ -304,8 +307,8 @@ def main() -> None:
     for b, s in res.get("decode_step_next_s", {}).items():
         print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (runner.step_next: the engine's steady decode)")
     for b, s in res.get("decode_period_ahead_s", {}).items():
-        print(f"decode step B={b:<4d}  {s * 1e3:8.3f} ms  (step_next(ahead=True) back to back: "
-              f"the async-decoding period)")
+        print(f"decode step B={b:<4d}  {s['period_s'] * 1e3:8.3f} ms  (step_next(ahead=True) back to "
+              f"back: the async-decoding period; GPU {s['gpu_median_s'] * 1e3:.3f} ms per step)")
     if "engine_tpot_b1_s" in res:
         print(f"engine TPOT B=1     {res['engine_tpot_b1_s'] * 1e3:8.3f} ms  (whole engine, 128 in / 512 out)")
     if "hf" in res:

@@ -66,11 +66,12 @@ class LLM:
     def __init__(self, model: str, device: str = "cuda", dtype: str | torch.dtype = "bfloat16",
                  tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
                  weights: str | None = None, dist_timeout_s: float = 300.0,
-                 async_decode: bool = False, **engine_options) -> None:
+                 async_decode: bool | None = None, **engine_options) -> None:
         """dist_timeout_s bounds each tensor-parallel collective and command hand-off (start-up
         stages wait while the ranks are alive; a dead rank is reported at once).
         async_decode: steady decode steps are launched one step ahead, so the GPU is not idle
-        while the scheduler plans (backend.py; tensor_parallel_size=1, CUDA graphs)."""
+        while the scheduler plans (backend.py). None (default): on where it runs (one GPU with
+        CUDA graphs), as in vLLM; the virtual-clock replays of `nanosim run` turn it off."""
         from nanosim.gpu.dist import check_tp_config
 
         self.runner = None
@@ -80,7 +81,6 @@ class LLM:
         self.tp = tensor_parallel_size
         if async_decode and tensor_parallel_size > 1:
             raise ValueError("async_decode needs tensor_parallel_size=1")
-        self.async_decode = async_decode
         if weights is not None:  # a preset's shapes with a local checkpoint's values
             from nanosim.gpu.loader import check_spec
 
@@ -95,6 +95,9 @@ class LLM:
                          max_num_batched_tokens=cfg.max_num_batched_tokens,
                          max_num_seqs=cfg.max_num_seqs, max_model_len=cfg.max_model_len)
         self.runner = _make_runner(self.spec, self.device, self.tp, dist_timeout_s, runner_kw)
+        if async_decode is None:  # where step_next runs: a single runner with decode graphs
+            async_decode = self.tp == 1 and getattr(self.runner, "graphs", None) is not None
+        self.async_decode = async_decode
         try:
             self._start_engine(cfg, block_size)
         except BaseException:

@@ -18,24 +18,28 @@ from nanosim.sim.simulator import simulate
 
 
 def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, progress=None):
-    """Returns (requests DataFrame, steps DataFrame, summary dict)."""
-    if clock == "virtual" and llm.backend.async_decode:
-        raise ValueError("async decoding runs a step ahead on the host's pace: replay it on the "
-                         "wall clock (the virtual clock needs each step's own duration)")
+    """Returns (requests DataFrame, steps DataFrame, summary dict). The virtual clock turns
+    the LLM's async decoding off for the replay (a step run ahead has no duration of its own:
+    its time overlaps the host's planning); the wall clock keeps it as set."""
+    if clock not in ("virtual", "wall"):
+        raise ValueError(f"clock must be 'virtual' or 'wall', not {clock!r}")
     engine = llm.engine
     llm.backend.default_sampling = SamplingParams(temperature=temperature, ignore_eos=True)
+    saved = llm.backend.async_decode
     t0 = time.perf_counter()
-    if clock == "virtual":
-        end = simulate(engine, requests, fast_forward=False, progress=progress)
-    elif clock == "wall":
-        end = _wall_clock(engine, requests, progress)
-    else:
-        raise ValueError(f"clock must be 'virtual' or 'wall', not {clock!r}")
+    try:
+        if clock == "virtual":
+            llm.backend.async_decode = False
+            end = simulate(engine, requests, fast_forward=False, progress=progress)
+        else:
+            end = _wall_clock(engine, requests, progress)
+    finally:
+        llm.backend.async_decode = saved
     wall = time.perf_counter() - t0
     req_df, step_df = engine.results()
     extra = {"mode": "real", "clock": clock, "model": llm.spec.name, "device": str(llm.device),
              "gpu": _device_name(llm.device), "attention_backend": llm.runner.backend.name,
-             "cuda_graphs": llm.runner.graphs is not None, "async_decode": llm.backend.async_decode,
+             "cuda_graphs": llm.runner.graphs is not None, "async_decode": saved and clock == "wall",
              "config": asdict(llm.cfg),
              "kv_blocks": engine.bm.num_blocks, "sim_end_s": end, "wall_s": wall}
     return req_df, step_df, summarize(req_df, step_df, engine.bm.stat_hit_tokens,
