@@ -12,7 +12,7 @@ Steady decoding takes the runner's fast path: when a decode-only step's sequence
 decoded in the previous step too (which was a CUDA-graph decode step), no SeqWork is built
 and runner.step_next(keep) edits the previous step's packed inputs (runner.py).
 
-async_decode (off by default): steady decode steps also launch the step after them before
+async_decode (off by default here; LLM turns it on where it runs): steady decode steps also launch the step after them before
 their tokens are read (runner.py's lookahead), so that step runs on the GPU while the
 scheduler plans it. A step that ran ahead did part of its work before execute() was called:
 its duration_s is the wall time since the previous execute() returned (the steps then tile

@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from nanosim.gpu.linear import check_shape
+from nanosim.gpu.linear import check_shape, matmul
 
 
 class VocabParallelEmbedding(nn.Module):
@@ -48,19 +48,13 @@ class ParallelLMHead(VocabParallelEmbedding):
         super().__init__(vocab_size, hidden_size, tp_rank, tp_size)
         if tied is not None:
             self.weight = tied.weight
-        # set by the model when fused kernels are on: up to SKINNY_MAX_M rows go to the Triton
-        # skinny GEMM (Qwen3-0.6B vocab on our H100 at M = 1: 102 us against cuBLAS's 111)
+        # set by the model when fused kernels are on: small batches go to the skinny GEMM
+        # (Qwen3-0.6B vocab on our H100 at M = 1: 102 us against cuBLAS's 111, lm_head.py)
         self.skinny = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (S, hidden) -> logits (S, vocab) in x's dtype."""
-        if self.skinny and x.is_cuda and 1 <= x.shape[0]:
-            from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
-
-            skinny = x.shape[0] <= SKINNY_MAX_M and x.stride(1) == 1
-        else:
-            skinny = False
-        logits = skinny_linear(x, self.weight) if skinny else F.linear(x, self.weight)  # (S, rows)
+        logits = matmul(x, self.weight, self.skinny)  # (S, rows)
         if self.tp_size > 1:
             parts = [torch.empty_like(logits) for _ in range(self.tp_size)]
             dist.all_gather(parts, logits)

@@ -39,6 +39,17 @@ def divide(n: int, tp_size: int, what: str) -> int:
     return n // tp_size
 
 
+def matmul(x: torch.Tensor, weight: torch.Tensor, skinny: bool, partials: bool = False) -> torch.Tensor:
+    """x (M, K) @ weight (N, K)^T; with ``skinny`` (fused kernels on), batches of at most
+    SKINNY_MAX_M rows go to the Triton skinny GEMM (partials: its split-K fp32 sums)."""
+    if skinny:
+        from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
+
+        if 0 < x.shape[0] <= SKINNY_MAX_M:
+            return skinny_linear(x, weight, partials=partials)
+    return F.linear(x, weight)
+
+
 class _ParallelLinear(nn.Module):
     """Shared plumbing: a (out_local, in_local) weight whose loader is ``self.weight_loader``."""
 
@@ -50,12 +61,7 @@ class _ParallelLinear(nn.Module):
         self.skinny = False
 
     def _matmul(self, x: torch.Tensor, partials: bool = False) -> torch.Tensor:
-        if self.skinny:
-            from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
-
-            if 0 < x.shape[0] <= SKINNY_MAX_M:
-                return skinny_linear(x, self.weight, partials=partials)
-        return F.linear(x, self.weight)
+        return matmul(x, self.weight, self.skinny, partials)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._matmul(x)
