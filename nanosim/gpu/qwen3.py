@@ -44,6 +44,14 @@ class Qwen3Attention(nn.Module):
         q_end, k_end = self.num_heads * d, (self.num_heads + self.num_kv_heads) * d
         qkv = self.qkv_proj(h)  # (T, (Hq + 2 Hkv) * D)
         v = qkv[:, k_end:].view(T, self.num_kv_heads, d)
+        if self.fused and getattr(self.backend, "takes_qkv", None) and self.backend.takes_qkv(meta):
+            from nanosim.gpu.kernels.decode_attention import QKVPrologue
+
+            # decode rows: norms, RoPE and the K/V store run in the attention kernel's prologue
+            pro = QKVPrologue(self.num_heads, self.q_norm.weight, self.k_norm.weight,
+                              self.rotary.cos_sin_cache, positions, meta.slot_mapping, self.eps)
+            o = self.backend.forward_qkv(qkv, pro, kv[0], kv[1], meta, self.scale)
+            return self.o_proj(o.view(T, self.num_heads * d))
         if self.fused:
             from nanosim.gpu.kernels.fused_ops import qk_norm_rope
 

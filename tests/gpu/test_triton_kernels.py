@@ -266,3 +266,39 @@ def test_rms_norm_adds_split_k_partials_first():
     with pytest.raises(ValueError, match="residual"):
         rms_norm(*to(DEV, parts, w), 1e-6)
 
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits):
+    """The decode kernel taking the raw qkv projection (q/k RMSNorm, RoPE and the new token's
+    K/V store in its prologue) gives what qk_norm_rope + store + attention give, caches too;
+    rows of every split position, a padding row (seq_len 0, slot -1) left alone."""
+    from nanosim.gpu.kernels.decode_attention import QKVPrologue
+
+    hq, bs = 4, 4
+    _, kc, vc, meta = paged_batch([1, 1, 1, 1], [0, 9, 37, 20], bs, num_blocks=60, hq=hq)
+    T = 4
+    g = torch.Generator().manual_seed(5)
+    qkv = torch.randn(T, (hq + 2 * HKV) * D, generator=g)
+    qw, kw = 1 + 0.1 * torch.randn(2, D, generator=g)
+    rope = RotaryEmbedding(D, 256, 10000.0)
+    pos = meta.seq_lens.long() - 1
+    seq_lens, slots = meta.seq_lens.clone(), meta.slot_mapping.clone()
+    seq_lens[3], slots[3] = 0, -1  # a CUDA-graph padding row
+    ref_caches = [kc.clone(), vc.clone()]
+    q_ref = qk_norm_rope(qkv, qw, kw, rope.cos_sin_cache, pos.clamp(min=0), hq, HKV, D, 1e-6,
+                         kv_cache=ref_caches, slot_mapping=slots)
+    ref = paged_decode_attention(q_ref, *ref_caches, meta.block_tables, seq_lens, D ** -0.5,
+                                 num_splits=splits, block_n=16)
+    kc2, vc2 = to(DEV, kc.clone(), vc.clone())
+    pro = QKVPrologue(hq, *to(DEV, qw, kw, rope.cos_sin_cache, pos.clamp(min=0), slots), 1e-6)
+    out = paged_decode_attention(qkv.to(DEV), kc2, vc2, *to(DEV, meta.block_tables, seq_lens),
+                                 D ** -0.5, num_splits=splits, block_n=16, prologue=pro)
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(kc2.cpu(), ref_caches[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(vc2.cpu(), ref_caches[1], atol=0, rtol=0)
+    assert not torch.equal(kc2.cpu(), kc)  # the new tokens' K were written
+    with pytest.raises(ValueError, match="not a mixed batch"):
+        paged_decode_attention(qkv, kc, vc, meta.block_tables, seq_lens, 0.1, prologue=pro,
+                               order=torch.zeros(4, dtype=torch.int32),
+                               query_start_loc=meta.query_start_loc)

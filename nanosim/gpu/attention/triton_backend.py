@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
-from nanosim.gpu.kernels.decode_attention import paged_decode_attention
+from nanosim.gpu.kernels import decode_attention
+from nanosim.gpu.kernels.decode_attention import QKVPrologue, paged_decode_attention
 from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention, tiled_varlen_attention
 from nanosim.gpu.kernels.store_kv import store_kv
 
@@ -24,6 +25,18 @@ class TritonAttention:
 
     def __init__(self, block_m: int = 64, block_n: int = 64, num_splits: int | None = None):
         self.block_m, self.block_n, self.num_splits = block_m, block_n, num_splits
+
+    def takes_qkv(self, meta: AttentionMetadata) -> bool:
+        """Whether forward_qkv serves this batch: decode rows only, no tile map."""
+        return decode_attention.QKV_PROLOGUE and meta.num_prefills == 0 and meta.tile_seq is None
+
+    def forward_qkv(self, qkv, prologue: QKVPrologue, k_cache, v_cache, meta: AttentionMetadata,
+                    scale: float):
+        """A decode-only batch from its raw qkv projection (T, (Hq + 2 Hkv) * D): the decode
+        kernel normalises and rotates q and k and stores the new K/V itself -> (T, Hq, D)."""
+        return paged_decode_attention(qkv, k_cache, v_cache, meta.block_tables, meta.seq_lens, scale,
+                                      num_splits=self.num_splits, max_seq_len=meta.max_seq_len,
+                                      order=meta.decode_order, prologue=prologue)
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
         """q (T, Hq, D), k/v (T, Hkv, D) or None (already stored), caches (N, bs, Hkv, D) -> (T, Hq, D)."""

@@ -12,6 +12,7 @@ fixed per call (not derived from lengths), so the launch is CUDA-graph safe.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -44,6 +45,56 @@ def online_softmax_step(s, m_i, l_i, acc, v_ptrs, kv_ok, DOT_PRECISION: tl.const
     return m_new, l_i * alpha + tl.sum(p, 1), acc
 
 
+@triton.jit
+def _norm_rope(x, xp, inv, w_ptr, cos, sin, d, dp, d_ok, first_half, out_dtype: tl.constexpr):
+    """RMSNorm (x * inv, weight at d) then neox RoPE of x, whose partner (the other rotary
+    half) is xp; rounded where the unfused path (fused_ops.qk_norm_rope) rounds."""
+    dt = out_dtype
+    y = ((x * inv).to(dt).to(tl.float32) * tl.load(w_ptr + d, mask=d_ok, other=0.0).to(tl.float32))
+    yp = ((xp * inv).to(dt).to(tl.float32) * tl.load(w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32))
+    y = y.to(dt).to(tl.float32)
+    yp = yp.to(dt).to(tl.float32)
+    # first half: y * cos - partner * sin; second half: y * cos + partner * sin
+    return (y * cos + tl.where(first_half, -yp, yp) * sin).to(dt)
+
+
+@triton.jit
+def _qkv_prologue(q_raw, row_ptr, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot_ptr,
+                  k_cache_ptr, v_cache_ptr, t, heads, h_ok, d, d_ok, kvh, num_q_heads,
+                  num_kv_heads, stride_slot, stride_head, eps, owner, HEAD_DIM: tl.constexpr):
+    """A decode row's qkv row (Hq + 2 Hkv heads of HEAD_DIM) at row_ptr -> this program's q
+    heads (BLOCK_H, BLOCK_D), normalised and rotated; the program that owns the row's last
+    context token (owner) also writes that token's K (normalised, rotated) and V into their
+    cache slot, then every thread syncs so the context walk reads them back."""
+    HALF: tl.constexpr = HEAD_DIM // 2
+    first_half = d < HALF
+    dp = tl.where(first_half, d + HALF, d - HALF)  # the rotary partner of lane d
+    pos = tl.load(pos_ptr + t).to(tl.int64)
+    cos = tl.load(cos_sin_ptr + pos * HEAD_DIM + d % HALF, mask=d_ok, other=0.0)
+    sin = tl.load(cos_sin_ptr + pos * HEAD_DIM + HALF + d % HALF, mask=d_ok, other=0.0)
+    hd_ok = h_ok[:, None] & d_ok[None, :]
+    xq = q_raw.to(tl.float32)
+    xqp = tl.load(row_ptr + heads[:, None] * HEAD_DIM + dp[None, :], mask=hd_ok, other=0.0).to(tl.float32)
+    inv = 1.0 / tl.sqrt(tl.sum(xq * xq, 1) / HEAD_DIM + eps)
+    dt: tl.constexpr = row_ptr.dtype.element_ty
+    q = _norm_rope(xq, xqp, inv[:, None], qn_w_ptr, cos[None, :], sin[None, :], d[None, :],
+                   dp[None, :], d_ok[None, :], first_half[None, :], dt)
+    k_off = (num_q_heads + kvh) * HEAD_DIM
+    v_off = (num_q_heads + num_kv_heads + kvh) * HEAD_DIM
+    slot = tl.load(slot_ptr + t).to(tl.int64)
+    mine = owner & (slot >= 0)
+    kx = tl.load(row_ptr + k_off + d, mask=d_ok & mine, other=0.0).to(tl.float32)
+    kxp = tl.load(row_ptr + k_off + dp, mask=d_ok & mine, other=0.0).to(tl.float32)
+    kinv = 1.0 / tl.sqrt(tl.sum(kx * kx, 0) / HEAD_DIM + eps)
+    k = _norm_rope(kx, kxp, kinv, kn_w_ptr, cos, sin, d, dp, d_ok, first_half, dt)
+    v = tl.load(row_ptr + v_off + d, mask=d_ok & mine, other=0.0)
+    dst = tl.maximum(slot, 0) * stride_slot + kvh * stride_head + d
+    tl.store(k_cache_ptr + dst, k.to(k_cache_ptr.dtype.element_ty), mask=d_ok & mine)
+    tl.store(v_cache_ptr + dst, v.to(v_cache_ptr.dtype.element_ty), mask=d_ok & mine)
+    tl.debug_barrier()  # the stores above are visible to the whole program before the walk
+    return q
+
+
 @triton.jit(do_not_specialize=["num_splits"])
 def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_ptr,
                    part_o_ptr, part_lse_ptr, order_ptr, qsl_ptr,
@@ -52,7 +103,8 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
                    GROUP: tl.constexpr, BLOCK_H: tl.constexpr, HEAD_DIM: tl.constexpr,
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
                    DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False,
-                   QSL: tl.constexpr = False):
+                   QSL: tl.constexpr = False, qn_w_ptr=None, kn_w_ptr=None, cos_sin_ptr=None,
+                   pos_ptr=None, slot_ptr=None, eps=0.0, FUSED_QKV: tl.constexpr = False):
     pdl_enter(USE_PDL)
     # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
     # split counts never triggers a fresh compile in the middle of a replay
@@ -78,6 +130,11 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     d_ok = d < HEAD_DIM
     q = tl.load(q_ptr + t * stride_qb + heads[:, None] * stride_qh + d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
+    if FUSED_QKV:  # q_ptr is the qkv projection: q/k RMSNorm, RoPE and the K/V store here
+        q = _qkv_prologue(q, q_ptr + t * stride_qb, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr,
+                          slot_ptr, k_cache_ptr, v_cache_ptr, t, heads, h_ok, d, d_ok, kvh,
+                          num_q_heads, num_q_heads // GROUP, stride_slot, stride_head, eps,
+                          (lo < seq_len) & (hi == seq_len), HEAD_DIM)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (log2 domain)
     l_i = tl.zeros([BLOCK_H], tl.float32)  # running sum of exp2
@@ -156,6 +213,10 @@ MAX_SPLITS = 16
 # batch 256 x 1024 (2,970 GB/s); 64-token tiles were faster at batch 1 (16 splits).
 DECODE_LAUNCH = {"num_warps": 4, "num_stages": 2}
 ORDER = True  # A/B switch: follow the given row order (read at launch; False: row order)
+# A/B switch: decode-only batches hand the raw qkv projection to the decode kernel, whose
+# prologue does q/k RMSNorm, RoPE and the K/V store (read by the model at each forward, so
+# at capture for CUDA graphs; False: the separate fused_ops.qk_norm_rope launch)
+QKV_PROLOGUE = True
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
@@ -171,12 +232,28 @@ def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
     return max(1, min(MAX_SPLITS, max(by_sms, by_len)))
 
 
+@dataclass(frozen=True)
+class QKVPrologue:
+    """What the decode kernel needs to take a decode batch's raw qkv projection (T, (Hq +
+    2 Hkv) * D) instead of q: per-head RMSNorm weights (D,), the rotary cache (P, D) fp32
+    [cos | sin], positions (T,), and the K/V cache slots (T,) int32 (-1: skip). The kernel
+    then does what fused_ops.qk_norm_rope would (rounded alike) and one launch less."""
+    num_q_heads: int
+    q_weight: torch.Tensor
+    k_weight: torch.Tensor
+    cos_sin_cache: torch.Tensor
+    positions: torch.Tensor
+    slot_mapping: torch.Tensor
+    eps: float
+
+
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
                            out: torch.Tensor | None = None, num_splits: int | None = None,
                            block_n: int | None = None, max_seq_len: int = 0, num_warps: int | None = None,
                            num_stages: int | None = None, order: torch.Tensor | None = None,
-                           query_start_loc: torch.Tensor | None = None) -> torch.Tensor:
+                           query_start_loc: torch.Tensor | None = None,
+                           prologue: QKVPrologue | None = None) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
@@ -188,10 +265,21 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     token query_start_loc[b + 1] - 1; then ``order`` (required) lists the sequences to
     compute (any length: the grid), -1 marking idle programs; other rows of out are untouched.
     block_n: context tokens per tile (None: 128 without a split, else 64); num_warps/num_stages:
-    launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py)."""
-    T, Hq, D = q.shape
-    _, block_size, Hkv, _ = k_cache.shape
+    launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py).
+    prologue: q is the raw qkv projection of the decode rows (see QKVPrologue), whose new
+    K/V this call stores; not with query_start_loc."""
+    _, block_size, Hkv, D = k_cache.shape
     mixed = query_start_loc is not None
+    if prologue is not None:
+        if mixed:
+            raise ValueError("the qkv prologue is for decode batches, not a mixed batch's rows")
+        T, Hq = q.shape[0], prologue.num_q_heads
+        assert q.shape[1] == (Hq + 2 * Hkv) * D and q.stride(1) == 1
+        if out is None:
+            out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
+        q = q.view(T, Hq + 2 * Hkv, D)  # q heads first: strides as for q (T, Hq, D)
+    else:
+        T, Hq, D = q.shape
     if mixed and order is None:
         raise ValueError("query_start_loc (a mixed batch) needs the order of the rows to compute")
     B = order.shape[0] if mixed else T  # programs along grid dim 0
@@ -223,7 +311,11 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
-        ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device))
+        ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device),
+        **({} if prologue is None else dict(
+            qn_w_ptr=prologue.q_weight, kn_w_ptr=prologue.k_weight, cos_sin_ptr=prologue.cos_sin_cache,
+            pos_ptr=prologue.positions, slot_ptr=prologue.slot_mapping, eps=prologue.eps,
+            FUSED_QKV=True)))
     if splits > 1:
         _combine_kernel[(B, Hq)](part_o, part_lse, out, seq_lens if order is None else order,
                                  seq_lens if query_start_loc is None else query_start_loc,
