@@ -285,20 +285,22 @@ def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits):
     pos = meta.seq_lens.long() - 1
     seq_lens, slots = meta.seq_lens.clone(), meta.slot_mapping.clone()
     seq_lens[3], slots[3] = 0, -1  # a CUDA-graph padding row
-    ref_caches = [kc.clone(), vc.clone()]
-    q_ref = qk_norm_rope(qkv, qw, kw, rope.cos_sin_cache, pos.clamp(min=0), hq, HKV, D, 1e-6,
-                         kv_cache=ref_caches, slot_mapping=slots)
-    ref = paged_decode_attention(q_ref, *ref_caches, meta.block_tables, seq_lens, D ** -0.5,
+    tables, cos_sin = to(DEV, meta.block_tables, rope.cos_sin_cache)
+    qkv, qw, kw, pos, seq_lens, slots = to(DEV, qkv, qw, kw, pos.clamp(min=0), seq_lens, slots)
+    ref_caches = to(DEV, kc.clone(), vc.clone())
+    q_ref = qk_norm_rope(qkv, qw, kw, cos_sin, pos, hq, HKV, D, 1e-6, kv_cache=ref_caches,
+                         slot_mapping=slots)
+    ref = paged_decode_attention(q_ref, *ref_caches, tables, seq_lens, D ** -0.5,
                                  num_splits=splits, block_n=16)
     kc2, vc2 = to(DEV, kc.clone(), vc.clone())
-    pro = QKVPrologue(hq, *to(DEV, qw, kw, rope.cos_sin_cache, pos.clamp(min=0), slots), 1e-6)
-    out = paged_decode_attention(qkv.to(DEV), kc2, vc2, *to(DEV, meta.block_tables, seq_lens),
-                                 D ** -0.5, num_splits=splits, block_n=16, prologue=pro)
-    torch.testing.assert_close(out.cpu(), ref, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(kc2.cpu(), ref_caches[0], atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(vc2.cpu(), ref_caches[1], atol=0, rtol=0)
+    pro = QKVPrologue(hq, qw, kw, cos_sin, pos, slots, 1e-6)
+    out = paged_decode_attention(qkv, kc2, vc2, tables, seq_lens, D ** -0.5, num_splits=splits,
+                                 block_n=16, prologue=pro)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(kc2, ref_caches[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(vc2, ref_caches[1], atol=0, rtol=0)
     assert not torch.equal(kc2.cpu(), kc)  # the new tokens' K were written
     with pytest.raises(ValueError, match="not a mixed batch"):
-        paged_decode_attention(qkv, kc, vc, meta.block_tables, seq_lens, 0.1, prologue=pro,
-                               order=torch.zeros(4, dtype=torch.int32),
-                               query_start_loc=meta.query_start_loc)
+        paged_decode_attention(qkv, kc2, vc2, tables, seq_lens, 0.1, prologue=pro,
+                               order=torch.zeros(4, dtype=torch.int32, device=DEV),
+                               query_start_loc=meta.query_start_loc.to(DEV))
