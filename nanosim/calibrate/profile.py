@@ -56,7 +56,9 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
         slow: list[float] = []
         drop: list[float] = []
         plus = replace(comp, num_decodes=comp.num_decodes + 1)
+        graphs = getattr(runner, "graphs", None)
         time_drop = (fast and subset is not None and not comp.long_context
+                     and (graphs is None or comp.num_decodes in graphs.sizes)  # grid points only
                      and plus.num_decodes <= runner.max_num_seqs
                      and plus.blocks_needed(runner.block_size) <= runner.num_kv_blocks)
         while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
@@ -204,9 +206,11 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
                                    runner.max_num_seqs, runner.max_model_len,
                                    **({"chunks": tuple(buckets)} if buckets else {}),
-                                   **({"batches": tuple(runner.graphs.sizes)} if runner.graphs is not None else {}))
+                                   **({"batches": tuple(runner.graphs.sizes), "padded": True}
+                                      if runner.graphs is not None else {}))
     comps = {decode_shape(*d): Composition(num_decodes=d[0], decode_context=d[1],
-                                           long_context=d[2] if len(d) > 2 else 0) for d in dec}
+                                           long_context=d[2] if len(d) > 2 else 0,
+                                           long_rows=d[3] if len(d) > 3 else 1) for d in dec}
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
     packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
@@ -231,9 +235,10 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"duration_s: median of the 4 step_next after a step (the steady path), "
                f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
                f"of a step with one more; decode batches at "
-               f"the CUDA-graph sizes, prefill chunks at the mixed-graph buckets; skewed decode "
-               f"points: one row at max_context_tokens; step_jitter: quantiles of every timed "
-               f"run / its point's median"))
+               f"the CUDA-graph sizes (and, uniform, midway between two: padded), prefill chunks "
+               f"at the mixed-graph buckets; skewed decode points: long_rows (default 1) rows at "
+               f"max_context_tokens; step_jitter: quantiles of every timed run / its point's "
+               f"median"))
     def paths(p):
         c, extra = comps[p.shape], dict(p.extra)
         if c in packed:

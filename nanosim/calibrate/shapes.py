@@ -16,8 +16,14 @@ from nanosim.core.batch import StepShape
 DECODE_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 DECODE_CONTEXTS = (128, 512, 1024, 2048, 4096)
 # skewed decode points: one row at each long context, the others at the short one (how much
-# the longest row holds a step up; at small batches the decode kernel waits for it)
+# a lone long row holds a step up; at small batches the decode kernel waits for it)
 SKEW_SHORT, SKEW_LONG = 128, (1024, 4096)
+# half-long points (batches of >= 4 rows): half the rows at 3x the other half's context (the
+# tail a spread of long rows adds to a loaded kernel, as in serving's batches)
+HALF_SHORT = (512, 1024)
+# padded points (with CUDA graphs): uniform batches of the size midway between two graph
+# sizes, which run padded to the larger one (the padding rows attend nothing)
+PADDED_CONTEXTS = (512, 2048)
 # chunk sizes when the runner has no mixed CUDA graphs; with them, their token buckets
 # (a step runs padded to its bucket, so the time is a step function of the bucket)
 PREFILL_CHUNKS = (16, 64, 256, 1024, 2048, 4096, 8192)
@@ -36,12 +42,13 @@ class Composition:
     num_prefills: int = 0
     chunk: int = 0
     cached: int = 0
-    long_context: int = 0  # > 0: the first decode row attends this many instead (skewed)
+    long_context: int = 0  # > 0: the first long_rows decode rows attend this many (skewed)
+    long_rows: int = 1
 
     def _contexts(self) -> list[int]:
         ctx = [self.decode_context] * self.num_decodes
         if self.long_context and ctx:
-            ctx[0] = self.long_context
+            ctx[:self.long_rows] = [self.long_context] * min(self.long_rows, len(ctx))
         return ctx
 
     @property
@@ -79,9 +86,11 @@ class Composition:
 
 def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: int,
                  max_model_len: int, chunks: tuple[int, ...] = PREFILL_CHUNKS,
-                 batches: tuple[int, ...] = DECODE_BATCHES) -> tuple[list, list, list]:
-    """(decode (B, ctx) pairs and (B, short ctx, long ctx) skewed points, prefill (chunk,
-    cached) pairs, mixed Compositions) that fit."""
+                 batches: tuple[int, ...] = DECODE_BATCHES,
+                 padded: bool = False) -> tuple[list, list, list]:
+    """(decode (B, ctx) pairs, (B, short ctx, long ctx[, long rows]) skewed points and, with
+    ``padded`` (batches are CUDA-graph sizes), (B, ctx) pairs of B between two sizes; prefill
+    (chunk, cached) pairs; mixed Compositions) that fit."""
     def fits(c: Composition) -> bool:
         longest = max(c.decode_context, c.long_context, c.cached + c.chunk)
         return (c.blocks_needed(block_size) <= max_blocks and c.tokens() <= max_tokens
@@ -91,6 +100,13 @@ def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: in
               if fits(Composition(num_decodes=b, decode_context=c))]
     decode += [(b, SKEW_SHORT, m) for b in batches if b > 1 for m in SKEW_LONG
                if fits(Composition(num_decodes=b, decode_context=SKEW_SHORT, long_context=m))]
+    decode += [(b, c, 3 * c, b // 2) for b in batches if b >= 4 for c in HALF_SHORT
+               if fits(Composition(num_decodes=b, decode_context=c, long_context=3 * c, long_rows=b // 2))]
+    if padded:
+        sizes = sorted(batches)
+        mids = [(lo + hi + 1) // 2 for lo, hi in zip(sizes, sizes[1:]) if hi - lo >= 2]
+        decode += [(n, c) for n in mids for c in PADDED_CONTEXTS
+                   if fits(Composition(num_decodes=n, decode_context=c))]
     prefill = [(q, p) for q in chunks for p in PREFILL_CACHED
                if fits(Composition(num_prefills=1, chunk=q, cached=p))]
     mixed = [Composition(b, c, n, q, p) for b, c, n, q, p in MIXED

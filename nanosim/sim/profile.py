@@ -3,9 +3,12 @@ grid of a profile (schema in profile_schema.py), fitted roofline terms outside i
 make_cost_model(), which picks a matching profile or falls back to the roofline.
 
 A step is priced as the runner executes it:
-* decode-only: a uniform batch of its CUDA-graph size at the equivalent context
-  max(sum / size, w(size) * longest row), where w comes from the skewed points; on the
-  path that follows the last priced step (packed, row-dropping edit, or steady edit);
+* decode-only: a uniform batch of its CUDA-graph size b at the equivalent context
+  max(mean + a(b) * (longest - mean), w(b) * longest), mean = sum / b, where a (how much
+  a spread of contexts costs a loaded split-KV kernel) and w (how long a lone long row
+  holds it) are fitted to the profile's non-uniform points (skewed, half-long, and padded
+  batches: fewer rows than their graph size); on the path that follows the last priced
+  step (packed, row-dropping edit, or steady edit);
 * one prefill chunk: the chunk as a prefill-only step of its token bucket, plus the
   decode-rows grid (what decode rows added in the profile's mixed points);
 * anything else (several chunks, swaps): the fitted roofline.
@@ -67,7 +70,10 @@ class ProfileCostModel:
         shapes, durs = zip(*profile.points())
         self.fit: FitResult = fit_roofline(prior, [self._padded(s) for s in shapes], durs, ridge=ridge)
         self.roofline = self.fit.model
-        uniform = [p for p in profile.decode if not p.max_context_tokens]
+        sizes = set(profile.decode_graph_sizes)
+        # the grid: uniform batches of graph sizes (all sizes when the runner had no graphs)
+        uniform = [p for p in profile.decode
+                   if not p.max_context_tokens and (not sizes or p.batch_size in sizes)]
         self._decode = ratio_grid([((p.batch_size, p.context_tokens), p.duration_s, self._padded(p.shape))
                                     for p in uniform], self.roofline)
         # decode steps that pack their inputs anew (the first after a step with a prefill):
@@ -84,7 +90,8 @@ class ProfileCostModel:
         self._prev_rows = 0  # its decode rows
         # (rows, context, path state) at the start of the last run decode_run_s priced
         self._run_start: tuple[int, int, bool, int] | None = None
-        self._longest = self._longest_row_weights(profile.decode)
+        self._spread, self._longest = self._tail_weights(
+            [p for p in profile.decode if p.max_context_tokens or (sizes and p.batch_size not in sizes)])
         self._prefill = ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
         self._decode_rows, self._rows_w = self._decode_rows_grid(profile.mixed)
@@ -127,42 +134,67 @@ class ProfileCostModel:
             r, inside = grid.at(b, c)
         return base * r, inside
 
-    def _longest_row_weights(self, points) -> InverseWeights:
-        """Per batch size with skewed points: w = c_eq / max_context, where c_eq is the
-        context at which a uniform batch of that size takes the skewed point's measured time
-        (bisection; w = 1: the longest row sets the step, as in a latency-bound decode
-        kernel whose programs all run at once; w near mean/max: bytes set it)."""
-        ws: dict[int, list[float]] = {}
-        for p in points:
-            if not p.max_context_tokens or self._decode is None:
-                continue
-            b, m = self._padded(p.shape).num_decode_seqs, float(p.max_context_tokens)
-            lo = p.shape.decode_context_tokens / b
-            hi = m
-            if self._uniform_decode_s(self._decode, b, lo)[0] >= p.duration_s:
-                w = lo / m
-            elif self._uniform_decode_s(self._decode, b, hi)[0] <= p.duration_s:
-                w = 1.0
+    def _equivalent_context(self, b: int, duration_s: float, lo: float, hi: float) -> float:
+        """The context at which a uniform batch of graph size b takes duration_s, clamped to
+        [lo, hi] (bisection on the decode grid's price)."""
+        if self._uniform_decode_s(self._decode, b, lo)[0] >= duration_s:
+            return lo
+        if self._uniform_decode_s(self._decode, b, hi)[0] <= duration_s:
+            return hi
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            if self._uniform_decode_s(self._decode, b, mid)[0] < duration_s:
+                lo = mid
             else:
-                for _ in range(50):
-                    mid = 0.5 * (lo + hi)
-                    if self._uniform_decode_s(self._decode, b, mid)[0] < p.duration_s:
-                        lo = mid
-                    else:
-                        hi = mid
-                w = 0.5 * (lo + hi) / m
-            ws.setdefault(b, []).append(w)
-        bs = sorted(ws)  # none: w = 0, every row at the mean (as before skewed points)
-        return InverseWeights([float(b) for b in bs], [float(np.median(ws[b])) for b in bs])
+                hi = mid
+        return 0.5 * (lo + hi)
+
+    def _tail_weights(self, points) -> tuple[InverseWeights, InverseWeights]:
+        """(a, w) per graph size from the non-uniform decode points: each point's equivalent
+        context c_eq (the uniform batch of its graph size b that takes as long), then the
+        (a, w) in [0, 1]^2 whose c = max(mean + a (longest - mean), w longest) is nearest
+        c_eq over that size's points (least squares of the relative error, grid search; ties
+        go to the smaller a, then w). w alone is a latency-bound kernel waiting for its
+        longest row's programs (one long row among short ones measures it); a is the tail
+        a spread of long rows adds to a loaded kernel (half-long and padded batches)."""
+        by_b: dict[int, list[tuple[float, float, float]]] = {}
+        for p in points:
+            if self._decode is None:
+                break
+            b = self._padded(p.shape).num_decode_seqs
+            mean, m = p.shape.decode_context_tokens / b, float(p.shape.decode_max_context_tokens)
+            if m <= mean:
+                continue
+            c_eq = self._equivalent_context(b, p.duration_s, mean, m)
+            by_b.setdefault(b, []).append((mean, m, c_eq))
+        grid = np.linspace(0.0, 1.0, 101)
+        A, W = np.meshgrid(grid, grid, indexing="ij")  # (a, w) candidates
+        bs, a_s, w_s = sorted(by_b), [], []
+        for b in bs:
+            err = np.zeros_like(A)
+            for mean, m, c_eq in by_b[b]:
+                c = np.maximum(mean + A * (m - mean), W * m)
+                err += ((c - c_eq) / c_eq) ** 2
+            i, j = np.unravel_index(int(np.argmin(err)), err.shape)  # first minimum: small a, w
+            a_s.append(float(grid[i]))
+            w_s.append(float(grid[j]))
+        xs = [float(b) for b in bs]  # none: a = w = 0, every row at the mean
+        return InverseWeights(xs, a_s), InverseWeights(xs, w_s)
+
+    def _tail_context(self, b: int, mean, longest):
+        """The equivalent context of a decode batch of graph size b (see _tail_weights);
+        mean and longest may be float ndarrays."""
+        a, w = self._spread(b), self._longest(b)
+        return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
 
     def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
-        equivalent context c_eq = max(sum / b, w(b) * longest): the padding rows attend
-        nothing, and the longest row holds the step up by the weight its size measured."""
+        equivalent context of _tail_context: the padding rows attend nothing, and the
+        longest row holds the step up by the weights its size measured."""
         b = padded.num_decode_seqs
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
-            c = max(c, self._longest(b) * shape.decode_max_context_tokens)
+            c = float(self._tail_context(b, c, float(shape.decode_max_context_tokens)))
         return self._uniform_decode_s(self._path_grid(shape.num_decode_seqs), b, c)
 
     def _path_grid(self, rows: int) -> Grid2D:
@@ -276,7 +308,7 @@ class ProfileCostModel:
         b = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
         c = (context_tokens + steps * num_seqs) / b
         if max_context_tokens:
-            c = np.maximum(c, self._longest(b) * (max_context_tokens + steps))
+            c = self._tail_context(b, c, (max_context_tokens + steps).astype(np.float64))
         t, inside = self._uniform_decode_s(self._decode, b, c)
         first = self._path_grid(num_seqs)  # the run's first step follows the last priced one
         if first is not self._decode:

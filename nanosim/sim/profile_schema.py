@@ -5,7 +5,7 @@ degree, over a grid of
 
 * decode points:  ``batch_size`` sequences, each attending ``context_tokens`` tokens
   (including the token computed this step), one token each; a *skewed* decode point has
-  ``max_context_tokens`` too: one of its rows attends that many;
+  ``max_context_tokens`` too: ``long_rows`` (default 1) of its rows attend that many;
 * prefill points: one sequence computing ``chunk_tokens`` tokens after ``cached_tokens``
   tokens already in its KV cache (prefix hit or earlier chunks);
 * mixed points (optional): any StepShape, given field by field.
@@ -21,7 +21,8 @@ Schema (version 1), one JSON object::
      "created_utc": str (optional), "notes": str (optional),
      "step_jitter": [float, ...] (optional: quantiles of run / median over all timed runs),
      "decode":  [{"batch_size": int>=1, "context_tokens": int>=1, "duration_s": float>0,
-                  "max_context_tokens": int (optional: one row attends this many)}, ...],
+                  "max_context_tokens": int (optional: long_rows rows attend this many),
+                  "long_rows": int (optional, default 1; 1 <= long_rows < batch_size)}, ...],
      "prefill": [{"chunk_tokens": int>=1, "cached_tokens": int>=0, "duration_s": float>0}, ...],
      "mixed":   [{"num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs",
                   "prefill_kv_tokens", "num_decode_seqs", "decode_context_tokens",
@@ -74,12 +75,14 @@ class ProfileError(ConfigError):
 # ---------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------
-def decode_shape(batch_size: int, context_tokens: int, max_context_tokens: int = 0) -> StepShape:
+def decode_shape(batch_size: int, context_tokens: int, max_context_tokens: int = 0,
+                 long_rows: int = 1) -> StepShape:
     """A decode-only step: ``batch_size`` sequences each attending ``context_tokens``; with
-    ``max_context_tokens``, one of them attends that many instead (a skewed batch)."""
+    ``max_context_tokens``, ``long_rows`` of them attend that many instead (a skewed batch)."""
     if max_context_tokens:
+        k = long_rows
         return StepShape(num_decode_seqs=batch_size,
-                         decode_context_tokens=(batch_size - 1) * context_tokens + max_context_tokens,
+                         decode_context_tokens=(batch_size - k) * context_tokens + k * max_context_tokens,
                          decode_max_context_tokens=max_context_tokens)
     return StepShape(num_decode_seqs=batch_size, decode_context_tokens=batch_size * context_tokens,
                      decode_max_context_tokens=context_tokens)
@@ -98,13 +101,15 @@ class DecodePoint:
     context_tokens: int
     duration_s: float
     extra: dict = field(default_factory=dict, compare=False)
-    # 0: every row attends context_tokens (the grid); else one row attends this many (a
-    # skewed point: how much the longest row sets the step, see ProfileCostModel)
+    # 0: every row attends context_tokens (the grid); else long_rows rows attend this many
+    # (a skewed point: how much the longest rows set the step, see ProfileCostModel)
     max_context_tokens: int = 0
+    long_rows: int = 1
 
     @property
     def shape(self) -> StepShape:
-        return decode_shape(self.batch_size, self.context_tokens, self.max_context_tokens)
+        return decode_shape(self.batch_size, self.context_tokens, self.max_context_tokens,
+                            self.long_rows)
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,7 @@ def profile_to_dict(p: Profile) -> dict:
         d["step_jitter"] = [round(float(x), 6) for x in p.step_jitter]
     d["decode"] = [{**x.extra, "batch_size": x.batch_size, "context_tokens": x.context_tokens,
                     **({"max_context_tokens": x.max_context_tokens} if x.max_context_tokens else {}),
+                    **({"long_rows": x.long_rows} if x.long_rows != 1 else {}),
                     "duration_s": x.duration_s} for x in p.decode]
     d["prefill"] = [{**x.extra, "chunk_tokens": x.chunk_tokens, "cached_tokens": x.cached_tokens,
                      "duration_s": x.duration_s} for x in p.prefill]
@@ -310,8 +316,12 @@ def _decode_points(r: _Reader, d: dict) -> tuple[DecodePoint, ...]:
         if m and (b < 2 or m <= c):
             raise r.fail(f"{w}.max_context_tokens", f"a skewed point needs batch_size >= 2 and "
                          f"max_context_tokens > context_tokens, got {b}, {c}, {m}")
+        k = r.get(x, "long_rows", w, "int", 1, optional=True) or 1
+        if k != 1 and (not m or k >= b):
+            raise r.fail(f"{w}.long_rows", f"needs max_context_tokens and long_rows < batch_size, "
+                         f"got long_rows {k}, batch_size {b}")
         out.append(DecodePoint(b, c, r.duration(x, w), _extra(
-            x, ("batch_size", "context_tokens", "max_context_tokens", "duration_s")), m))
+            x, ("batch_size", "context_tokens", "max_context_tokens", "long_rows", "duration_s")), m, k))
     return tuple(out)
 
 
@@ -381,7 +391,7 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
     """Measure ``measure(shape) -> seconds`` over the grids and return a Profile.
 
     ``decode_grid`` holds (batch_size, context_tokens) pairs or (batch_size, context_tokens,
-    max_context_tokens) skewed points, ``prefill_grid`` (chunk_tokens,
+    max_context_tokens[, long_rows]) skewed points, ``prefill_grid`` (chunk_tokens,
     cached_tokens) pairs. The GPU profiler passes a function that times real steps; tests
     pass a synthetic one.
     """
@@ -391,8 +401,9 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
         versions=v, gpu_device_name=gpu_device_name, notes=notes, created_utc=created_utc,
         decode_graph_sizes=tuple(sorted(set(decode_graph_sizes))),
         mixed_token_buckets=tuple(sorted(set(mixed_token_buckets))),
-        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c, m))), max_context_tokens=m)
-                     for b, c, m in ((*x, 0)[:3] for x in decode_grid)),
+        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c, m, k))), max_context_tokens=m,
+                                 long_rows=k)
+                     for b, c, m, k in (tuple(x) + (0, 1)[len(x) - 2:] for x in decode_grid)),
         prefill=tuple(PrefillPoint(q, p, float(measure(prefill_shape(q, p))))
                       for q, p in prefill_grid),
         mixed=tuple(MixedPoint(s, float(measure(s))) for s in mixed_shapes))

@@ -88,10 +88,11 @@ def test_profile_round_trip_and_grid_fits_limits(fitted, tmp_path):
     dec, pre, mixed = default_grid(max_blocks=100, block_size=256, max_tokens=2048, max_seqs=64,
                                    max_model_len=4096)
     for b, c, *m in dec:
-        comp = Composition(num_decodes=b, decode_context=c, long_context=m[0] if m else 0)
+        comp = Composition(num_decodes=b, decode_context=c, long_context=m[0] if m else 0,
+                           long_rows=m[1] if len(m) > 1 else 1)
         assert comp.blocks_needed(256) <= 100 and b <= 64
         assert comp.shape == decode_shape(b, c, *m)
-    assert any(len(d) == 3 for d in dec)  # skewed points are part of the grid
+    assert any(len(d) == 3 for d in dec) and any(len(d) == 4 for d in dec)  # skewed, half-long
     assert all(q <= 2048 for q, _ in pre) and all(m.tokens() <= 2048 for m in mixed)
     dec, pre, _ = default_grid(max_blocks=4000, block_size=16, max_tokens=512, max_seqs=48,
                                max_model_len=4096, chunks=(16, 24, 96, 512, 768), batches=(1, 3, 48))

@@ -590,3 +590,60 @@ def test_step_jitter_round_trips_and_draws_from_its_quantiles(profile, tmp_path)
     pm.reset_counts()
     want = pm.step_time_s(batch.shape) * StepJitter(q, seed=5).draw()
     assert SimBackend.for_cost(ProfileCostModel(prof, Q06, H100), seed=5).execute(batch).duration_s == pytest.approx(want)
+
+
+def _tail_gpu(a_true, w_true):
+    """A synthetic GPU whose decode step of graph size g (rows padded to it) takes as long
+    as a uniform batch of g rows at c = max(mean + a(g) (longest - mean), w(g) longest),
+    mean = sum / g: a spread of long rows costs a loaded kernel a tail (a), a lone long row
+    holds a small batch up (w). Both fall with g, as on our H100."""
+    def time(shape: StepShape) -> float:
+        b = shape.num_decode_seqs
+        if shape.prefill_tokens or not b:
+            return true_gpu(shape, noise=False)
+        g = next((x for x in GRAPH_SIZES if x >= b), b)
+        mean, m = shape.decode_context_tokens / g, shape.decode_max_context_tokens or 0
+        c = max(mean + a_true(g) * max(m - mean, 0), w_true(g) * m)
+        return true_gpu(StepShape(num_decode_seqs=g, decode_context_tokens=round(g * c)), noise=False)
+    return time
+
+
+def test_spread_and_lone_long_rows_are_both_recovered_from_the_default_grid():
+    """With the default grid's skewed, half-long and padded points, the fitted (a, w) price
+    batches of spread contexts, padded batches and lone long rows within 2% of a GPU with
+    both tail terms; a model with only the lone-row weight (the one-parameter fit of older
+    nanosim) misses the spread batches."""
+    from nanosim.calibrate.shapes import default_grid
+
+    a_true = lambda g: 0.45 if g <= 16 else 0.1  # noqa: E731
+    w_true = lambda g: min(1.0, 0.6 * (8 / g) ** 0.3)  # noqa: E731
+    gpu = _tail_gpu(a_true, w_true)
+    dec, pre, _ = default_grid(max_blocks=100_000, block_size=256, max_tokens=8192, max_seqs=256,
+                               max_model_len=4096, batches=GRAPH_SIZES, padded=True)
+    assert any(len(d) == 2 and d[0] not in GRAPH_SIZES for d in dec)  # padded points
+    prof = build_profile(Q06, "h100", 1, gpu, dec, pre, attention_backend="synthetic",
+                         decode_graph_sizes=GRAPH_SIZES)
+    pm = ProfileCostModel(prof, Q06, H100)
+    assert all(x in GRAPH_SIZES for x in pm._decode.xs)  # padded points are not grid nodes
+    a = dict(zip(pm._spread.xs, pm._spread.ws))
+    w = dict(zip(pm._longest.xs, pm._longest.ws))
+    assert a[8] == pytest.approx(0.45, abs=0.05) and a[64] == pytest.approx(0.1, abs=0.05)
+    assert w[8] == pytest.approx(w_true(8), abs=0.05)
+    lone = replace(prof, decode=tuple(p for p in prof.decode if p.long_rows == 1
+                                      and (not p.max_context_tokens or p.context_tokens == 128)
+                                      and p.batch_size in GRAPH_SIZES))
+    old = ProfileCostModel(lone, Q06, H100)
+    old._spread = type(old._spread)(old._spread.xs, [0.0] * len(old._spread.xs))  # w only
+    rng = np.random.default_rng(3)
+    misses = 0
+    for n in (3, 7, 8, 12, 16, 20, 30, 50, 100, 200):
+        ctx = rng.integers(600, 1800, n)
+        shape = StepShape(num_decode_seqs=n, decode_context_tokens=int(ctx.sum()),
+                          decode_max_context_tokens=int(ctx.max()))
+        want = gpu(shape)
+        pm._prev_decode_only = old._prev_decode_only = True
+        assert pm.step_time_s(shape) == pytest.approx(want, rel=0.02), n
+        misses += abs(old.step_time_s(shape) / want - 1) > 0.02
+    assert misses >= 3
+    shape = _skewed_batch(6, 128, 4000)  # a lone long row
+    assert pm.step_time_s(shape) == pytest.approx(gpu(shape), rel=0.02)
