@@ -165,7 +165,7 @@ def cmd_profile(a) -> int:
                 bar.update(done - bar.n)
 
         prof = profile_runner(llm.runner, gpu, reps=a.reps, progress=progress, tp=llm.tp,
-                              passes=a.passes)
+                              passes=a.passes, prefill_passes=a.prefill_passes)
         if bar is not None:
             bar.close()
     save_profile(prof, a.out)
@@ -291,6 +291,8 @@ def _real_parsers(sub) -> None:
     pr.add_argument("--reps", type=int, default=5, help="timed repeats per point (median)")
     pr.add_argument("--passes", type=int, default=4,
                     help="alternating sweeps over the grid; a point is the median of its passes")
+    pr.add_argument("--prefill-passes", type=int, default=16,
+                    help="sweeps over the points with a prefill, each timed once per visit")
     pr.set_defaults(func=cmd_profile)
 
     va = sub.add_parser("validate", help="real replay vs simulation of one trace on this GPU")

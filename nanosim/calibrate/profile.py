@@ -120,17 +120,24 @@ def _time_step_drop(runner, works) -> float | None:
     return time.perf_counter() - t0
 
 
-def decode_between(runner, steps: int = 8) -> Callable[[Composition], None]:
-    """For steps with a prefill: run a few decode steps first, as in serving, where such a
-    step comes between decode steps: a packed step() and then step_next() calls, the path of
-    steady decoding. (Timed back to back instead, our H100 profile once read ~14 ms for
-    eager steps that took a median 18-24 ms in replays of the same shapes, qwen3-0.6b.)"""
+def serving_between(runner, steps: int = 8, chunk: int = 256) -> Callable[[Composition], None]:
+    """What comes before a timed step in serving, run untimed before each timed run:
+    * a step with a prefill comes between decode steps: a packed step() and then
+      step_next() calls, the path of steady decoding. (Timed back to back instead, our H100
+      profile once read ~14 ms for eager steps that took a median 18-24 ms in replays of the
+      same shapes, qwen3-0.6b.)
+    * a decode point's packed step() is the first decode step after a step with a prefill
+      (a sequence joined): one prefill chunk of ``chunk`` tokens. (Timed right after the
+      previous run's step_next calls instead, our H100 profile read the packed decode steps
+      of replays ~12% short.)"""
     from nanosim.gpu.inputs import SeqWork
 
     def run(comp: Composition) -> None:
         if comp.num_prefills:
             works = Composition(num_decodes=8, decode_context=512).works(runner.block_size, SeqWork)
             _time_step_run(runner, works, steps - 1)
+        elif comp.num_decodes:
+            runner.step(Composition(num_prefills=1, chunk=chunk).works(runner.block_size, SeqWork, token=11))
     return run
 
 
@@ -146,12 +153,14 @@ def spin_up(runner, comp: Composition, seconds: float = 2.0) -> None:
 
 
 def median_of_passes(keys: list, measure: Callable, passes: int,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None,
+                     samples_out: dict | None = None) -> dict:
     """{key: median of measure(key) over `passes` sweeps of keys}. Sweeps come in pairs, an
     order and its reverse (a linear drift then lands on each point from both sides and
     cancels); the first pair walks the grid in order, later pairs in a shuffled order
     (seeded), so a slow spell of the machine does not hit the same run of neighbouring
-    points, e.g. a whole batch-size row, in every pass."""
+    points, e.g. a whole batch-size row, in every pass. ``samples_out``, when given, gets
+    each key's list of measurements."""
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     samples: dict = {k: [] for k in keys}
@@ -165,6 +174,8 @@ def median_of_passes(keys: list, measure: Callable, passes: int,
             samples[k].append(measure(k))
             if progress is not None:
                 progress(p * len(keys) + i + 1, passes * len(keys))
+    if samples_out is not None:
+        samples_out.update(samples)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -191,7 +202,7 @@ def _version(module: str) -> str | None:
 
 def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                    progress: Callable[[int, int], None] | None = None, tp: int = 1,
-                   passes: int = 4) -> Profile:
+                   passes: int = 4, prefill_passes: int = 16) -> Profile:
     """Measure the default grid (points that fit this runner's KV cache and limits).
     tp: the runner's tensor-parallel size (a TPRunner steps every rank), recorded.
     passes: sweeps over the whole grid, in pairs of an order and its reverse (median_of_passes); a point's time is
@@ -199,7 +210,12 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     puts it into neighbouring points alike (our H100 profile read a batch-4 step faster
     than a batch-2 one, and the replays' steps of 3-4 sequences ran 12% over it); with 2
     passes, one profile read its batch-8 row 3-11% over the one before it and over the
-    replays, so the default is 4 (the median of 4 drops one slow pass)."""
+    replays, so the default is 4 (the median of 4 drops one slow pass).
+    prefill_passes: steps with a prefill (packed, host-heavy) are timed once per visit over
+    that many sweeps of their points, so no timed step follows a run of its own kind: our
+    H100 profile timed them in runs of >= 5 back to back and read them 3-5% under the same
+    buckets timed interleaved with other steps (.gpu diagnostic, eighth session), and under
+    the replays' steps, which follow decode steps."""
     import torch
 
     buckets = runner.mixed_graphs.sizes if runner.mixed_graphs is not None else ()
@@ -216,10 +232,22 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
     subset: dict = {}  # ... of the step_next(keep) after a step with one more row
     ratios: list = []  # every timed run / its point's median (the step-time jitter)
-    measure = timer(runner, reps, warmup, between=decode_between(runner), packed=packed, subset=subset,
-                    ratios=ratios)
+    between = serving_between(runner)
+    measure = timer(runner, reps, warmup, between=between, packed=packed, subset=subset, ratios=ratios)
+    once = timer(runner, 1, 0, min_time_s=0.0, between=between)  # one timed run per visit
+    dec_keys = [k for k in comps if not comps[k].num_prefills]
+    pre_keys = [k for k in comps if comps[k].num_prefills]
+    n_dec = passes * len(dec_keys)
+    total = n_dec + prefill_passes * len(pre_keys)
     spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
-    times = median_of_passes(list(comps), lambda shape: measure(comps[shape]), passes, progress)
+    times = median_of_passes(dec_keys, lambda shape: measure(comps[shape]), passes,
+                             None if progress is None else lambda d, _: progress(d, total))
+    samples: dict = {}
+    if pre_keys:
+        times.update(median_of_passes(pre_keys, lambda shape: once(comps[shape]), prefill_passes,
+                                      None if progress is None else lambda d, _: progress(n_dec + d, total),
+                                      samples_out=samples))
+    ratios.extend(t / times[k] for k, v in samples.items() for t in v)
     prof = build_profile(
         runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
@@ -231,7 +259,9 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
                f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
                f"median of {passes} alternating passes over the grid; "
-               f"steps with a prefill each after 8 decode steps (a step, then step_next); decode "
+               f"steps with a prefill each after 8 decode steps (a step, then step_next), timed "
+               f"once per visit over {prefill_passes} passes; decode points' runs each after a "
+               f"{256}-token prefill; decode "
                f"duration_s: median of the 4 step_next after a step (the steady path), "
                f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
                f"of a step with one more; decode batches at "

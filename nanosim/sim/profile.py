@@ -9,9 +9,9 @@ A step is priced as the runner executes it:
   holds it) are fitted to the profile's non-uniform points (skewed, half-long, and padded
   batches: fewer rows than their graph size); on the path that follows the last priced
   step (packed, row-dropping edit, or steady edit);
-* one prefill chunk: the chunk as a prefill-only step of its token bucket, plus the
+* prefill chunks (one or several): as a prefill-only step of their token bucket, plus the
   decode-rows grid (what decode rows added in the profile's mixed points);
-* anything else (several chunks, swaps): the fitted roofline.
+* swaps: the fitted roofline.
 """
 from __future__ import annotations
 
@@ -209,15 +209,18 @@ class ProfileCostModel:
 
     # ---- steps with one prefill chunk and decode rows ----------------------------------
     def _one_prefill_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
-        """The prefill chunk of a step with one: a prefill-only step of the padded token
-        count (its bucket) after the same cached prefix, as the prefill grid prices it
-        (fitted roofline times the measured ratio). Decode rows are not in it."""
+        """The prefill chunks of a step: the fitted roofline of the chunks at the padded
+        token count T (the step's bucket; several chunks run in one bucketed graph, as one
+        chunk would), times the prefill grid's measured ratio at T tokens and the chunks'
+        mean cached prefix. Exact at the grid's nodes for one chunk; several chunks count as
+        extrapolated (the grid measured single chunks). Decode rows are not in it."""
+        n = shape.num_prefill_seqs
         tokens = padded.prefill_tokens + padded.num_decode_seqs
-        alone = StepShape(num_prefill_seqs=1, prefill_tokens=tokens,
+        alone = StepShape(num_prefill_seqs=n, prefill_tokens=tokens,
                           prefill_attn_pairs=shape.prefill_attn_pairs,
                           prefill_kv_tokens=shape.prefill_kv_tokens)
-        r, inside = self._prefill.at(tokens, shape.prefill_kv_tokens - shape.prefill_tokens)
-        return self.roofline.step_time_s(alone) * r, inside
+        r, inside = self._prefill.at(tokens, (shape.prefill_kv_tokens - shape.prefill_tokens) / n)
+        return self.roofline.step_time_s(alone) * r, inside and n == 1
 
     def _decode_rows_grid(self, points) -> tuple[Grid2D | None, InverseWeights]:
         """Seconds the decode rows add to a step with one prefill chunk (their attention, a
@@ -255,8 +258,9 @@ class ProfileCostModel:
         return grid, InverseWeights(grid.xs, ws)
 
     def _mixed_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
-        """One prefill chunk plus decode rows: the chunk as _one_prefill_s prices it, plus
-        what decode rows of that count and (equivalent) context added in the profile."""
+        """Prefill chunks plus decode rows: the chunks as _one_prefill_s prices them, plus
+        what decode rows of that count and (equivalent) context added in the profile's mixed
+        points (none measured: what they add to the fitted roofline; extrapolated)."""
         t, inside = self._one_prefill_s(shape, padded)
         nd = shape.num_decode_seqs
         if nd and self._decode_rows is not None:
@@ -265,6 +269,10 @@ class ProfileCostModel:
                 w = self._rows_w(nd)
                 c = max(c, w * shape.decode_max_context_tokens)
             t += self._decode_rows.at(nd, c)[0]
+        elif nd:
+            rf, no_rows = self.roofline, replace(padded, num_decode_seqs=0, decode_context_tokens=0,
+                                                 decode_max_context_tokens=0)
+            t, inside = t + rf.step_time_s(padded) - rf.step_time_s(no_rows), False
         return t, inside
 
     def step_time_s(self, shape: StepShape) -> float:
@@ -281,10 +289,10 @@ class ProfileCostModel:
             self._prev_decode_only, self._prev_rows = rs[2], rs[3]
         if decode_only and shape.swap_blocks == 0 and self._decode is not None:
             t, inside = self._decode_s(shape, padded)
-        elif (shape.num_prefill_seqs == 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
+        elif (shape.num_prefill_seqs >= 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
               and self._prefill is not None):
             t, inside = self._mixed_s(shape, padded)
-        else:  # several prefill chunks, swaps: the fitted roofline alone
+        else:  # swaps: the fitted roofline alone
             t, inside = self.roofline.step_time_s(padded), False
         self._prev_decode_only = decode_only
         self._prev_rows = shape.num_decode_seqs if decode_only else 0

@@ -174,7 +174,7 @@ def test_fast_rows_only_for_sequences_that_decoded_last_step():
 
 
 def test_profile_times_decode_points_on_the_fast_path():
-    from nanosim.calibrate.profile import decode_between, timer
+    from nanosim.calibrate.profile import serving_between, timer
     from nanosim.calibrate.shapes import Composition
 
     class Recorder:  # arms step_next after decode-only steps, as ModelRunner with graphs does
@@ -216,11 +216,11 @@ def test_profile_times_decode_points_on_the_fast_path():
     assert r.calls == ["step"] * 4
     r.calls.clear()
     r.max_model_len = 4096
-    decode_between(r)(Composition(num_prefills=1, chunk=8, cached=0))  # serving's steady decoding
+    serving_between(r)(Composition(num_prefills=1, chunk=8, cached=0))  # serving's steady decoding
     assert r.calls == ["step"] + ["step_next"] * 7
     r.calls.clear()
-    decode_between(r)(Composition(num_decodes=2, decode_context=8))  # only before prefills
-    assert r.calls == []
+    serving_between(r, chunk=16)(Composition(num_decodes=2, decode_context=8))  # a sequence joins
+    assert r.calls == ["step"] and r.tables == [[0, 1, 2, 3]]  # one 16-token prefill chunk
 
 
 def test_decode_order_puts_the_longest_contexts_first():
