@@ -58,6 +58,25 @@ def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model) ->
     return df
 
 
+def speed_drift(steps: pd.DataFrame, window: int = 301, tolerance: float = 0.05) -> dict:
+    """How steady the machine's speed was over the real replay, from measured / predicted
+    per step: its rolling median over ``window`` consecutive steps against the median of
+    the whole replay. A shared GPU host has slow spells (our H100 once ran a replay's first
+    10 s of one-row decode steps 16% over the same shapes later in it); steps inside one
+    make every error of the run larger and say nothing about the cost model. A stretch of
+    batches the model misprices (a batch mix only part of the run has) shows up the same
+    way, so this flags where to look; it does not say which it was. Returns the
+    fraction of steps where the rolling median is more than ``tolerance`` off, and the
+    rolling median's range relative to the whole run's."""
+    r = (steps["measured_s"] / steps["predicted_s"]).to_numpy(float)
+    if len(r) < window:
+        return {"window_steps": window, "off_fraction": 0.0, "low": 1.0, "high": 1.0}
+    roll = pd.Series(r).rolling(window, center=True, min_periods=window // 2).median().to_numpy()
+    rel = roll / np.median(r)
+    return {"window_steps": window, "off_fraction": float(np.mean(np.abs(rel - 1) > tolerance)),
+            "low": float(np.nanmin(rel)), "high": float(np.nanmax(rel))}
+
+
 def step_table(steps: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for kind, g in [("all", steps), *steps.groupby("kind")]:
@@ -126,7 +145,8 @@ def write(v: Validation, out_dir: str | Path, meta: dict) -> Path:
     v.real_requests.to_parquet(out / "real_requests.parquet", index=False)
     v.sim_requests.to_parquet(out / "sim_requests.parquet", index=False)
     summary = {**meta, "step_summary": v.step_summary.to_dict("records"),
-               "latency": v.latency.to_dict("records"), "failures": v.failures}
+               "latency": v.latency.to_dict("records"), "speed_drift": speed_drift(v.steps),
+               "failures": v.failures}
     (out / "validation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     from nanosim.report.calibration import write_figures
 
@@ -145,6 +165,13 @@ def format_validation(v: Validation) -> str:
         sub = v.latency[v.latency.metric == m].set_index("stat")
         cells = "  ".join(f"{st} {100 * sub.loc[st, 'rel_error']:+6.1f}%" for st in STATS)
         lines.append(f"  {m[:-2].upper():<5} {cells}")
+    d = speed_drift(v.steps)
+    lines.append(f"machine speed over the real replay: rolling median of measured/predicted "
+                 f"({d['window_steps']} steps) {d['low']:.3f}..{d['high']:.3f} x the run's; "
+                 f"{100 * d['off_fraction']:.0f}% of steps more than 5% off")
+    if d["off_fraction"] > 0.1:
+        lines.append("WARNING: measured/predicted drifted during the real replay: a slow spell of a "
+                     "shared machine, or a stretch of batches the model misprices; rerun to tell them apart")
     for f in v.failures:
         lines.append(f"OVER THRESHOLD: {f}")
     return "\n".join(lines)

@@ -180,3 +180,35 @@ def test_step_jitter_from_the_profiler_makes_latencies_add_up(fitted):
         assert abs(errs[True][(m, "p50")]) < 0.03, errs[True]
         assert abs(errs[True][(m, "mean")]) < 0.03, errs[True]
         assert errs[False][(m, "mean")] < -0.04  # medians alone run fast
+
+
+def test_a_slow_spell_of_the_machine_is_flagged(fitted, tmp_path):
+    """The same GPU with a stretch of its steps 15% slow (a shared host's slow spell): the
+    validation says so (speed_drift, the printed warning, validation.json); the steady GPU
+    is not flagged."""
+    import json
+
+    from nanosim.calibrate.validate import speed_drift
+
+    gpu, prof = fitted
+
+    class SpellGpu(TrueGpu):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def time(self, shape):
+            self.n += 1
+            return gpu.time(shape) * (1.15 if 2000 <= self.n < 3500 else 1.0)
+
+    reqs = make_workload("chatbot", 12.0, num_requests=400, seed=11)
+    results = {}
+    for name, g in (("steady", gpu), ("spell", SpellGpu())):
+        real, sim = engines(g, prof, 3000)
+        v = validate_replay(reqs, real, sim)
+        results[name] = (speed_drift(v.steps), format_validation(v), write(v, tmp_path / name, {}))
+    steady, spell = results["steady"][0], results["spell"][0]
+    assert steady["off_fraction"] < 0.02 and "WARNING" not in results["steady"][1]
+    assert spell["off_fraction"] > 0.1 and spell["high"] > 1.1 and "WARNING: measured/predicted drifted" in results["spell"][1]
+    saved = json.loads((results["spell"][2] / "validation.json").read_text())["speed_drift"]
+    assert saved["off_fraction"] == pytest.approx(spell["off_fraction"])
