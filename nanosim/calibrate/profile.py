@@ -270,7 +270,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                f"duration_s: median of the 4 step_next after a step (the steady path), "
                f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
                f"of a step with one more; decode batches at "
-               f"the CUDA-graph sizes (and, uniform, midway between two: padded), prefill chunks "
+               f"the CUDA-graph sizes (and half-long ones midway between two: padded), prefill chunks "
                f"at the mixed-graph buckets; skewed decode points: long_rows (default 1) rows at "
                f"max_context_tokens; step_jitter: quantiles of every timed run / its point's "
                f"median"))

@@ -21,9 +21,10 @@ SKEW_SHORT, SKEW_LONG = 128, (1024, 4096)
 # half-long points (batches of >= 4 rows): half the rows at 3x the other half's context (the
 # tail a spread of long rows adds to a loaded kernel, as in serving's batches)
 HALF_SHORT = (512, 1024)
-# padded points (with CUDA graphs): uniform batches of the size midway between two graph
-# sizes, which run padded to the larger one (the padding rows attend nothing)
-PADDED_CONTEXTS = (512, 2048)
+# padded points (with CUDA graphs): batches of the size midway between two graph sizes,
+# which run padded to the larger one (the padding rows attend nothing), half their rows at
+# 3x the other half's context: serving's usual batch is both padded and spread (uniform
+# padded batches cost no tail on our H100, yet padded spread ones in replays did)
 # chunk sizes when the runner has no mixed CUDA graphs; with them, their token buckets
 # (a step runs padded to its bucket, so the time is a step function of the bucket)
 PREFILL_CHUNKS = (16, 64, 256, 1024, 2048, 4096, 8192)
@@ -88,8 +89,8 @@ def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: in
                  max_model_len: int, chunks: tuple[int, ...] = PREFILL_CHUNKS,
                  batches: tuple[int, ...] = DECODE_BATCHES,
                  padded: bool = False) -> tuple[list, list, list]:
-    """(decode (B, ctx) pairs, (B, short ctx, long ctx[, long rows]) skewed points and, with
-    ``padded`` (batches are CUDA-graph sizes), (B, ctx) pairs of B between two sizes; prefill
+    """(decode (B, ctx) pairs and (B, short ctx, long ctx[, long rows]) skewed points, with
+    ``padded`` (batches are CUDA-graph sizes) half-long ones of B between two sizes; prefill
     (chunk, cached) pairs; mixed Compositions) that fit."""
     def fits(c: Composition) -> bool:
         longest = max(c.decode_context, c.long_context, c.cached + c.chunk)
@@ -105,8 +106,9 @@ def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: in
     if padded:
         sizes = sorted(batches)
         mids = [(lo + hi + 1) // 2 for lo, hi in zip(sizes, sizes[1:]) if hi - lo >= 2]
-        decode += [(n, c) for n in mids for c in PADDED_CONTEXTS
-                   if fits(Composition(num_decodes=n, decode_context=c))]
+        decode += [(n, c, 3 * c, n // 2) for n in mids if n >= 3 for c in HALF_SHORT
+                   if fits(Composition(num_decodes=n, decode_context=c, long_context=3 * c,
+                                       long_rows=n // 2))]
     prefill = [(q, p) for q in chunks for p in PREFILL_CACHED
                if fits(Composition(num_prefills=1, chunk=q, cached=p))]
     mixed = [Composition(b, c, n, q, p) for b, c, n, q, p in MIXED

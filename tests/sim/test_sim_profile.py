@@ -609,7 +609,7 @@ def _tail_gpu(a_true, w_true):
 
 
 def test_spread_and_lone_long_rows_are_both_recovered_from_the_default_grid():
-    """With the default grid's skewed, half-long and padded points, the fitted (a, w) price
+    """With the default grid's skewed, half-long and padded half-long points, the fitted (a, w) price
     batches of spread contexts, padded batches and lone long rows within 2% of a GPU with
     both tail terms; a model with only the lone-row weight (the one-parameter fit of older
     nanosim) misses the spread batches."""
@@ -620,7 +620,7 @@ def test_spread_and_lone_long_rows_are_both_recovered_from_the_default_grid():
     gpu = _tail_gpu(a_true, w_true)
     dec, pre, _ = default_grid(max_blocks=100_000, block_size=256, max_tokens=8192, max_seqs=256,
                                max_model_len=4096, batches=GRAPH_SIZES, padded=True)
-    assert any(len(d) == 2 and d[0] not in GRAPH_SIZES for d in dec)  # padded points
+    assert any(len(d) == 4 and d[0] not in GRAPH_SIZES for d in dec)  # padded half-long points
     prof = build_profile(Q06, "h100", 1, gpu, dec, pre, attention_backend="synthetic",
                          decode_graph_sizes=GRAPH_SIZES)
     pm = ProfileCostModel(prof, Q06, H100)
