@@ -13,7 +13,7 @@
 # --no-step-jitter).
 set -u
 model=$1 tp=$2 trace=$3 out=$4
-n1=${5:-100} n2=${6:-200} n3=${7:-300}
+n1=${5:-200} n2=${6:-400} n3=${7:-600}
 py=${PYTHON:-python3}
 len=${MAX_MODEL_LEN:-4096}
 mkdir -p "$out"
