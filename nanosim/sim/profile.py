@@ -7,7 +7,7 @@ A step is priced as the runner executes it:
   max(mean + a(b) * (longest - mean), w(b) * longest), mean = sum / b, where a (how much
   a spread of contexts costs a loaded split-KV kernel) and w (how long a lone long row
   holds it) are fitted to the profile's non-uniform points (skewed, half-long, and padded
-  batches: fewer rows than their graph size); on the path that follows the last priced
+  half-long batches: fewer rows than their graph size); on the path that follows the last priced
   step (packed, row-dropping edit, or steady edit);
 * prefill chunks (one or several): as a prefill-only step of their token bucket, plus the
   decode-rows grid (what decode rows added in the profile's mixed points);
@@ -183,9 +183,11 @@ class ProfileCostModel:
 
     def _tail_context(self, b: int, mean, longest):
         """The equivalent context of a decode batch of graph size b (see _tail_weights);
-        mean and longest may be float ndarrays."""
+        mean and longest: floats (one step, the simulator's hot path) or float ndarrays."""
         a, w = self._spread(b), self._longest(b)
-        return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
+        if isinstance(mean, np.ndarray):
+            return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
+        return max(mean + a * max(longest - mean, 0.0), w * longest)
 
     def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
@@ -194,7 +196,7 @@ class ProfileCostModel:
         b = padded.num_decode_seqs
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
-            c = float(self._tail_context(b, c, float(shape.decode_max_context_tokens)))
+            c = self._tail_context(b, c, float(shape.decode_max_context_tokens))
         return self._uniform_decode_s(self._path_grid(shape.num_decode_seqs), b, c)
 
     def _path_grid(self, rows: int) -> Grid2D:
@@ -207,8 +209,8 @@ class ProfileCostModel:
             return self._decode_subset or self._decode
         return self._decode
 
-    # ---- steps with one prefill chunk and decode rows ----------------------------------
-    def _one_prefill_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+    # ---- steps with prefill chunks and decode rows -------------------------------------
+    def _chunks_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
         """The prefill chunks of a step: the fitted roofline of the chunks at the padded
         token count T (the step's bucket; several chunks run in one bucketed graph, as one
         chunk would), times the prefill grid's measured ratio at T tokens and the chunks'
@@ -226,7 +228,7 @@ class ProfileCostModel:
         """Seconds the decode rows add to a step with one prefill chunk (their attention, a
         split-KV launch that waits for its longest row and reads every row's KV, and their
         sampling), from the profile's mixed points with one chunk: measured minus
-        _one_prefill_s, on a (decode rows, context per row) grid. Bilinear interpolation is
+        _chunks_s, on a (decode rows, context per row) grid. Bilinear interpolation is
         exact for the bytes term (rows x context)."""
         if self._prefill is None:
             return None, InverseWeights([], [])
@@ -245,7 +247,7 @@ class ProfileCostModel:
                 continue
             nd = s.num_decode_seqs
             key = (float(nd), s.decode_context_tokens / nd)
-            nodes.setdefault(key, []).append(p.duration_s - self._one_prefill_s(s, self._padded(s))[0])
+            nodes.setdefault(key, []).append(p.duration_s - self._chunks_s(s, self._padded(s))[0])
         values = {k: float(np.median(v)) for k, v in nodes.items()}
         grid = Grid2D(sorted({k[0] for k in values}), sorted({k[1] for k in values}), values)
         # weight of the longest row at each row count n: the launch has a fixed split count,
@@ -258,10 +260,10 @@ class ProfileCostModel:
         return grid, InverseWeights(grid.xs, ws)
 
     def _mixed_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
-        """Prefill chunks plus decode rows: the chunks as _one_prefill_s prices them, plus
+        """Prefill chunks plus decode rows: the chunks as _chunks_s prices them, plus
         what decode rows of that count and (equivalent) context added in the profile's mixed
         points (none measured: what they add to the fitted roofline; extrapolated)."""
-        t, inside = self._one_prefill_s(shape, padded)
+        t, inside = self._chunks_s(shape, padded)
         nd = shape.num_decode_seqs
         if nd and self._decode_rows is not None:
             c = shape.decode_context_tokens / nd
