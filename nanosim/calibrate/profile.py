@@ -120,7 +120,10 @@ def _time_step_drop(runner, works) -> float | None:
     return time.perf_counter() - t0
 
 
-def serving_between(runner, steps: int = 8, chunk: int = 256) -> Callable[[Composition], None]:
+SERVING_CHUNK = 256  # tokens of the prefill run before each decode point's packed step
+
+
+def serving_between(runner, steps: int = 8, chunk: int = SERVING_CHUNK) -> Callable[[Composition], None]:
     """What comes before a timed step in serving, run untimed before each timed run:
     * a step with a prefill comes between decode steps: a packed step() and then
       step_next() calls, the path of steady decoding. (Timed back to back instead, our H100
@@ -218,8 +221,31 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     the replays' steps, which follow decode steps."""
     import torch
 
-    from nanosim.gpu.inputs import SeqWork
+    dec, pre, mixed, comps = _grid(runner)
+    times, packed, subset, ratios = _measure(runner, comps, reps, warmup, passes, prefill_passes,
+                                             progress)
+    prof = build_profile(
+        runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
+        dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
+        versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
+        created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
+        mixed_token_buckets=runner.mixed_graphs.sizes if runner.mixed_graphs is not None else (),
+        notes=_notes(runner, reps, warmup, passes, prefill_passes))
 
+    def paths(p):  # the packed and row-dropping paths' medians, on the decode points
+        c, extra = comps[p.shape], dict(p.extra)
+        if c in packed:
+            extra["packed_duration_s"] = statistics.median(packed[c])
+        if c in subset:
+            extra["subset_duration_s"] = statistics.median(subset[c])
+        return replace(p, extra=extra)
+    return replace(prof, decode=tuple(paths(p) for p in prof.decode), step_jitter=jitter_quantiles(ratios))
+
+
+def _grid(runner) -> tuple[list, list, list, dict]:
+    """The default grid for this runner (its graph sizes and token buckets, its limits):
+    (decode tuples, prefill pairs, mixed Compositions, {StepShape: Composition})."""
     buckets = runner.mixed_graphs.sizes if runner.mixed_graphs is not None else ()
     dec, pre, mixed = default_grid(runner.num_kv_blocks, runner.block_size, runner.packer.max_tokens,
                                    runner.max_num_seqs, runner.max_model_len,
@@ -231,9 +257,20 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                                            long_rows=d[3] if len(d) > 3 else 1) for d in dec}
     comps.update({prefill_shape(q, p): Composition(num_prefills=1, chunk=q, cached=p) for q, p in pre})
     comps.update({m.shape: m for m in mixed})
-    packed: dict = {}  # decode Composition -> per-pass medians of the packed step()
-    subset: dict = {}  # ... of the step_next(keep) after a step with one more row
-    ratios: list = []  # every timed run / its point's median (the step-time jitter)
+    return dec, pre, mixed, comps
+
+
+def _measure(runner, comps: dict, reps: int, warmup: int, passes: int, prefill_passes: int,
+             progress) -> tuple[dict, dict, dict, list]:
+    """Time every point (see profile_runner): decode points in runs over ``passes`` sweeps,
+    steps with a prefill once per visit over ``prefill_passes`` sweeps. Returns ({shape:
+    seconds}, {decode Composition: per-pass medians of its packed step()}, {...: of the
+    step_next(keep) after a step with one more row}, every timed run / its point's median)."""
+    from nanosim.gpu.inputs import SeqWork
+
+    packed: dict = {}
+    subset: dict = {}
+    ratios: list = []
     between = serving_between(runner)
     measure = timer(runner, reps, warmup, between=between, packed=packed, subset=subset, ratios=ratios)
     once = timer(runner, 1, 0, min_time_s=0.0, between=between)  # one timed run per visit
@@ -241,7 +278,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     pre_keys = [k for k in comps if comps[k].num_prefills]
     n_dec = passes * len(dec_keys)
     total = n_dec + prefill_passes * len(pre_keys)
-    spin_up(runner, comps[decode_shape(*dec[len(dec) // 2])] if dec else next(iter(comps.values())))
+    spin_up(runner, comps[dec_keys[len(dec_keys) // 2]] if dec_keys else next(iter(comps.values())))
     times = median_of_passes(dec_keys, lambda shape: measure(comps[shape]), passes,
                              None if progress is None else lambda d, _: progress(d, total))
     samples: dict = {}
@@ -253,35 +290,25 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
                                       None if progress is None else lambda d, _: progress(n_dec + d, total),
                                       samples_out=samples))
     ratios.extend(t / times[k] for k, v in samples.items() for t in v)
-    prof = build_profile(
-        runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
-        dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
-        versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
-        created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
-        mixed_token_buckets=buckets,
-        notes=(f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
-               f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
-               f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
-               f"median of {passes} alternating passes over the grid; "
-               f"steps with a prefill each after 8 decode steps (a step, then step_next), timed "
-               f"once per visit over {prefill_passes} passes; decode points' runs each after a "
-               f"{256}-token prefill; decode "
-               f"duration_s: median of the 4 step_next after a step (the steady path), "
-               f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
-               f"of a step with one more; decode batches at "
-               f"the CUDA-graph sizes (and half-long ones midway between two: padded), prefill chunks "
-               f"at the mixed-graph buckets; skewed decode points: long_rows (default 1) rows at "
-               f"max_context_tokens; step_jitter: quantiles of every timed run / its point's "
-               f"median"))
-    def paths(p):
-        c, extra = comps[p.shape], dict(p.extra)
-        if c in packed:
-            extra["packed_duration_s"] = statistics.median(packed[c])
-        if c in subset:
-            extra["subset_duration_s"] = statistics.median(subset[c])
-        return replace(p, extra=extra)
-    return replace(prof, decode=tuple(paths(p) for p in prof.decode), step_jitter=jitter_quantiles(ratios))
+    return times, packed, subset, ratios
+
+
+def _notes(runner, reps: int, warmup: int, passes: int, prefill_passes: int) -> str:
+    """How the profile was measured, in words (the profile's ``notes``)."""
+    return (f"block_size {runner.block_size}, max_num_seqs {runner.max_num_seqs}, "
+            f"max_model_len {runner.max_model_len}, cuda_graphs {runner.graphs is not None}; "
+            f"median of >= {reps} runs and >= 0.1 s after {warmup} warm-up, 2 s spin-up, "
+            f"median of {passes} alternating passes over the grid; "
+            f"steps with a prefill each after 8 decode steps (a step, then step_next), timed "
+            f"once per visit over {prefill_passes} passes; decode points' runs each after a "
+            f"{SERVING_CHUNK}-token prefill; decode "
+            f"duration_s: median of the 4 step_next after a step (the steady path), "
+            f"packed_duration_s: that step, subset_duration_s: a step_next that drops one row "
+            f"of a step with one more; decode batches at "
+            f"the CUDA-graph sizes (and half-long ones midway between two: padded), prefill chunks "
+            f"at the mixed-graph buckets; skewed decode points: long_rows (default 1) rows at "
+            f"max_context_tokens; step_jitter: quantiles of every timed run / its point's "
+            f"median")
 
 
 def jitter_quantiles(ratios: list[float], n: int = 101) -> tuple[float, ...]:
