@@ -246,6 +246,17 @@ class QKVPrologue:
     slot_mapping: torch.Tensor
     eps: float
 
+    def kernel_args(self) -> dict:
+        return dict(qn_w_ptr=self.q_weight, kn_w_ptr=self.k_weight, cos_sin_ptr=self.cos_sin_cache,
+                    pos_ptr=self.positions, slot_ptr=self.slot_mapping, eps=self.eps, FUSED_QKV=True)
+
+    def view(self, qkv: torch.Tensor, num_kv_heads: int, head_dim: int) -> torch.Tensor:
+        """qkv (T, (Hq + 2 Hkv) * D) -> (T, Hq + 2 Hkv, D): the q heads come first, so the
+        kernel indexes it as it would q (T, Hq, D)."""
+        T, Hq = qkv.shape[0], self.num_q_heads
+        assert qkv.shape[1] == (Hq + 2 * num_kv_heads) * head_dim and qkv.stride(1) == 1
+        return qkv.view(T, Hq + 2 * num_kv_heads, head_dim)
+
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                            block_tables: torch.Tensor, seq_lens: torch.Tensor, scale: float,
@@ -270,16 +281,14 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     K/V this call stores; not with query_start_loc."""
     _, block_size, Hkv, D = k_cache.shape
     mixed = query_start_loc is not None
+    Hq = q.shape[1] if prologue is None else prologue.num_q_heads
     if prologue is not None:
         if mixed:
             raise ValueError("the qkv prologue is for decode batches, not a mixed batch's rows")
-        T, Hq = q.shape[0], prologue.num_q_heads
-        assert q.shape[1] == (Hq + 2 * Hkv) * D and q.stride(1) == 1
+        q = prologue.view(q, Hkv, D)
         if out is None:
-            out = torch.empty(T, Hq, D, dtype=q.dtype, device=q.device)
-        q = q.view(T, Hq + 2 * Hkv, D)  # q heads first: strides as for q (T, Hq, D)
-    else:
-        T, Hq, D = q.shape
+            out = torch.empty(q.shape[0], Hq, D, dtype=q.dtype, device=q.device)
+    T = q.shape[0]
     if mixed and order is None:
         raise ValueError("query_start_loc (a mixed batch) needs the order of the rows to compute")
     B = order.shape[0] if mixed else T  # programs along grid dim 0
@@ -312,16 +321,21 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
         ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device),
-        **({} if prologue is None else dict(
-            qn_w_ptr=prologue.q_weight, kn_w_ptr=prologue.k_weight, cos_sin_ptr=prologue.cos_sin_cache,
-            pos_ptr=prologue.positions, slot_ptr=prologue.slot_mapping, eps=prologue.eps,
-            FUSED_QKV=True)))
+        **({} if prologue is None else prologue.kernel_args()))
     if splits > 1:
-        _combine_kernel[(B, Hq)](part_o, part_lse, out, seq_lens if order is None else order,
-                                 seq_lens if query_start_loc is None else query_start_loc,
-                                 out.stride(0), out.stride(1), Hq, splits,
-                                 BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=D,
-                                 BLOCK_D=triton.next_power_of_2(D),
-                                 ORDERED=order is not None and (ORDER or mixed), QSL=mixed,
-                                 **pdl_launch(q.device))
+        _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, B, splits)
     return out
+
+
+def _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, programs: int, splits: int):
+    """The split partials (rows, Hq, S, D) / (rows, Hq, S) -> out, one program per (row, q
+    head), rows taken as paged_decode_attention's programs take them."""
+    Hq, D = part_o.shape[1], part_o.shape[3]
+    mixed = query_start_loc is not None
+    _combine_kernel[(programs, Hq)](part_o, part_lse, out, seq_lens if order is None else order,
+                                    seq_lens if query_start_loc is None else query_start_loc,
+                                    out.stride(0), out.stride(1), Hq, splits,
+                                    BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=D,
+                                    BLOCK_D=triton.next_power_of_2(D),
+                                    ORDERED=order is not None and (ORDER or mixed), QSL=mixed,
+                                    **pdl_launch(out.device))
