@@ -95,6 +95,7 @@ class ProfileCostModel:
             [p for p in profile.decode if p.max_context_tokens or (sizes and p.batch_size not in sizes)])
         self._prefill = ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
                                       self._padded(p.shape)) for p in profile.prefill], self.roofline)
+        self._pair_T, self._pair_s = self._pair_costs(profile.prefill)
         self._decode_rows, self._rows_w = self._decode_rows_grid(profile.mixed)
         self.total_steps = 0
         self.extrapolated_steps = 0
@@ -212,18 +213,53 @@ class ProfileCostModel:
 
     # ---- steps with prefill chunks and decode rows -------------------------------------
     def _chunks_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
-        """The prefill chunks of a step: the fitted roofline of the chunks at the padded
-        token count T (the step's bucket; several chunks run in one bucketed graph, as one
-        chunk would), times the prefill grid's measured ratio at T tokens and the chunks'
-        mean cached prefix. Exact at the grid's nodes for one chunk; several chunks count as
-        extrapolated (the grid measured single chunks). Decode rows are not in it."""
-        n = shape.num_prefill_seqs
+        """The prefill chunks of a step, in its bucket of T padded tokens. One chunk: the
+        fitted roofline of the chunk at T tokens times the prefill grid's measured ratio at T
+        and its cached prefix (exact at the grid's nodes). Several chunks run in one bucketed
+        graph like one: priced as one chunk of their tokens, whose attention pairs are then
+        moved to the chunks' own at the per-pair cost the grid's cached-prefix axis measures
+        at T (_pair_costs, interpolated between chunk sizes). The ratio alone would carry the single chunk's attention over
+        to chunks that do not have it: on our H100's replays such steps were priced 4-7%
+        over (README, Calibration). Several chunks count as extrapolated (the grid measured
+        single chunks). Decode rows are not in it."""
+        n, q = shape.num_prefill_seqs, shape.prefill_tokens
         tokens = padded.prefill_tokens + padded.num_decode_seqs
-        alone = StepShape(num_prefill_seqs=n, prefill_tokens=tokens,
-                          prefill_attn_pairs=shape.prefill_attn_pairs,
-                          prefill_kv_tokens=shape.prefill_kv_tokens)
-        r, inside = self._prefill.at(tokens, (shape.prefill_kv_tokens - shape.prefill_tokens) / n)
-        return self.roofline.step_time_s(alone) * r, inside and n == 1
+        if n == 1:
+            return self._one_chunk_s(tokens, q, shape.prefill_kv_tokens - q, shape)
+        one, _ = self._one_chunk_s(tokens, q, 0.0)
+        pair_s = float(np.interp(tokens, self._pair_T, self._pair_s)) if self._pair_T else 0.0
+        return one + pair_s * (shape.prefill_attn_pairs - q * (q + 1) / 2), False
+
+    def _one_chunk_s(self, tokens: int, q: int, cached: float,
+                     shape: StepShape | None = None) -> tuple[float, bool]:
+        """(seconds, inside the grid) of one chunk of q tokens after ``cached`` ones, run at
+        ``tokens`` (its bucket): the fitted roofline times the prefill grid's ratio there
+        (``shape``: the chunk's own attention pairs and KV; else a chunk of q tokens after
+        ``cached``)."""
+        pairs = shape.prefill_attn_pairs if shape else q * cached + q * (q + 1) / 2
+        kv = shape.prefill_kv_tokens if shape else q + cached
+        alone = StepShape(num_prefill_seqs=1, prefill_tokens=tokens, prefill_attn_pairs=pairs,
+                          prefill_kv_tokens=kv)
+        r, inside = self._prefill.at(tokens, cached)
+        return self.roofline.step_time_s(alone) * r, inside
+
+    @staticmethod
+    def _pair_costs(points) -> tuple[list[float], list[float]]:
+        """Seconds per attention pair (query x key) at each chunk size T measured both
+        without and with a cached prefix C: (median duration at C - at 0) / (T x C), the
+        C x T pairs the prefix adds (the largest C measured at T). -> (Ts, seconds), sorted;
+        empty when no chunk size has both."""
+        by: dict[tuple[int, int], list[float]] = {}
+        for p in points:
+            by.setdefault((p.chunk_tokens, p.cached_tokens), []).append(p.duration_s)
+        med = {k: float(np.median(v)) for k, v in by.items()}
+        out = []
+        for t in sorted({t for t, _ in med}):
+            cs = [c for u, c in med if u == t and c > 0]
+            if (t, 0) in med and cs:
+                c = max(cs)
+                out.append((float(t), max(0.0, (med[t, c] - med[t, 0]) / (t * c))))
+        return [t for t, _ in out], [k for _, k in out]
 
     def _decode_rows_grid(self, points) -> tuple[Grid2D | None, InverseWeights]:
         """Seconds the decode rows add to a step with one prefill chunk (their attention, a
