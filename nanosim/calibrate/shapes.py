@@ -113,18 +113,4 @@ def default_grid(max_blocks: int, block_size: int, max_tokens: int, max_seqs: in
                if fits(Composition(num_prefills=1, chunk=q, cached=p))]
     mixed = [Composition(b, c, n, q, p) for b, c, n, q, p in MIXED
              if fits(Composition(b, c, n, q, p))]
-    mixed += [w for w in wide_prefills(chunks, max_model_len) if fits(w)]
     return decode, prefill, mixed
-
-
-def wide_prefills(chunks: tuple[int, ...], max_model_len: int) -> list[Composition]:
-    """Chunk sizes past max_model_len (a mixed-graph bucket no single chunk reaches, as 6,144
-    and 8,192 with 4,096-token sequences): the fewest equal uncached chunks that fill it, no
-    decode rows. In serving such steps are several long prompts at once; without them the
-    cost model extrapolated them from the largest single chunk (on our H100, 9-11% under)."""
-    out = []
-    for q in chunks:
-        n = -(-q // max_model_len)
-        if n > 1 and q % n == 0:
-            out.append(Composition(num_prefills=n, chunk=q // n))
-    return out

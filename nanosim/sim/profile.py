@@ -93,10 +93,9 @@ class ProfileCostModel:
         self._run_start: tuple[int, int, bool, int] | None = None
         self._spread, self._longest = self._tail_weights(
             [p for p in profile.decode if p.max_context_tokens or (sizes and p.batch_size not in sizes)])
-        self._pair_T, self._pair_s = self._pair_costs(profile.prefill)
         self._prefill = ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
-                                      self._padded(p.shape)) for p in profile.prefill]
-                                   + self._wide_nodes(profile), self.roofline)
+                                      self._padded(p.shape)) for p in profile.prefill], self.roofline)
+        self._pair_T, self._pair_s = self._pair_costs(profile.prefill)
         self._decode_rows, self._rows_w = self._decode_rows_grid(profile.mixed)
         self.total_steps = 0
         self.extrapolated_steps = 0
@@ -243,28 +242,6 @@ class ProfileCostModel:
                           prefill_kv_tokens=kv)
         r, inside = self._prefill.at(tokens, cached)
         return self.roofline.step_time_s(alone) * r, inside
-
-    def _wide_nodes(self, profile: Profile) -> list[tuple[tuple[int, int], float, StepShape]]:
-        """Prefill-grid nodes (uncached) at buckets no single chunk was measured at, from the
-        profile's steps of several uncached chunks and no decode rows there (the profiler's
-        wide points, past max_model_len): each step as the one chunk of its tokens that
-        _chunks_s prices it from, i.e. its time with the chunks' attention pairs moved to
-        that chunk's at the per-pair cost. So _chunks_s reproduces those steps exactly."""
-        singles = {self._padded(p.shape).prefill_tokens for p in profile.prefill}
-        out = []
-        for p in profile.mixed:
-            s = p.shape
-            if (s.num_prefill_seqs < 2 or s.num_decode_seqs or s.swap_blocks
-                    or s.prefill_kv_tokens != s.prefill_tokens):
-                continue
-            t, q = self._padded(s).prefill_tokens, s.prefill_tokens
-            if t in singles:
-                continue
-            pair_s = float(np.interp(t, self._pair_T, self._pair_s)) if self._pair_T else 0.0
-            one = StepShape(num_prefill_seqs=1, prefill_tokens=t, prefill_attn_pairs=q * (q + 1) / 2,
-                            prefill_kv_tokens=q)
-            out.append(((t, 0), p.duration_s - pair_s * (s.prefill_attn_pairs - q * (q + 1) / 2), one))
-        return out
 
     @staticmethod
     def _pair_costs(points) -> tuple[list[float], list[float]]:

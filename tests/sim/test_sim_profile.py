@@ -687,29 +687,3 @@ def test_several_prefill_chunks_are_priced_through_the_prefill_grid(mixed_profil
         roof.append(abs(pm.roofline.step_time_s(at_bucket) / want - 1))
     assert max(new) < 0.13 and np.mean(new) < 0.4 * np.mean(ratio), (new, ratio)
     assert np.mean(roof) > np.mean(ratio), roof
-
-
-def test_wide_prefill_steps_anchor_the_buckets_past_max_model_len(mixed_profile):
-    """Buckets no single chunk reaches (8,192 with 4,096-token sequences) are measured as
-    several chunks (the profiler's wide points): _chunks_s reproduces those steps exactly
-    and prices other several-chunk steps that fill it within 4% (here 1-3%), where the same
-    profile without them extrapolates from the 4,096 chunk (here 24-31% under)."""
-    from nanosim.calibrate.shapes import wide_prefills
-
-    wide = wide_prefills(BUCKETS, 4096)
-    assert [(w.num_prefills, w.chunk) for w in wide] == [(2, 4096)]
-    assert any(p.shape == wide[0].shape for p in mixed_profile.mixed)
-    without = replace(mixed_profile, mixed=tuple(p for p in mixed_profile.mixed
-                                                 if p.shape != wide[0].shape))
-    pm, old = ProfileCostModel(mixed_profile, Q06, H100), ProfileCostModel(without, Q06, H100)
-    s = wide[0].shape
-    assert pm.step_time_s(s) == pytest.approx(_mixed_gpu(s), rel=1e-9)
-    errs, errs_old = [], []
-    for chunks in ((3000, 3000, 2000), (4000, 4000), (2700, 2700, 2700), (4096, 3800), (3900, 3000, 1200)):
-        n, q = len(chunks), sum(chunks)
-        shape = StepShape(num_prefill_seqs=n, prefill_tokens=q,
-                          prefill_attn_pairs=sum(c * (c + 1) / 2 for c in chunks), prefill_kv_tokens=q)
-        want = _mixed_gpu(shape)
-        errs.append(abs(pm.step_time_s(shape) / want - 1))
-        errs_old.append(abs(old.step_time_s(shape) / want - 1))
-    assert max(errs) < 0.04 and min(errs_old) > 0.2, (errs, errs_old)
