@@ -175,6 +175,8 @@ def cmd_profile(a) -> int:
 
 
 def cmd_validate(a) -> int:
+    import dataclasses
+
     import torch
 
     from nanosim.calibrate.profile import gpu_preset
@@ -196,7 +198,13 @@ def cmd_validate(a) -> int:
                      llm.engine.bm.num_host_blocks)
         v = validate_replay(reqs, llm.engine, sim)
         run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
-               "attention": llm.runner.backend.name}
+               "attention": llm.runner.backend.name,
+               # what re-running the simulated half needs (benchmarks/resimulate.py)
+               "engine": dataclasses.asdict(llm.cfg),
+               "kv_blocks": {"gpu": llm.engine.bm.num_blocks, "host": llm.engine.bm.num_host_blocks},
+               "workload": {k: getattr(a, k) for k in ("format", "rate", "num_requests", "rate_scale",
+                                                       "max_requests", "seed")},
+               "step_jitter": not a.no_step_jitter}
     v.check(a.max_step_mape, a.max_latency_error)
     meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), **run,
             "cost_model": getattr(cost, "description", cost.name),
