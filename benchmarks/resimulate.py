@@ -12,7 +12,8 @@ the re-run. With the cost model and profile the validation used, the two rows ar
 engine config, KV blocks and workload flags since the ninth session; for older outputs give
 them (--rate-scale, --max-requests, --num-kv-blocks; the engine defaults otherwise, with
 --max-model-len). --trace: the trace file, when the recorded path (relative to the GPU
-machine's working directory) does not exist here.
+machine's working directory) does not exist here; a --workload suite is made again from
+the recorded flags.
 """
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ def requests_for(meta: dict, a) -> list:
     for k in ("rate_scale", "max_requests"):
         if getattr(a, k) is not None:
             w[k] = getattr(a, k)
-    trace = a.trace or meta["trace"]
-    if trace.startswith("workload:") or not Path(trace).exists():
+    trace, workload = a.trace or meta["trace"], None
+    if trace.startswith("workload:") and not a.trace:  # a synthetic suite: made again, seeded
+        trace, workload = None, trace.split(":", 1)[1]
+    elif not Path(trace).exists():
         raise SystemExit(f"trace {trace!r} not found here: pass --trace FILE")
-    ns = argparse.Namespace(trace=trace, workload=None, format=w.get("format"), rate=w.get("rate", 2.0),
+    ns = argparse.Namespace(trace=trace, workload=workload, format=w.get("format"), rate=w.get("rate", 2.0),
                             seed=w.get("seed", 0), num_requests=w.get("num_requests", 200),
                             max_requests=w.get("max_requests", meta.get("requests")),
                             rate_scale=w.get("rate_scale", 1.0))
