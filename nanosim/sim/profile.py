@@ -218,10 +218,10 @@ class ProfileCostModel:
         and its cached prefix (exact at the grid's nodes). Several chunks run in one bucketed
         graph like one: priced as one chunk of their tokens, whose attention pairs are then
         moved to the chunks' own at the per-pair cost the grid's cached-prefix axis measures
-        at T (_pair_costs, interpolated between chunk sizes). The ratio alone would carry the single chunk's attention over
-        to chunks that do not have it: on our H100's replays such steps were priced 4-7%
-        over (README, Calibration). Several chunks count as extrapolated (the grid measured
-        single chunks). Decode rows are not in it."""
+        at T (_pair_costs, interpolated between chunk sizes). The ratio alone would carry the
+        single chunk's attention over to chunks that do not have it: on our H100's replays
+        such steps were priced 4-7% over (README, Calibration). Several chunks count as
+        extrapolated (the grid measured single chunks). Decode rows are not in it."""
         n, q = shape.num_prefill_seqs, shape.prefill_tokens
         tokens = padded.prefill_tokens + padded.num_decode_seqs
         if n == 1:
