@@ -62,8 +62,9 @@ def resimulate(vdir: Path, a) -> tuple[dict, dict]:
     if a.num_kv_blocks is not None:
         eng["num_kv_blocks"] = a.num_kv_blocks
     cfg = EngineConfig(**eng)
-    blocks = (meta.get("kv_blocks") or {}).get("gpu") or cfg.num_kv_blocks or kv_capacity(model, gpu, cfg).num_blocks
-    host = (meta.get("kv_blocks") or {}).get("host", 0)
+    kv = meta.get("kv_blocks") or {}  # the real replay's blocks, else the config's or derived
+    blocks = kv.get("gpu") or cfg.num_kv_blocks or kv_capacity(model, gpu, cfg).num_blocks
+    host = kv.get("host", 0)
     cost = make_cost_model(model, gpu, meta.get("tp", 1), a.profile)
     jitter = meta.get("step_jitter", True) and not a.no_step_jitter
     engine = Engine(cfg, SimBackend.for_cost(cost, jitter), blocks, host)
