@@ -43,6 +43,7 @@ class Grid2D:
                 i1, j1 = min(i + 1, nx - 1), min(j + 1, ny - 1)
                 ok[i, j] = measured[i, j] & measured[i1, j] & measured[i, j1] & measured[i1, j1]
         self.cell_ok, self.cell_okl = ok, ok.tolist()
+        self._rows: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # at_y's per-x rows
 
     @staticmethod
     def _locate(axis: list[float], v: float) -> tuple[int, int, float]:
@@ -64,23 +65,33 @@ class Grid2D:
         return r, inside
 
     def at_y(self, x: float, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Values at (x, y[k]) for a vector y (x fixed)."""
-        i, i1, tx = self._locate(self.xs, x)
+        """Values at (x, y[k]) for a vector y (x fixed). The x interpolation of a row is
+        done once per x (_row: the same products and sums ``at`` does for each node pair)."""
+        row, ok_row = self._row(x)
         ys, ny = self.ys_a, len(self.ys)
-        yc = np.clip(y, ys[0], ys[-1])
+        yc = np.minimum(np.maximum(y, ys[0]), ys[-1])
         if ny == 1:
             j = j1 = np.zeros(len(y), dtype=np.intp)
             ty = np.zeros(len(y))
-        else:
-            j = np.clip(np.searchsorted(ys, yc, side="right") - 1, 0, ny - 2)
+        else:  # yc >= ys[0], so the search never lands left of the grid
+            j = np.minimum(np.searchsorted(ys, yc, side="right") - 1, ny - 2)
             j1 = j + 1
-            ty = (yc - ys[j]) / (ys[j1] - ys[j])
-        V = self.V
-        r = ((V[i, j] * (1.0 - tx) + V[i1, j] * tx) * (1.0 - ty)
-             + (V[i, j1] * (1.0 - tx) + V[i1, j1] * tx) * ty)
-        x_in = self.xs[0] <= x <= self.xs[-1]
-        inside = (y >= ys[0]) & (y <= ys[-1]) & self.cell_ok[i, j] & x_in
+            lo = ys[j]
+            ty = (yc - lo) / (ys[j1] - lo)
+        r = row[j] * (1.0 - ty) + row[j1] * ty
+        inside = (y >= ys[0]) & (y <= ys[-1]) & ok_row[j]
         return r, inside
+
+    def _row(self, x: float) -> tuple[np.ndarray, np.ndarray]:
+        """(values interpolated along x at every y node, cells inside at x), cached per x
+        (a simulation asks for a handful of graph sizes, thousands of times each)."""
+        hit = self._rows.get(x)
+        if hit is None:
+            i, i1, tx = self._locate(self.xs, x)
+            row = self.V[i] * (1.0 - tx) + self.V[i1] * tx
+            x_in = self.xs[0] <= x <= self.xs[-1]
+            hit = self._rows[x] = (row, self.cell_ok[i] & x_in)
+        return hit
 
 
 def ratio_grid(keys_durations: list[tuple[tuple[int, int], float, StepShape]],

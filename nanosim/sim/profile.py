@@ -118,11 +118,17 @@ class ProfileCostModel:
             buckets, t = self.profile.mixed_token_buckets, q + b
             i = bisect_left(buckets, t)
             return shape if i == len(buckets) else replace(shape, prefill_tokens=q + buckets[i] - t)
-        sizes = self.profile.decode_graph_sizes
-        if not sizes or shape.swap_blocks or b < 1:
+        if shape.swap_blocks or b < 1:
             return shape
-        i = bisect_left(sizes, b)
-        return shape if i == len(sizes) else replace(shape, num_decode_seqs=sizes[i])
+        g = self._graph_size(b)
+        return shape if g == b else replace(shape, num_decode_seqs=g)
+
+    def _graph_size(self, rows: int) -> int:
+        """The decode CUDA-graph size a batch of ``rows`` decodes runs at (rows itself when
+        the profile has no graphs or the batch is larger than all)."""
+        sizes = self.profile.decode_graph_sizes
+        i = bisect_left(sizes, rows)
+        return rows if i == len(sizes) else sizes[i]
 
     # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
     def _uniform_decode_s(self, grid: Grid2D, b: int, c):
@@ -352,7 +358,7 @@ class ProfileCostModel:
             return base * 1.0
         self.total_steps += num_steps
         steps = np.arange(num_steps, dtype=np.int64)
-        b = self._padded(StepShape(num_decode_seqs=num_seqs)).num_decode_seqs
+        b = self._graph_size(num_seqs)
         c = (context_tokens + steps * num_seqs) / b
         if max_context_tokens:
             c = self._tail_context(b, c, (max_context_tokens + steps).astype(np.float64))
