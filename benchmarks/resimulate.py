@@ -53,7 +53,7 @@ def resimulate(vdir: Path, a) -> tuple[dict, dict]:
     from nanosim.core.engine import Engine
     from nanosim.sim.backend import SimBackend
     from nanosim.sim.memory import kv_capacity
-    from nanosim.sim.profile import make_cost_model
+    from nanosim.sim.cost_select import make_cost_model
     from nanosim.sim.simulator import simulate
 
     meta = json.loads((vdir / "validation.json").read_text())

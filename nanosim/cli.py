@@ -185,7 +185,7 @@ def cmd_validate(a) -> int:
     from nanosim.core.engine import Engine
     from nanosim.gpu.backend import SamplingParams
     from nanosim.sim.backend import SimBackend
-    from nanosim.sim.profile import make_cost_model
+    from nanosim.sim.cost_select import make_cost_model
 
     reqs = _load_requests(a)
     with _llm(a, tp=a.tp) as llm:  # tp > 1: the profile must be one measured at that tp

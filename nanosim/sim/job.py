@@ -10,7 +10,7 @@ from nanosim.core.metrics import summarize
 from nanosim.core.request import Request
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.memory import kv_capacity
-from nanosim.sim.profile import make_cost_model
+from nanosim.sim.cost_select import make_cost_model
 from nanosim.sim.router import Router
 from nanosim.sim.simulator import simulate_cluster
 

@@ -217,7 +217,7 @@ def _resolve_paths(points: list[Point], spec_path: Path, where: str) -> dict:
         for key in ("trace", "profile"):
             given = getattr(p, key)
             if key == "profile" and given == "auto":
-                out[given] = "auto"  # the package's shipped profiles (make_cost_model)
+                out[given] = "auto"  # the package's shipped profiles (cost_select.make_cost_model)
             elif given is not None and given not in out:
                 out[given] = _find(given, spec_path, where, key)
                 if key == "trace":

@@ -11,7 +11,8 @@ from nanosim.config import EngineConfig, get_gpu, get_model
 from nanosim.core.engine import Engine
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.costmodel import RooflineCostModel
-from nanosim.sim.profile import build_profile, make_cost_model, save_profile
+from nanosim.sim.cost_select import make_cost_model
+from nanosim.sim.profile import build_profile, save_profile
 from nanosim.workload import load_trace, make_workload
 from nanosim.workload.canonical_csv import write as write_trace
 from nanosim.workload.transforms import scale_rate

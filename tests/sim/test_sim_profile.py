@@ -11,10 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 from nanosim.config import GPUS, MODELS
 from nanosim.core.batch import StepShape
+from nanosim.sim.cost_select import make_cost_model
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.profile import (
     SCHEMA_VERSION, Profile, ProfileCostModel, ProfileError, build_profile, decode_shape,
-    load_profile, make_cost_model, prefill_shape, profile_from_dict, profile_to_dict, save_profile)
+    load_profile, prefill_shape, profile_from_dict, profile_to_dict, save_profile)
 
 Q06, Q8, H100 = MODELS["qwen3-0.6b"], MODELS["qwen3-8b"], GPUS["h100"]
 _COUNTS = RooflineCostModel(Q06, H100)  # only its resource counts (FLOPs, bytes) are used
@@ -418,7 +419,7 @@ def test_fast_forward_equals_stepping_with_path_dependent_profiles(which):
     from nanosim.core.engine import Engine
     from nanosim.core.request import Request
     from nanosim.sim.backend import SimBackend
-    from nanosim.sim.profile import make_cost_model
+    from nanosim.sim.cost_select import make_cost_model
     from nanosim.sim.simulator import simulate
 
     q06 = MODELS["qwen3-0.6b"]
