@@ -268,12 +268,18 @@ def test_rms_norm_adds_split_k_partials_first():
 
 
 
+@pytest.mark.parametrize("prewait", [0, 4])
 @pytest.mark.parametrize("splits", [1, 3])
-def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits):
+def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits, prewait, monkeypatch):
     """The decode kernel taking the raw qkv projection (q/k RMSNorm, RoPE and the new token's
     K/V store in its prologue) gives what qk_norm_rope + store + attention give, caches too;
-    rows of every split position, a padding row (seq_len 0, slot -1) left alone."""
+    rows of every split position, a padding row (seq_len 0, slot -1) left alone. prewait 4:
+    the first tile is read before the prologue stores the new token (patched in: with 3
+    splits, row 2's new token is in its owner split's first tile)."""
+    from nanosim.gpu.kernels import decode_attention
     from nanosim.gpu.kernels.decode_attention import QKVPrologue
+
+    monkeypatch.setattr(decode_attention, "PREWAIT_MAX_ROWS", prewait)
 
     hq, bs = 4, 4
     _, kc, vc, meta = paged_batch([1, 1, 1, 1], [0, 9, 37, 20], bs, num_blocks=60, hq=hq)

@@ -46,6 +46,16 @@ def online_softmax_step(s, m_i, l_i, acc, v_ptrs, kv_ok, DOT_PRECISION: tl.const
 
 
 @triton.jit
+def _fold_loaded(s, m_i, l_i, acc, v, DOT_PRECISION: tl.constexpr):
+    """online_softmax_step with the tile's V already loaded (v (BLOCK_N, BLOCK_D))."""
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    alpha = tl.exp2(m_i - m_new)
+    p = tl.exp2(s - m_new[:, None])
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    return m_new, l_i * alpha + tl.sum(p, 1), acc
+
+
+@triton.jit
 def _norm_rope(x, xp, inv, w_ptr, cos, sin, d, dp, d_ok, first_half, out_dtype: tl.constexpr):
     """RMSNorm (x * inv, weight at d) then neox RoPE of x, whose partner (the other rotary
     half) is xp; rounded where the unfused path (fused_ops.qk_norm_rope) rounds."""
@@ -65,7 +75,8 @@ def _qkv_prologue(q_raw, row_ptr, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot
     """A decode row's qkv row (Hq + 2 Hkv heads of HEAD_DIM) at row_ptr -> this program's q
     heads (BLOCK_H, BLOCK_D), normalised and rotated; the program that owns the row's last
     context token (owner) also writes that token's K (normalised, rotated) and V into their
-    cache slot, then every thread syncs so the context walk reads them back."""
+    cache slot, then every thread syncs so the context walk reads them back. Returns q and
+    the new token's K and V (BLOCK_D,) in the cache dtype (zeros where not the owner)."""
     HALF: tl.constexpr = HEAD_DIM // 2
     first_half = d < HALF
     dp = tl.where(first_half, d + HALF, d - HALF)  # the rotary partner of lane d
@@ -89,10 +100,12 @@ def _qkv_prologue(q_raw, row_ptr, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot
     k = _norm_rope(kx, kxp, kinv, kn_w_ptr, cos, sin, d, dp, d_ok, first_half, dt)
     v = tl.load(row_ptr + v_off + d, mask=d_ok & mine, other=0.0)
     dst = tl.maximum(slot, 0) * stride_slot + kvh * stride_head + d
-    tl.store(k_cache_ptr + dst, k.to(k_cache_ptr.dtype.element_ty), mask=d_ok & mine)
-    tl.store(v_cache_ptr + dst, v.to(v_cache_ptr.dtype.element_ty), mask=d_ok & mine)
+    k = k.to(k_cache_ptr.dtype.element_ty)
+    v = v.to(v_cache_ptr.dtype.element_ty)
+    tl.store(k_cache_ptr + dst, k, mask=d_ok & mine)
+    tl.store(v_cache_ptr + dst, v, mask=d_ok & mine)
     tl.debug_barrier()  # the stores above are visible to the whole program before the walk
-    return q
+    return q, k, v  # k, v: the new token's, as stored (read by the PREWAIT first tile)
 
 
 @triton.jit(do_not_specialize=["num_splits"])
@@ -104,8 +117,10 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT: tl.constexpr,
                    DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr, ORDERED: tl.constexpr = False,
                    QSL: tl.constexpr = False, qn_w_ptr=None, kn_w_ptr=None, cos_sin_ptr=None,
-                   pos_ptr=None, slot_ptr=None, eps=0.0, FUSED_QKV: tl.constexpr = False):
-    pdl_enter(USE_PDL)
+                   pos_ptr=None, slot_ptr=None, eps=0.0, FUSED_QKV: tl.constexpr = False,
+                   PREWAIT: tl.constexpr = False):
+    if not PREWAIT:
+        pdl_enter(USE_PDL)
     # num_splits is a runtime value (only SPLIT = num_splits > 1 is compiled in), so changing
     # split counts never triggers a fresh compile in the middle of a replay
     b = tl.program_id(0)
@@ -128,18 +143,39 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     h_ok = hs < GROUP
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
+    if PREWAIT:  # (FUSED_QKV) the first tile's K/V before waiting for the qkv GEMM: no kernel
+        # of the step before this one writes the cache; the new token's, written below by
+        # this kernel, is patched in after the prologue. Inputs (order, seq_lens, tables)
+        # come from the host upload, which precedes the whole graph.
+        n1 = lo + tl.arange(0, BLOCK_N)
+        kv_off1, kv_ok1 = paged_kv_offsets(bt_ptr + b * stride_bt, n1, n1 < hi, d, d_ok, kvh,
+                                           block_size, stride_slot, stride_head)
+        k1 = tl.load(k_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)  # (BLOCK_N, BLOCK_D)
+        v1 = tl.load(v_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)
+        pdl_enter(USE_PDL)
     q = tl.load(q_ptr + t * stride_qb + heads[:, None] * stride_qh + d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
     if FUSED_QKV:  # q_ptr is the qkv projection: q/k RMSNorm, RoPE and the K/V store here
-        q = _qkv_prologue(q, q_ptr + t * stride_qb, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr,
-                          slot_ptr, k_cache_ptr, v_cache_ptr, t, heads, h_ok, d, d_ok, kvh,
-                          num_q_heads, num_q_heads // GROUP, stride_slot, stride_head, eps,
-                          (lo < seq_len) & (hi == seq_len), HEAD_DIM)
+        q, k_new, v_new = _qkv_prologue(q, q_ptr + t * stride_qb, qn_w_ptr, kn_w_ptr, cos_sin_ptr,
+                                        pos_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, t, heads,
+                                        h_ok, d, d_ok, kvh, num_q_heads, num_q_heads // GROUP,
+                                        stride_slot, stride_head, eps,
+                                        (lo < seq_len) & (hi == seq_len), HEAD_DIM)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (log2 domain)
     l_i = tl.zeros([BLOCK_H], tl.float32)  # running sum of exp2
     acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
-    for n0 in range(lo, hi, BLOCK_N):
+    start = lo
+    if PREWAIT:  # fold the preloaded first tile (the owner's may hold the new token)
+        new = (n1 == seq_len - 1)[:, None]
+        k1 = tl.where(new, k_new[None, :], k1)
+        v1 = tl.where(new, v_new[None, :], v1)
+        if lo < hi:  # (an empty split folds nothing, as the loop below would)
+            s = tl.dot(q, tl.trans(k1), input_precision=DOT_PRECISION) * qk_scale
+            s = tl.where((n1 < hi)[None, :], s, float("-inf"))
+            m_i, l_i, acc = _fold_loaded(s, m_i, l_i, acc, v1, DOT_PRECISION)
+        start = lo + BLOCK_N
+    for n0 in range(start, hi, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         n_ok = n < hi
         kv_off, kv_ok = paged_kv_offsets(bt_ptr + b * stride_bt, n, n_ok, d, d_ok, kvh,
@@ -217,6 +253,9 @@ ORDER = True  # A/B switch: follow the given row order (read at launch; False: r
 # prologue does q/k RMSNorm, RoPE and the K/V store (read by the model at each forward, so
 # at capture for CUDA graphs; False: the separate fused_ops.qk_norm_rope launch)
 QKV_PROLOGUE = True
+# With the qkv prologue, batches of at most this many rows read their first K/V tile before
+# the PDL wait (the qkv GEMM still running); 0: never. A/B switch, read at launch.
+PREWAIT_MAX_ROWS = 8
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
@@ -321,7 +360,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
         ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device),
-        **({} if prologue is None else prologue.kernel_args()))
+        **({} if prologue is None else prologue.kernel_args()),
+        PREWAIT=prologue is not None and B <= PREWAIT_MAX_ROWS)
     if splits > 1:
         _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, B, splits)
     return out

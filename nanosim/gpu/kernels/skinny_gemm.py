@@ -27,6 +27,9 @@ from nanosim.gpu.kernels.decode_attention import dot_precision
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
 
 SKINNY_MAX_M = 16  # larger batches go to cuBLAS (F.linear)
+# split-K programs allowed per SM (A/B switch for benchmarks/decode_ab.py; the H100 sweep's
+# best o_proj/down configs at M = 1 used 2, i.e. split 8, standalone: 3.0 against 3.2 us)
+PROGRAMS_PER_SM = 1
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ def default_config(N: int, K: int, sms: int, can_split: bool) -> SkinnyConfig:
     tiles, and (can_split: the caller takes partials) K split while that stays within one
     program per SM and each slice keeps >= 256 of K."""
     split = 1
-    while can_split and triton.cdiv(N, 32) * split * 2 <= sms and K // (split * 2) >= 256:
+    while (can_split and triton.cdiv(N, 32) * split * 2 <= sms * PROGRAMS_PER_SM
+           and K // (split * 2) >= 256):
         split *= 2
     return SkinnyConfig(split_k=split)
 
