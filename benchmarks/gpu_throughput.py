@@ -222,6 +222,8 @@ def main() -> None:
                     help="skip the engine TPOT and the sampled batch-256 step (bigger models)")
     ap.add_argument("--decode-split-tokens", type=int, default=None,
                     help="A/B knob: longest context share per decode program (0: split by batch only)")
+    ap.add_argument("--split-waves", type=int, default=None,
+                    help="A/B knob: programs per SM the decode kernel's split count aims for")
     ap.add_argument("--no-order", action="store_true",
                     help="A/B knob: the decode kernel takes rows in batch order, not longest first")
     ap.add_argument("--no-fast-decode", action="store_true",
@@ -248,6 +250,8 @@ def main() -> None:
     extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
     if a.decode_split_tokens is not None:
         decode_attention.SPLIT_TOKENS = a.decode_split_tokens
+    if a.split_waves is not None:
+        decode_attention.SPLIT_WAVES = a.split_waves
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
               tensor_parallel_size=a.tp, async_decode=False if a.sync_decode else None,
               **extra, **ENGINE)
@@ -255,6 +259,7 @@ def main() -> None:
     llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
            "decode_split_tokens": decode_attention_split(),
+           "decode_split_waves": decode_attention.SPLIT_WAVES,
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
            "engine_start_s": start_s, "pdl": pdl.ENABLED,
            "chunked_prefill": a.chunked_prefill,

@@ -1,6 +1,6 @@
 """Launch-option sweeps of the decode-path kernels on the GPU (needs CUDA), to pick defaults.
 
-    python benchmarks/kernel_sweep.py [--model qwen3-0.6b] [--only gemm|attn] [--json OUT]
+    python benchmarks/kernel_sweep.py [--model qwen3-0.6b] [--only gemm|attn|small_attn|mid_attn|chain] [--json OUT]
 
 gemm: every linear of one layer at M = 1 and 16 rows: cuBLAS (F.linear)
       against the Triton skinny GEMM with its default config and a grid of configs; prints
@@ -12,6 +12,8 @@ chain: the cost of a link in a dependent kernel chain at batch 1: rms_norm, the 
       GEMM and the pair, 100 calls in one graph (one operand copy), PDL on and off.
 small_attn: the decode kernel at batch 1, 4 and 16 x context 1025 (a step at context 1024)
       over the split count too (4..32), BLOCK_N x num_warps x num_stages.
+mid_attn: batch 32, 64 and 128 of mixed contexts (100..2000) over 1..4 splits (the combine
+      kernel included), BLOCK_N x num_stages.
 Times are CUDA-graph replays of 20 back-to-back calls (launch gaps as in a decode graph),
 median of 5 replays. With --layers L (default 28, as Qwen3-0.6B) the calls cycle through L
 copies of the weights / KV caches, so each streams from HBM as in a decode step (with one
@@ -229,10 +231,55 @@ def small_attn_sweep(spec) -> list[dict]:
     return rows
 
 
+def mid_attn_sweep(spec) -> list[dict]:
+    """Batch 32 / 64 / 128 of mixed contexts (uniform 100..2000, rows longest first), over
+    the split count (the combine kernel's time included) and BLOCK_N x num_stages."""
+    from nanosim.gpu.kernels.decode_attention import default_num_splits, paged_decode_attention
+
+    bs, Hkv, Hq, D = 256, spec.num_kv_heads, spec.num_q_heads, spec.head_dim
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for B in (32, 64, 128):
+        lens = torch.randint(100, 2001, (B,), generator=g).tolist()
+        if DEV == "cpu":  # --smoke
+            lens = [n // 256 + 1 for n in lens[:4]]
+        per = [-(-n // bs) for n in lens]
+        nblocks = sum(per)
+        k, v = (torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16) for _ in range(2))
+        bt = torch.zeros(len(lens), max(per), dtype=torch.int32)
+        perm, o = torch.randperm(nblocks, generator=g), 0
+        for i, p in enumerate(per):
+            bt[i, :p] = perm[o:o + p]
+            o += p
+        bt, sl = bt.to(DEV), torch.tensor(lens, dtype=torch.int32, device=DEV)
+        q = torch.randn(len(lens), Hq, D, device=DEV, dtype=torch.bfloat16)
+        out = torch.empty_like(q)
+        order = torch.argsort(-sl.long(), stable=True).to(torch.int32)
+        default = default_num_splits(len(lens), Hkv, q.device, 4096) if DEV == "cuda" else 1
+        gb = sum(lens) * Hkv * D * 2 * 2 / 1e9
+        case = f"b{B}_mixed_ordered"
+        for splits, block_n, stages in itertools.product((1, 2, 3, 4), (64, 128), (2, 3)):
+            fn = lambda i: paged_decode_attention(q, k, v, bt, sl, D ** -0.5, out=out,  # noqa: E731
+                                                  num_splits=splits, block_n=block_n,
+                                                  num_warps=4, num_stages=stages, order=order)
+            try:
+                t = graph_time_s(fn)
+            except Exception as e:  # noqa: BLE001 (a config Triton cannot compile: skip it)
+                print(f"  skip {case} {splits} {block_n} {stages}: {type(e).__name__}", flush=True)
+                continue
+            rows.append({"case": case, "splits": splits, "block_n": block_n, "num_stages": stages,
+                         "us": t * 1e6, "gbs": gb / t, "default_splits": default})
+        mine = sorted((r for r in rows if r["case"] == case), key=lambda r: r["us"])
+        base = [r for r in mine if (r["splits"], r["block_n"], r["num_stages"])
+                == (default, 128 if default == 1 else 64, 2)]
+        print(case, "current", json.dumps(base), "best", json.dumps(mine[:4]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="qwen3-0.6b")
-    ap.add_argument("--only", choices=["gemm", "attn", "small_attn", "chain"], default=None)
+    ap.add_argument("--only", choices=["gemm", "attn", "small_attn", "mid_attn", "chain"], default=None)
     ap.add_argument("--layers", type=int, default=28,
                     help="operand copies the graphed calls cycle through (1: L2-resident)")
     ap.add_argument("--json", default=None)
@@ -254,7 +301,7 @@ def main() -> None:
     res = {"gpu": torch.cuda.get_device_name() if DEV == "cuda" else "cpu", "model": a.model}
     res["layers"] = LAYERS
     for key, fn in (("gemm", gemm_sweep), ("attn", attn_sweep), ("small_attn", small_attn_sweep),
-                    ("chain", chain_sweep)):
+                    ("mid_attn", mid_attn_sweep), ("chain", chain_sweep)):
         if a.only in (None, key):
             res[key] = fn(spec)
             if a.json:

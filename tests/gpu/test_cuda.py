@@ -117,11 +117,16 @@ def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
         assert llm.engine.results()[0].preemptions.sum() > 0
 
 
-def test_flash_backend_matches_the_torch_reference_in_bf16():
+@pytest.mark.parametrize("small_rows", [16, 0])
+def test_flash_backend_matches_the_torch_reference_in_bf16(small_rows, monkeypatch):
     """FlashAttention (FA4 page-table varlen, or FA2) with the fused K/V store in bf16: logits
     of a mixed step (fresh prompt, a chunk after cached blocks, decodes) within bf16 noise of
-    the torch reference, and greedy decoding through the decode CUDA graphs agrees."""
+    the torch reference, and greedy decoding through the decode CUDA graphs agrees; the
+    3-row decodes on our Triton kernel (small_rows 16, the default) or on FlashAttention's."""
+    from nanosim.gpu.attention import flash_backend
     from nanosim.gpu.attention.flash_backend import import_flash
+
+    monkeypatch.setattr(flash_backend, "SMALL_DECODE_ROWS", small_rows)
 
     try:
         import_flash()

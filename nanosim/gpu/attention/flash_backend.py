@@ -3,12 +3,20 @@
 Prefers FlashAttention-4 (``flash_attn.cute``: one varlen call with a page table handles
 prefill chunks with cached prefixes and decodes together), else flash_attn 2 (varlen with
 ``block_table``; its paged KV needs block_size % 256 == 0). K/V are stored by our Triton
-kernel. NOT exercised by the CPU tests: benchmarks/gpu_kernels_smoke.py is where to check it.
+kernel. Decode-only batches of at most SMALL_DECODE_ROWS rows go to our split-KV Triton
+decode kernel with its qkv prologue (``takes_qkv`` / ``forward_qkv``, as the triton
+backend): FA4 has no split-KV on Hopper, so a few rows keep few SMs busy (batch-1 step
+1.09 ms against 0.94 on our kernel, README). The FlashAttention calls themselves are NOT
+exercised by the CPU tests (tests/gpu/test_cuda.py runs them on the GPU).
 """
 from __future__ import annotations
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
 from nanosim.gpu.kernels.store_kv import store_kv
+
+# decode-only batches of at most this many rows run our Triton decode kernel (0: never);
+# read when the model runs, so at capture for CUDA graphs
+SMALL_DECODE_ROWS = 16
 
 
 def import_flash():
@@ -32,6 +40,17 @@ class FlashAttention:
         if self.version == 2 and block_size % 256:
             raise ValueError(f"flash_attn 2 paged KV needs block_size % 256 == 0, got {block_size}; "
                              "use attention='triton' or install flash-attn-4")
+        from nanosim.gpu.attention.triton_backend import TritonAttention
+
+        self.small = TritonAttention()  # small decode batches (see the module doc)
+
+    def takes_qkv(self, meta: AttentionMetadata) -> bool:
+        """Whether forward_qkv serves this batch: decode-only, at most SMALL_DECODE_ROWS rows."""
+        return meta.num_seqs <= SMALL_DECODE_ROWS and self.small.takes_qkv(meta)
+
+    def forward_qkv(self, *args, **kwargs):
+        """TritonAttention.forward_qkv: our split-KV decode kernel from the raw qkv projection."""
+        return self.small.forward_qkv(*args, **kwargs)
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
         if k is not None:  # None: the fused qk-norm/rope kernel stored them

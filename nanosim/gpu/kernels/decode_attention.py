@@ -56,12 +56,13 @@ def _fold_loaded(s, m_i, l_i, acc, v, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _norm_rope(x, xp, inv, w_ptr, cos, sin, d, dp, d_ok, first_half, out_dtype: tl.constexpr):
-    """RMSNorm (x * inv, weight at d) then neox RoPE of x, whose partner (the other rotary
-    half) is xp; rounded where the unfused path (fused_ops.qk_norm_rope) rounds."""
+def _norm_rope(x, xp, inv, w, wp, cos, sin, first_half, out_dtype: tl.constexpr):
+    """RMSNorm (x * inv, times weight w; wp: the weight at the partner lanes) then neox RoPE
+    of x, whose partner (the other rotary half) is xp; rounded where the unfused path
+    (fused_ops.qk_norm_rope) rounds."""
     dt = out_dtype
-    y = ((x * inv).to(dt).to(tl.float32) * tl.load(w_ptr + d, mask=d_ok, other=0.0).to(tl.float32))
-    yp = ((xp * inv).to(dt).to(tl.float32) * tl.load(w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32))
+    y = ((x * inv).to(dt).to(tl.float32) * w)
+    yp = ((xp * inv).to(dt).to(tl.float32) * wp)
     y = y.to(dt).to(tl.float32)
     yp = yp.to(dt).to(tl.float32)
     # first half: y * cos - partner * sin; second half: y * cos + partner * sin
@@ -69,35 +70,51 @@ def _norm_rope(x, xp, inv, w_ptr, cos, sin, d, dp, d_ok, first_half, out_dtype: 
 
 
 @triton.jit
-def _qkv_prologue(q_raw, row_ptr, qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot_ptr,
-                  k_cache_ptr, v_cache_ptr, t, heads, h_ok, d, d_ok, kvh, num_q_heads,
-                  num_kv_heads, stride_slot, stride_head, eps, owner, HEAD_DIM: tl.constexpr):
-    """A decode row's qkv row (Hq + 2 Hkv heads of HEAD_DIM) at row_ptr -> this program's q
-    heads (BLOCK_H, BLOCK_D), normalised and rotated; the program that owns the row's last
-    context token (owner) also writes that token's K (normalised, rotated) and V into their
-    cache slot, then every thread syncs so the context walk reads them back. Returns q and
-    the new token's K and V (BLOCK_D,) in the cache dtype (zeros where not the owner)."""
+def _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot_ptr, t, d, d_ok,
+                     HEAD_DIM: tl.constexpr):
+    """What the qkv prologue reads besides the qkv row, none of it written by a kernel of the
+    step (weights, rotary cache; positions and slots from the host upload), so it may be
+    read before the PDL wait: (cos, sin, slot, q weight, its partner lanes, k weight, ...)."""
     HALF: tl.constexpr = HEAD_DIM // 2
-    first_half = d < HALF
-    dp = tl.where(first_half, d + HALF, d - HALF)  # the rotary partner of lane d
+    dp = tl.where(d < HALF, d + HALF, d - HALF)  # the rotary partner of lane d
     pos = tl.load(pos_ptr + t).to(tl.int64)
     cos = tl.load(cos_sin_ptr + pos * HEAD_DIM + d % HALF, mask=d_ok, other=0.0)
     sin = tl.load(cos_sin_ptr + pos * HEAD_DIM + HALF + d % HALF, mask=d_ok, other=0.0)
+    slot = tl.load(slot_ptr + t).to(tl.int64)
+    qw = tl.load(qn_w_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
+    qwp = tl.load(qn_w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32)
+    kw = tl.load(kn_w_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
+    kwp = tl.load(kn_w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32)
+    return cos, sin, slot, qw, qwp, kw, kwp
+
+
+@triton.jit
+def _qkv_prologue(q_raw, row_ptr, cos, sin, slot, qw, qwp, kw, kwp, k_cache_ptr, v_cache_ptr,
+                  heads, h_ok, d, d_ok, kvh, num_q_heads, num_kv_heads, stride_slot, stride_head,
+                  eps, owner, HEAD_DIM: tl.constexpr):
+    """A decode row's qkv row (Hq + 2 Hkv heads of HEAD_DIM) at row_ptr -> this program's q
+    heads (BLOCK_H, BLOCK_D), normalised and rotated (the rest from _prologue_inputs); the
+    program that owns the row's last context token (owner) also writes that token's K
+    (normalised, rotated) and V into their cache slot, then every thread syncs so the context
+    walk reads them back. Returns q and the new token's K and V (BLOCK_D,) in the cache dtype
+    (zeros where not the owner)."""
+    HALF: tl.constexpr = HEAD_DIM // 2
+    first_half = d < HALF
+    dp = tl.where(first_half, d + HALF, d - HALF)
     hd_ok = h_ok[:, None] & d_ok[None, :]
     xq = q_raw.to(tl.float32)
     xqp = tl.load(row_ptr + heads[:, None] * HEAD_DIM + dp[None, :], mask=hd_ok, other=0.0).to(tl.float32)
     inv = 1.0 / tl.sqrt(tl.sum(xq * xq, 1) / HEAD_DIM + eps)
     dt: tl.constexpr = row_ptr.dtype.element_ty
-    q = _norm_rope(xq, xqp, inv[:, None], qn_w_ptr, cos[None, :], sin[None, :], d[None, :],
-                   dp[None, :], d_ok[None, :], first_half[None, :], dt)
+    q = _norm_rope(xq, xqp, inv[:, None], qw[None, :], qwp[None, :], cos[None, :], sin[None, :],
+                   first_half[None, :], dt)
     k_off = (num_q_heads + kvh) * HEAD_DIM
     v_off = (num_q_heads + num_kv_heads + kvh) * HEAD_DIM
-    slot = tl.load(slot_ptr + t).to(tl.int64)
     mine = owner & (slot >= 0)
     kx = tl.load(row_ptr + k_off + d, mask=d_ok & mine, other=0.0).to(tl.float32)
     kxp = tl.load(row_ptr + k_off + dp, mask=d_ok & mine, other=0.0).to(tl.float32)
     kinv = 1.0 / tl.sqrt(tl.sum(kx * kx, 0) / HEAD_DIM + eps)
-    k = _norm_rope(kx, kxp, kinv, kn_w_ptr, cos, sin, d, dp, d_ok, first_half, dt)
+    k = _norm_rope(kx, kxp, kinv, kw, kwp, cos, sin, first_half, dt)
     v = tl.load(row_ptr + v_off + d, mask=d_ok & mine, other=0.0)
     dst = tl.maximum(slot, 0) * stride_slot + kvh * stride_head + d
     k = k.to(k_cache_ptr.dtype.element_ty)
@@ -143,24 +160,31 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     h_ok = hs < GROUP
     d = tl.arange(0, BLOCK_D)
     d_ok = d < HEAD_DIM
-    if PREWAIT:  # (FUSED_QKV) the first tile's K/V before waiting for the qkv GEMM: no kernel
-        # of the step before this one writes the cache; the new token's, written below by
-        # this kernel, is patched in after the prologue. Inputs (order, seq_lens, tables)
-        # come from the host upload, which precedes the whole graph.
+    if PREWAIT:  # (FUSED_QKV) the first tile's K/V and the prologue's inputs before waiting
+        # for the qkv GEMM: no kernel of the step before this one writes the cache; the new
+        # token's, written below by this kernel, is patched in after the prologue. Inputs
+        # (order, seq_lens, tables, positions, slots) come from the host upload, which
+        # precedes the whole graph.
         n1 = lo + tl.arange(0, BLOCK_N)
         kv_off1, kv_ok1 = paged_kv_offsets(bt_ptr + b * stride_bt, n1, n1 < hi, d, d_ok, kvh,
                                            block_size, stride_slot, stride_head)
         k1 = tl.load(k_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)  # (BLOCK_N, BLOCK_D)
         v1 = tl.load(v_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)
+        cos, sin, slot, qw, qwp, kw, kwp = _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
+                                                            pos_ptr, slot_ptr, t, d, d_ok, HEAD_DIM)
         pdl_enter(USE_PDL)
     q = tl.load(q_ptr + t * stride_qb + heads[:, None] * stride_qh + d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
     if FUSED_QKV:  # q_ptr is the qkv projection: q/k RMSNorm, RoPE and the K/V store here
-        q, k_new, v_new = _qkv_prologue(q, q_ptr + t * stride_qb, qn_w_ptr, kn_w_ptr, cos_sin_ptr,
-                                        pos_ptr, slot_ptr, k_cache_ptr, v_cache_ptr, t, heads,
-                                        h_ok, d, d_ok, kvh, num_q_heads, num_q_heads // GROUP,
-                                        stride_slot, stride_head, eps,
-                                        (lo < seq_len) & (hi == seq_len), HEAD_DIM)
+        if not PREWAIT:
+            cos, sin, slot, qw, qwp, kw, kwp = _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
+                                                                pos_ptr, slot_ptr, t, d, d_ok,
+                                                                HEAD_DIM)
+        q, k_new, v_new = _qkv_prologue(q, q_ptr + t * stride_qb, cos, sin, slot, qw, qwp, kw, kwp,
+                                        k_cache_ptr, v_cache_ptr, heads, h_ok, d, d_ok, kvh,
+                                        num_q_heads, num_q_heads // GROUP, stride_slot,
+                                        stride_head, eps, (lo < seq_len) & (hi == seq_len),
+                                        HEAD_DIM)
 
     m_i = tl.full([BLOCK_H], float("-inf"), tl.float32)  # running max (log2 domain)
     l_i = tl.zeros([BLOCK_H], tl.float32)  # running sum of exp2
@@ -244,6 +268,7 @@ def dot_precision(dtype: torch.dtype) -> str:
 # with max_model_len 4096 -> 8 splits) and did not speed up the mixed-length benchmark.
 SPLIT_TOKENS = 0
 MAX_SPLITS = 16
+SPLIT_WAVES = 2  # programs per SM the split count aims for (A/B switch, read at capture)
 # H100, Qwen3-0.6B shapes (kernel_sweep.py): 2 stages and 128-token tiles without a split
 # gave 197 us vs 208 (4 warps, 3 stages, 64) at batch 128 of contexts 100..2000, equal at
 # batch 256 x 1024 (2,970 GB/s); 64-token tiles were faster at batch 1 (16 splits).
@@ -260,13 +285,14 @@ PREWAIT_MAX_ROWS = 8
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
                        max_seq_len: int = 0) -> int:
-    """Enough programs to cover ~2 waves of SMs, and enough splits that no program walks more
-    than SPLIT_TOKENS of the longest context (max_seq_len: the batch's bound, for CUDA
-    graphs the captured max_model_len, so the split count stays fixed); at most 16; 1 on CPU."""
+    """Enough programs to cover ~SPLIT_WAVES waves of SMs, and enough splits that no program
+    walks more than SPLIT_TOKENS of the longest context (max_seq_len: the batch's bound, for
+    CUDA graphs the captured max_model_len, so the split count stays fixed); at most 16; 1
+    on CPU."""
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    by_sms = math.ceil(2 * sms / max(1, batch * num_kv_heads))
+    by_sms = math.ceil(SPLIT_WAVES * sms / max(1, batch * num_kv_heads))
     by_len = math.ceil(max_seq_len / SPLIT_TOKENS) if SPLIT_TOKENS > 0 else 1
     return max(1, min(MAX_SPLITS, max(by_sms, by_len)))
 
