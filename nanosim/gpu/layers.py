@@ -2,12 +2,57 @@
 
 Each has a plain torch path (the reference: it matches Hugging Face's Qwen3 in fp32) and an
 optional fused Triton path (``fused=True``, CUDA only) used to cut kernel launches at decode.
+``compile_elementwise(model)`` instead runs the torch paths of the norms, the activation and
+the rotary embedding under torch.compile (the runner's ``compile_ops``; an A/B against the
+fused kernels, benchmarks/compile_ab.py).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+COMPILE_BACKEND = "inductor"  # torch.compile backend of compile_elementwise (tests: aot_eager)
+
+
+@functools.cache
+def compiled(fn, backend: str):
+    """fn under torch.compile, dynamic shapes (one graph for every token count)."""
+    return torch.compile(fn, dynamic=True, backend=backend)
+
+
+def maybe_compiled(fn, on: bool):
+    return compiled(fn, COMPILE_BACKEND) if on else fn
+
+
+def rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float,
+                 residual: torch.Tensor | None = None):
+    """The torch RMSNorm (see RMSNorm): normed, or (normed, x + residual) with a residual."""
+    if residual is not None:
+        x = x + residual
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    y = weight * xf.to(x.dtype)
+    return y if residual is None else (y, x)
+
+
+def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
+    gate, up = x.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def compile_elementwise(model: nn.Module) -> None:
+    """Run every RMSNorm, SiluAndMul and RotaryEmbedding of model on its torch path under
+    torch.compile (they must not be fused: the Triton kernels would bypass it)."""
+    from nanosim.gpu.rotary import RotaryEmbedding
+
+    for m in model.modules():
+        if isinstance(m, (RMSNorm, SiluAndMul)) and m.fused:
+            raise ValueError("compile_elementwise needs the torch paths (fused_ops=False)")
+        if isinstance(m, (RMSNorm, SiluAndMul, RotaryEmbedding)):
+            m.compiled = True
 
 
 class RMSNorm(nn.Module):
@@ -22,21 +67,14 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
         self.fused = fused
-
-    def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        self.compiled = False  # torch path under torch.compile (compile_elementwise)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
         if self.fused:
             from nanosim.gpu.kernels.fused_ops import rms_norm
 
             return rms_norm(x, self.weight, self.eps, residual)
-        if residual is None:
-            return self._norm(x)
-        x = x + residual
-        return self._norm(x), x
+        return maybe_compiled(rms_norm_ref, self.compiled)(x, self.weight, self.eps, residual)
 
 
 class SiluAndMul(nn.Module):
@@ -45,11 +83,11 @@ class SiluAndMul(nn.Module):
     def __init__(self, fused: bool = False) -> None:
         super().__init__()
         self.fused = fused
+        self.compiled = False  # torch path under torch.compile (compile_elementwise)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused:
             from nanosim.gpu.kernels.fused_ops import silu_and_mul
 
             return silu_and_mul(x)
-        gate, up = x.chunk(2, dim=-1)
-        return F.silu(gate) * up
+        return maybe_compiled(silu_and_mul_ref, self.compiled)(x)

@@ -28,7 +28,7 @@ from nanosim.gpu.backend import GpuBackend, SamplingParams
 __all__ = ["LLM", "SamplingParams", "resolve_model"]
 
 RUNNER_OPTIONS = ("enforce_eager", "attention", "gpu_memory_utilization", "num_kv_blocks", "fused_ops",
-                  "mixed_graphs")
+                  "mixed_graphs", "compile_ops")
 
 
 def resolve_model(model: str):

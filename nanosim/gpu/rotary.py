@@ -31,8 +31,16 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = head_dim
         self.register_buffer("cos_sin_cache", rope_cos_sin_cache(head_dim, max_positions, theta),
                              persistent=False)
+        self.compiled = False  # under torch.compile (layers.compile_elementwise)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
         """positions (T,) int; q (T, Hq, D), k (T, Hkv, D) -> rotated (q, k), same dtypes."""
-        cos, sin = self.cos_sin_cache[positions].chunk(2, dim=-1)  # (T, D/2) each
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        from nanosim.gpu.layers import maybe_compiled
+
+        return maybe_compiled(rope_ref, self.compiled)(self.cos_sin_cache, positions, q, k)
+
+
+def rope_ref(cos_sin_cache: torch.Tensor, positions: torch.Tensor, q: torch.Tensor,
+             k: torch.Tensor):
+    cos, sin = cos_sin_cache[positions].chunk(2, dim=-1)  # (T, D/2) each
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin)

@@ -81,9 +81,11 @@ class ModelRunner:
                  attention: str = "auto", enforce_eager: bool = False,
                  weights_dir: str | Path | None = None, seed: int = 0,
                  max_model_len: int | None = None, fused_ops: bool | None = None,
-                 group=None, mixed_graphs: bool | None = None) -> None:
+                 group=None, mixed_graphs: bool | None = None, compile_ops: bool = False) -> None:
         """mixed_graphs: CUDA graphs for steps with a prefill too (token buckets; default: on
-        whenever decode graphs are, with an attention backend that takes a tile map)."""
+        whenever decode graphs are, with an attention backend that takes a tile map).
+        compile_ops: the norms, activation and rotary embedding on their torch paths under
+        torch.compile instead of the fused Triton kernels (an A/B: benchmarks/compile_ab.py)."""
         self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
         self.group = group  # RankGroup when tensor-parallel, else None
         self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
@@ -97,9 +99,16 @@ class ModelRunner:
         # the last upload's host-to-device copy is done (the host staging may be edited again)
         self._uploaded = torch.cuda.Event() if cuda else None
         self.backend = select_backend(attention, self.device, block_size)
-        fused = cuda if fused_ops is None else fused_ops
+        if compile_ops and fused_ops:
+            raise ValueError("compile_ops runs the torch elementwise paths under torch.compile; "
+                             "it replaces fused_ops (pass fused_ops=False or leave it unset)")
+        fused = (cuda if fused_ops is None else fused_ops) and not compile_ops
         self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed,
                                  self.tp_rank, self.tp_size, fused=fused)
+        if compile_ops:  # before warm-up and graph capture, which then run the compiled code
+            from nanosim.gpu.layers import compile_elementwise
+
+            compile_elementwise(self.model)
         if group is not None:  # every rank loaded, before the first collective
             group.arrive("built")
         self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs

@@ -110,3 +110,26 @@ def test_seeded_sampling_is_independent_of_batch(hf_tied):
     alone = generate(False, 1234)
     assert generate(True, 1234) == alone
     assert any(generate(False, s) != alone for s in (1, 2, 3))
+
+
+def test_compiled_elementwise_ops_give_the_same_tokens(hf_untied, monkeypatch):
+    """compile_ops: norms, activation and rotary under torch.compile (aot_eager here: the
+    plumbing and dynamic shapes without a C++ build; the GPU A/B uses inductor) give the same
+    tokens as the plain torch path, and cannot be combined with the fused kernels."""
+    from nanosim.gpu import layers
+    from nanosim.gpu.rotary import RotaryEmbedding
+
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(layers, "COMPILE_BACKEND", "aot_eager")
+    counters.clear()
+    _, path = hf_untied
+    prompts = prompts_for(256)
+    runner = make_runner(path, compile_ops=True)
+    mods = [m for m in runner.model.modules()
+            if isinstance(m, (layers.RMSNorm, layers.SiluAndMul, RotaryEmbedding))]
+    assert mods and all(m.compiled for m in mods)
+    assert run_schedule(runner, prompts, n_decode=2) == run_schedule(make_runner(path), prompts, n_decode=2)
+    assert counters["stats"]["unique_graphs"] >= 3  # norm, activation, rotary were compiled
+    with pytest.raises(ValueError, match="fused_ops"):
+        make_runner(path, compile_ops=True, fused_ops=True)
