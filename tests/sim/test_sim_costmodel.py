@@ -227,3 +227,23 @@ def test_step_time_is_cheap():
     for _ in range(n):
         cm.step_time_s(s)
     assert (time.perf_counter() - t0) / n < 20e-6
+
+
+@pytest.mark.parametrize("shape", [decode(1, 1024), decode(256, 1024), prefill(2048, 512),
+                                   StepShape(num_prefill_seqs=1, prefill_tokens=300,
+                                             prefill_attn_pairs=300 * 500.5, prefill_kv_tokens=650,
+                                             num_decode_seqs=8, decode_context_tokens=8000)])
+def test_overlap_false_adds_each_phases_compute_and_traffic(shape):
+    """overlap=False (FACTS.md's additive bound): every phase costs compute + traffic instead
+    of the larger one, so the step grows by exactly the sum of the phases' smaller terms;
+    decode_run_s agrees with step_time_s in both modes."""
+    on = RooflineCostModel(Q06, H100, step_overhead_s=0.0, per_seq_overhead_s=0.0)
+    off = RooflineCostModel(Q06, H100, step_overhead_s=0.0, per_seq_overhead_s=0.0, overlap=False)
+    b = on.breakdown(shape)
+    smaller = sum(min(b[f"{p}_compute"], b[f"{p}_memory"]) for p in ("gemm", "prefill_attn", "decode_attn"))
+    assert off.step_time_s(shape) == pytest.approx(on.step_time_s(shape) + smaller, rel=1e-12)
+    assert off.breakdown(shape)["total"] == pytest.approx(off.step_time_s(shape), rel=1e-12)
+    assert smaller > 0
+    run = off.decode_run_s(8, 8000, 3)  # step 2 attends 8000 + 2 * 8 tokens
+    assert run[2] == pytest.approx(off.step_time_s(StepShape(num_decode_seqs=8,
+                                                             decode_context_tokens=8016)), rel=1e-12)
