@@ -111,6 +111,19 @@ def gemm_sweep(spec) -> list[dict]:
     return rows
 
 
+def shuffled_tables(lens: list[int], block_size: int, g: torch.Generator):
+    """(block tables (B, W) int32, seq_lens (B,) int32) on DEV: sequence i of lens[i] tokens
+    in the next cdiv(lens[i], block_size) blocks of one random permutation of all blocks."""
+    per = [-(-n // block_size) for n in lens]
+    perm = torch.randperm(sum(per), generator=g)
+    bt = torch.zeros(len(lens), max(per), dtype=torch.int32)
+    o = 0
+    for i, p in enumerate(per):
+        bt[i, :p] = perm[o:o + p]
+        o += p
+    return bt.to(DEV), torch.tensor(lens, dtype=torch.int32, device=DEV)
+
+
 def attn_sweep(spec) -> list[dict]:
     from nanosim.gpu.kernels.decode_attention import paged_decode_attention
 
@@ -129,13 +142,7 @@ def attn_sweep(spec) -> list[dict]:
         caches = [(torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16),
                    torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16))
                   for _ in range(LAYERS if len(lens) <= 16 else 1)]  # big cases miss L2 anyway
-        perm = torch.randperm(nblocks, generator=g)
-        bt = torch.zeros(len(lens), max(per), dtype=torch.int32)
-        o = 0
-        for i, p in enumerate(per):
-            bt[i, :p] = perm[o:o + p]
-            o += p
-        bt, sl = bt.to(DEV), torch.tensor(lens, dtype=torch.int32, device=DEV)
+        bt, sl = shuffled_tables(lens, bs, g)
         q = torch.randn(len(lens), Hq, D, device=DEV, dtype=torch.bfloat16)
         out = torch.empty_like(q)
         order = (torch.argsort(-sl.long(), stable=True).to(torch.int32)
@@ -246,12 +253,7 @@ def mid_attn_sweep(spec) -> list[dict]:
         per = [-(-n // bs) for n in lens]
         nblocks = sum(per)
         k, v = (torch.randn(nblocks, bs, Hkv, D, device=DEV, dtype=torch.bfloat16) for _ in range(2))
-        bt = torch.zeros(len(lens), max(per), dtype=torch.int32)
-        perm, o = torch.randperm(nblocks, generator=g), 0
-        for i, p in enumerate(per):
-            bt[i, :p] = perm[o:o + p]
-            o += p
-        bt, sl = bt.to(DEV), torch.tensor(lens, dtype=torch.int32, device=DEV)
+        bt, sl = shuffled_tables(lens, bs, g)
         q = torch.randn(len(lens), Hq, D, device=DEV, dtype=torch.bfloat16)
         out = torch.empty_like(q)
         order = torch.argsort(-sl.long(), stable=True).to(torch.int32)
