@@ -1,7 +1,7 @@
 """Same-machine A/B of the small-batch decode switches (needs CUDA), Qwen3-0.6B shapes.
 
 An arm sets module switches read while the graphs are captured, ``NAME:mod.ATTR=V,...`` with
-mod one of skinny_gemm, decode_attention, pdl (nanosim.gpu.kernels); unnamed switches keep
+mod one of skinny_gemm, decode_attention, pdl, splitk_gemm (nanosim.gpu.kernels); unnamed switches keep
 their defaults. The default arms: programmatic dependent launch on (the default) and off.
 
 One runner per arm (its CUDA graphs captured with that arm's switches), all alive at once;
@@ -33,9 +33,10 @@ ARMS = ["pdl:", "no_pdl:pdl.ENABLED=0"]
 
 def parse_arm(text: str) -> tuple[str, list[tuple[object, str, int]]]:
     """'name:mod.ATTR=V,...' -> (name, [(module, attr, int value)]); later settings win."""
-    from nanosim.gpu.kernels import decode_attention, pdl, skinny_gemm
+    from nanosim.gpu.kernels import decode_attention, pdl, skinny_gemm, splitk_gemm
 
-    mods = {"skinny_gemm": skinny_gemm, "decode_attention": decode_attention, "pdl": pdl}
+    mods = {"skinny_gemm": skinny_gemm, "decode_attention": decode_attention, "pdl": pdl,
+            "splitk_gemm": splitk_gemm}
     name, _, spec = text.partition(":")
     sets = []
     for item in filter(None, spec.split(",")):

@@ -233,6 +233,8 @@ def main() -> None:
     ap.add_argument("--no-fast-decode", action="store_true",
                     help="A/B knob: every engine step packs its inputs anew (no runner.step_next)")
     ap.add_argument("--no-pdl", action="store_true", help="programmatic dependent launch off (A/B)")
+    ap.add_argument("--no-splitk", action="store_true",
+                    help="A/B knob: o_proj/down_proj at 17-512 rows on cuBLAS, not the split-K GEMM")
     ap.add_argument("--sync-decode", action="store_true",
                     help="A/B knob: async decoding off (each step launched after the last one's tokens)")
     ap.add_argument("--async-ab", action="store_true",
@@ -246,6 +248,10 @@ def main() -> None:
     from nanosim.gpu.kernels import pdl
 
     pdl.ENABLED = not a.no_pdl
+    from nanosim.gpu.kernels import splitk_gemm
+
+    if a.no_splitk:
+        splitk_gemm.MID_MAX_M = 0
     from nanosim.gpu.kernels import decode_attention
 
     decode_attention.ORDER = not a.no_order
@@ -264,6 +270,7 @@ def main() -> None:
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
            "decode_split_tokens": decode_attention_split(),
            "decode_split_waves": decode_attention.SPLIT_WAVES,
+           "splitk_max_rows": splitk_gemm.MID_MAX_M,
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
            "engine_start_s": start_s, "pdl": pdl.ENABLED,
            "chunked_prefill": a.chunked_prefill,

@@ -12,7 +12,8 @@ Loaders raise ValueError on a shape mismatch; the checkpoint loader adds file/te
 ``skinny = True`` (set by the model when fused kernels are on, CUDA) sends batches of at
 most SKINNY_MAX_M rows to the Triton skinny GEMM (nanosim/gpu/kernels/skinny_gemm.py)
 instead of cuBLAS; a RowParallelLinear with ``partial_sums = True`` (tp = 1 only) may then
-return split-K partial sums (S, M, N) fp32, which its consumer (fused rms_norm) adds up.
+return split-K partial sums (S, M, N) fp32, which its consumer (fused rms_norm) adds up,
+and takes the split-K GEMM (splitk_gemm.py) up to MID_MAX_M rows.
 """
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ def matmul(x: torch.Tensor, weight: torch.Tensor, skinny: bool, partials: bool =
 
         if 0 < x.shape[0] <= SKINNY_MAX_M:
             return skinny_linear(x, weight, partials=partials)
+        if partials:  # the consumer adds split-K partials: fill the GPU by splitting K
+            from nanosim.gpu.kernels import splitk_gemm
+
+            if x.shape[0] <= splitk_gemm.MID_MAX_M:
+                return splitk_gemm.splitk_linear(x, weight)
     return F.linear(x, weight)
 
 
