@@ -279,8 +279,11 @@ ORDER = True  # A/B switch: follow the given row order (read at launch; False: r
 # at capture for CUDA graphs; False: the separate fused_ops.qk_norm_rope launch)
 QKV_PROLOGUE = True
 # With the qkv prologue, batches of at most this many rows read their first K/V tile before
-# the PDL wait (the qkv GEMM still running); 0: never. A/B switch, read at launch.
-PREWAIT_MAX_ROWS = 8
+# the PDL wait (the qkv GEMM still running); 0: never. A/B switch, read at launch. H100
+# (decode_ab.py, graph replay): 1-2 rows 5-7% faster at contexts 512-4000; 4 and 8 rows
+# faster at 512-1024 but 8-17% slower where each split walks 7+ tiles (4 rows at 4000, 8
+# at 2048): the kernel holding the preloaded tile walks long splits slower.
+PREWAIT_MAX_ROWS = 2
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
