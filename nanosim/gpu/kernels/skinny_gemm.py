@@ -58,11 +58,12 @@ def _skinny_kernel(x_ptr, w_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                    SPLIT_K: tl.constexpr, GATE_UP: tl.constexpr, DOT_PRECISION: tl.constexpr,
                    USE_PDL: tl.constexpr):
-    # Grid (cdiv(N, BLOCK_N), SPLIT_K). GATE_UP: N is I, gate rows n and up rows I + n.
+    # Grid (cdiv(N, BLOCK_N), SPLIT_K[, cdiv(M, BLOCK_M)]: splitk_gemm's row tiles; here 1).
+    # GATE_UP: N is I, gate rows n and up rows I + n.
     pdl_enter(USE_PDL)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    m = tl.arange(0, BLOCK_M)
+    m = tl.program_id(2) * BLOCK_M + tl.arange(0, BLOCK_M)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok = m < M
     n_ok = n < N

@@ -5,7 +5,8 @@ down_proj (N = 1024 for Qwen3-0.6B) at M = 256 took 6.3 and 8.1 us for 4 and 6 M
 weights (kernel_sweep_mid_gemm_h100_layers28.json); with N = 1024 a tiled GEMM has few
 output tiles, each walking all of K. Here the K reduction is split into S slices so the grid
 fills the GPU, and the (S, M, N) fp32 partials go to the next fused RMSNorm, which adds them
-(fused_ops.rms_norm, as for the skinny GEMM's partials): no reduction kernel.
+(fused_ops.rms_norm, as for the skinny GEMM's partials): no reduction kernel. The kernel is
+the skinny GEMM's (skinny_gemm._skinny_kernel), launched over row tiles too.
 
     splitk_linear(x (M, K), w (N, K)) -> (S, M, N) fp32, sum over dim 0 = x @ w^T
 """
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 import triton
-import triton.language as tl
 
 from nanosim.gpu.kernels.decode_attention import dot_precision
-from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+from nanosim.gpu.kernels.pdl import pdl_launch
+from nanosim.gpu.kernels.skinny_gemm import _skinny_kernel
 
 # A/B switch (read by the model at each forward, so at capture for CUDA graphs): rows up to
 # this take the split-K GEMM where the consumer takes partials (0: cuBLAS, as before)
@@ -46,33 +47,6 @@ def default_config(M: int, N: int, K: int, sms: int) -> SplitKConfig:
     return SplitKConfig(split_k=split)
 
 
-@triton.jit
-def _splitk_kernel(x_ptr, w_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_os, stride_om,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                   SPLIT_K: tl.constexpr, DOT_PRECISION: tl.constexpr, USE_PDL: tl.constexpr):
-    # Grid (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N), SPLIT_K): one output tile, one K slice.
-    pdl_enter(USE_PDL)
-    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    pid_k = tl.program_id(2)
-    m_ok = m < M
-    n_ok = n < N
-    k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
-    lo = pid_k * k_per
-    hi = tl.minimum(lo + k_per, K)
-    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for k0 in range(lo, hi, BLOCK_K):
-        kk = k0 + tl.arange(0, BLOCK_K)
-        k_ok = kk < hi
-        x = tl.load(x_ptr + m[:, None] * stride_xm + kk[None, :], mask=m_ok[:, None] & k_ok[None, :],
-                    other=0.0)  # (BLOCK_M, BLOCK_K)
-        w = tl.load(w_ptr + n[:, None] * stride_wn + kk[None, :], mask=n_ok[:, None] & k_ok[None, :],
-                    other=0.0)  # (BLOCK_N, BLOCK_K)
-        acc += tl.dot(x, tl.trans(w), input_precision=DOT_PRECISION)
-    tl.store(out_ptr + pid_k * stride_os + m[:, None] * stride_om + n[None, :], acc,
-             mask=m_ok[:, None] & n_ok[None, :])
-
-
 def splitk_linear(x: torch.Tensor, w: torch.Tensor, config: SplitKConfig | None = None) -> torch.Tensor:
     """x (M, K), w (N, K), unit last strides -> (S, M, N) fp32 partial sums over K slices
     (S = config.split_k; the default config picks it)."""
@@ -84,10 +58,10 @@ def splitk_linear(x: torch.Tensor, w: torch.Tensor, config: SplitKConfig | None 
         config = default_config(M, N, K, sms)
     S = config.split_k
     out = torch.empty(S, M, N, dtype=torch.float32, device=x.device)
-    if M:
-        _splitk_kernel[(triton.cdiv(M, config.block_m), triton.cdiv(N, config.block_n), S)](
+    if M:  # the skinny GEMM's kernel over row tiles too; SPLIT_K = 1 stores fp32 as is
+        _skinny_kernel[(triton.cdiv(N, config.block_n), S, triton.cdiv(M, config.block_m))](
             x, w, out, M, N, K, x.stride(0), w.stride(0), out.stride(0), out.stride(1),
             BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, SPLIT_K=S,
-            DOT_PRECISION=dot_precision(x.dtype), num_warps=config.num_warps,
+            GATE_UP=False, DOT_PRECISION=dot_precision(x.dtype), num_warps=config.num_warps,
             num_stages=config.num_stages, **pdl_launch(x.device))
     return out
