@@ -45,7 +45,7 @@ class Qwen3Attention(nn.Module):
         qkv = self.qkv_proj(h)  # (T, (Hq + 2 Hkv) * D)
         v = qkv[:, k_end:].view(T, self.num_kv_heads, d)
         if self.fused and getattr(self.backend, "takes_qkv", None) and self.backend.takes_qkv(meta):
-            from nanosim.gpu.kernels.decode_attention import QKVPrologue
+            from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
 
             # decode rows: norms, RoPE and the K/V store run in the attention kernel's prologue
             pro = QKVPrologue(self.num_heads, self.q_norm.weight, self.k_norm.weight,

@@ -8,7 +8,7 @@ import torch
 
 from nanosim.gpu.attention import flash_backend
 from nanosim.gpu.attention.triton_backend import TritonAttention
-from nanosim.gpu.kernels.decode_attention import QKVPrologue
+from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
 from nanosim.gpu.rotary import RotaryEmbedding
 from tests.gpu.test_triton_kernels import DEV, HKV, D, paged_batch, to
 

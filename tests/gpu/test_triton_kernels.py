@@ -277,7 +277,7 @@ def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits, 
     the first tile is read before the prologue stores the new token (patched in: with 3
     splits, row 2's new token is in its owner split's first tile)."""
     from nanosim.gpu.kernels import decode_attention
-    from nanosim.gpu.kernels.decode_attention import QKVPrologue
+    from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
 
     monkeypatch.setattr(decode_attention, "PREWAIT_MAX_ROWS", prewait)
 

@@ -10,10 +10,13 @@ import torch
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
 from nanosim.gpu.kernels import decode_attention
-from nanosim.gpu.kernels.decode_attention import QKVPrologue, paged_decode_attention
-from nanosim.gpu.kernels.prefill_attention import paged_prefill_attention, tiled_varlen_attention
+from nanosim.gpu.kernels.decode_attention import paged_decode_attention
+from nanosim.gpu.kernels.prefill_attention import (
+    paged_prefill_attention,
+    tiled_varlen_attention,
+)
+from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
 from nanosim.gpu.kernels.store_kv import store_kv
-
 
 MIXED_DECODE_SPLITS = 4  # fixed per mixed graph: a decode row's context in 4 programs
 

@@ -12,13 +12,13 @@ fixed per call (not derived from lengths), so the launch is CUDA-graph safe.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+from nanosim.gpu.kernels.qkv_prologue import QKVPrologue, prologue_inputs, qkv_prologue
 
 LOG2E = 1.4426950408889634
 
@@ -56,73 +56,35 @@ def _fold_loaded(s, m_i, l_i, acc, v, DOT_PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _norm_rope(x, xp, inv, w, wp, cos, sin, first_half, out_dtype: tl.constexpr):
-    """RMSNorm (x * inv, times weight w; wp: the weight at the partner lanes) then neox RoPE
-    of x, whose partner (the other rotary half) is xp; rounded where the unfused path
-    (fused_ops.qk_norm_rope) rounds."""
-    dt = out_dtype
-    y = ((x * inv).to(dt).to(tl.float32) * w)
-    yp = ((xp * inv).to(dt).to(tl.float32) * wp)
-    y = y.to(dt).to(tl.float32)
-    yp = yp.to(dt).to(tl.float32)
-    # first half: y * cos - partner * sin; second half: y * cos + partner * sin
-    return (y * cos + tl.where(first_half, -yp, yp) * sin).to(dt)
+def _fold_first_tile(q, k1, v1, k_new, v_new, n1, seq_len, hi, qk_scale, m_i, l_i, acc,
+                     DOT_PRECISION: tl.constexpr):
+    """Fold a tile read before the prologue ran (tokens n1, K k1 and V v1) into the running
+    softmax, the new token's K/V (the prologue's k_new, v_new) put in at position seq_len - 1."""
+    new = (n1 == seq_len - 1)[:, None]
+    k1 = tl.where(new, k_new[None, :], k1)
+    v1 = tl.where(new, v_new[None, :], v1)
+    s = tl.dot(q, tl.trans(k1), input_precision=DOT_PRECISION) * qk_scale
+    s = tl.where((n1 < hi)[None, :], s, float("-inf"))
+    return _fold_loaded(s, m_i, l_i, acc, v1, DOT_PRECISION)
 
 
 @triton.jit
-def _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr, pos_ptr, slot_ptr, t, d, d_ok,
-                     HEAD_DIM: tl.constexpr):
-    """What the qkv prologue reads besides the qkv row, none of it written by a kernel of the
-    step (weights, rotary cache; positions and slots from the host upload), so it may be
-    read before the PDL wait: (cos, sin, slot, q weight, its partner lanes, k weight, ...)."""
-    HALF: tl.constexpr = HEAD_DIM // 2
-    dp = tl.where(d < HALF, d + HALF, d - HALF)  # the rotary partner of lane d
-    pos = tl.load(pos_ptr + t).to(tl.int64)
-    cos = tl.load(cos_sin_ptr + pos * HEAD_DIM + d % HALF, mask=d_ok, other=0.0)
-    sin = tl.load(cos_sin_ptr + pos * HEAD_DIM + HALF + d % HALF, mask=d_ok, other=0.0)
-    slot = tl.load(slot_ptr + t).to(tl.int64)
-    qw = tl.load(qn_w_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    qwp = tl.load(qn_w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32)
-    kw = tl.load(kn_w_ptr + d, mask=d_ok, other=0.0).to(tl.float32)
-    kwp = tl.load(kn_w_ptr + dp, mask=d_ok, other=0.0).to(tl.float32)
-    return cos, sin, slot, qw, qwp, kw, kwp
-
-
-@triton.jit
-def _qkv_prologue(q_raw, row_ptr, cos, sin, slot, qw, qwp, kw, kwp, k_cache_ptr, v_cache_ptr,
-                  heads, h_ok, d, d_ok, kvh, num_q_heads, num_kv_heads, stride_slot, stride_head,
-                  eps, owner, HEAD_DIM: tl.constexpr):
-    """A decode row's qkv row (Hq + 2 Hkv heads of HEAD_DIM) at row_ptr -> this program's q
-    heads (BLOCK_H, BLOCK_D), normalised and rotated (the rest from _prologue_inputs); the
-    program that owns the row's last context token (owner) also writes that token's K
-    (normalised, rotated) and V into their cache slot, then every thread syncs so the context
-    walk reads them back. Returns q and the new token's K and V (BLOCK_D,) in the cache dtype
-    (zeros where not the owner)."""
-    HALF: tl.constexpr = HEAD_DIM // 2
-    first_half = d < HALF
-    dp = tl.where(first_half, d + HALF, d - HALF)
-    hd_ok = h_ok[:, None] & d_ok[None, :]
-    xq = q_raw.to(tl.float32)
-    xqp = tl.load(row_ptr + heads[:, None] * HEAD_DIM + dp[None, :], mask=hd_ok, other=0.0).to(tl.float32)
-    inv = 1.0 / tl.sqrt(tl.sum(xq * xq, 1) / HEAD_DIM + eps)
-    dt: tl.constexpr = row_ptr.dtype.element_ty
-    q = _norm_rope(xq, xqp, inv[:, None], qw[None, :], qwp[None, :], cos[None, :], sin[None, :],
-                   first_half[None, :], dt)
-    k_off = (num_q_heads + kvh) * HEAD_DIM
-    v_off = (num_q_heads + num_kv_heads + kvh) * HEAD_DIM
-    mine = owner & (slot >= 0)
-    kx = tl.load(row_ptr + k_off + d, mask=d_ok & mine, other=0.0).to(tl.float32)
-    kxp = tl.load(row_ptr + k_off + dp, mask=d_ok & mine, other=0.0).to(tl.float32)
-    kinv = 1.0 / tl.sqrt(tl.sum(kx * kx, 0) / HEAD_DIM + eps)
-    k = _norm_rope(kx, kxp, kinv, kw, kwp, cos, sin, first_half, dt)
-    v = tl.load(row_ptr + v_off + d, mask=d_ok & mine, other=0.0)
-    dst = tl.maximum(slot, 0) * stride_slot + kvh * stride_head + d
-    k = k.to(k_cache_ptr.dtype.element_ty)
-    v = v.to(v_cache_ptr.dtype.element_ty)
-    tl.store(k_cache_ptr + dst, k, mask=d_ok & mine)
-    tl.store(v_cache_ptr + dst, v, mask=d_ok & mine)
-    tl.debug_barrier()  # the stores above are visible to the whole program before the walk
-    return q, k, v  # k, v: the new token's, as stored (read by the PREWAIT first tile)
+def _store_output(out_row_ptr, part_o_ptr, part_lse_ptr, m_i, l_i, acc, heads, h_ok, d, d_ok,
+                  valid, head_base, num_splits, split, stride_oh, SPLIT: tl.constexpr,
+                  HEAD_DIM: tl.constexpr):
+    """The program's normalised output: its row's q heads at out_row_ptr (no split), or
+    (SPLIT) the partials o (B, Hq, S, HEAD_DIM) fp32 and lse (B, Hq, S) fp32, contiguous,
+    at rows (head_base + heads) * num_splits + split."""
+    o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
+    hd_ok = h_ok[:, None] & d_ok[None, :] & valid
+    if not SPLIT:
+        tl.store(out_row_ptr + heads[:, None] * stride_oh + d[None, :],
+                 o.to(out_row_ptr.dtype.element_ty), mask=hd_ok)
+    else:
+        row = (head_base + heads) * num_splits + split
+        tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], o, mask=hd_ok)
+        lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
+        tl.store(part_lse_ptr + row, lse, mask=h_ok & valid)
 
 
 @triton.jit(do_not_specialize=["num_splits"])
@@ -170,17 +132,17 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
                                            block_size, stride_slot, stride_head)
         k1 = tl.load(k_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)  # (BLOCK_N, BLOCK_D)
         v1 = tl.load(v_cache_ptr + kv_off1, mask=kv_ok1, other=0.0)
-        cos, sin, slot, qw, qwp, kw, kwp = _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
+        cos, sin, slot, qw, qwp, kw, kwp = prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
                                                             pos_ptr, slot_ptr, t, d, d_ok, HEAD_DIM)
         pdl_enter(USE_PDL)
     q = tl.load(q_ptr + t * stride_qb + heads[:, None] * stride_qh + d[None, :],
                 mask=h_ok[:, None] & d_ok[None, :], other=0.0)  # (BLOCK_H, BLOCK_D)
     if FUSED_QKV:  # q_ptr is the qkv projection: q/k RMSNorm, RoPE and the K/V store here
         if not PREWAIT:
-            cos, sin, slot, qw, qwp, kw, kwp = _prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
+            cos, sin, slot, qw, qwp, kw, kwp = prologue_inputs(qn_w_ptr, kn_w_ptr, cos_sin_ptr,
                                                                 pos_ptr, slot_ptr, t, d, d_ok,
                                                                 HEAD_DIM)
-        q, k_new, v_new = _qkv_prologue(q, q_ptr + t * stride_qb, cos, sin, slot, qw, qwp, kw, kwp,
+        q, k_new, v_new = qkv_prologue(q, q_ptr + t * stride_qb, cos, sin, slot, qw, qwp, kw, kwp,
                                         k_cache_ptr, v_cache_ptr, heads, h_ok, d, d_ok, kvh,
                                         num_q_heads, num_q_heads // GROUP, stride_slot,
                                         stride_head, eps, (lo < seq_len) & (hi == seq_len),
@@ -191,13 +153,9 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
     acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     start = lo
     if PREWAIT:  # fold the preloaded first tile (the owner's may hold the new token)
-        new = (n1 == seq_len - 1)[:, None]
-        k1 = tl.where(new, k_new[None, :], k1)
-        v1 = tl.where(new, v_new[None, :], v1)
         if lo < hi:  # (an empty split folds nothing, as the loop below would)
-            s = tl.dot(q, tl.trans(k1), input_precision=DOT_PRECISION) * qk_scale
-            s = tl.where((n1 < hi)[None, :], s, float("-inf"))
-            m_i, l_i, acc = _fold_loaded(s, m_i, l_i, acc, v1, DOT_PRECISION)
+            m_i, l_i, acc = _fold_first_tile(q, k1, v1, k_new, v_new, n1, seq_len, hi, qk_scale,
+                                             m_i, l_i, acc, DOT_PRECISION)
         start = lo + BLOCK_N
     for n0 in range(start, hi, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
@@ -210,17 +168,8 @@ def _decode_kernel(q_ptr, k_cache_ptr, v_cache_ptr, bt_ptr, seq_lens_ptr, out_pt
         m_i, l_i, acc = online_softmax_step(s, m_i, l_i, acc, v_cache_ptr + kv_off, kv_ok,
                                             DOT_PRECISION)
 
-    o = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # empty split / seq_len 0 -> zeros
-    hd_ok = h_ok[:, None] & d_ok[None, :] & valid
-    if not SPLIT:
-        tl.store(out_ptr + t * stride_ob + heads[:, None] * stride_oh + d[None, :],
-                 o.to(out_ptr.dtype.element_ty), mask=hd_ok)
-    else:
-        # partials: o (B, Hq, S, HEAD_DIM) fp32, lse (B, Hq, S) fp32, contiguous
-        row = (b * num_q_heads + heads) * num_splits + split
-        tl.store(part_o_ptr + row[:, None] * HEAD_DIM + d[None, :], o, mask=hd_ok)
-        lse = tl.where(l_i > 0, m_i + tl.log2(tl.where(l_i > 0, l_i, 1.0)), float("-inf"))
-        tl.store(part_lse_ptr + row, lse, mask=h_ok & valid)
+    _store_output(out_ptr + t * stride_ob, part_o_ptr, part_lse_ptr, m_i, l_i, acc, heads, h_ok,
+                  d, d_ok, valid, b * num_q_heads, num_splits, split, stride_oh, SPLIT, HEAD_DIM)
 
 
 @triton.jit(do_not_specialize=["num_splits"])
@@ -298,32 +247,6 @@ def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
     by_sms = math.ceil(SPLIT_WAVES * sms / max(1, batch * num_kv_heads))
     by_len = math.ceil(max_seq_len / SPLIT_TOKENS) if SPLIT_TOKENS > 0 else 1
     return max(1, min(MAX_SPLITS, max(by_sms, by_len)))
-
-
-@dataclass(frozen=True)
-class QKVPrologue:
-    """What the decode kernel needs to take a decode batch's raw qkv projection (T, (Hq +
-    2 Hkv) * D) instead of q: per-head RMSNorm weights (D,), the rotary cache (P, D) fp32
-    [cos | sin], positions (T,), and the K/V cache slots (T,) int32 (-1: skip). The kernel
-    then does what fused_ops.qk_norm_rope would (rounded alike) and one launch less."""
-    num_q_heads: int
-    q_weight: torch.Tensor
-    k_weight: torch.Tensor
-    cos_sin_cache: torch.Tensor
-    positions: torch.Tensor
-    slot_mapping: torch.Tensor
-    eps: float
-
-    def kernel_args(self) -> dict:
-        return dict(qn_w_ptr=self.q_weight, kn_w_ptr=self.k_weight, cos_sin_ptr=self.cos_sin_cache,
-                    pos_ptr=self.positions, slot_ptr=self.slot_mapping, eps=self.eps, FUSED_QKV=True)
-
-    def view(self, qkv: torch.Tensor, num_kv_heads: int, head_dim: int) -> torch.Tensor:
-        """qkv (T, (Hq + 2 Hkv) * D) -> (T, Hq + 2 Hkv, D): the q heads come first, so the
-        kernel indexes it as it would q (T, Hq, D)."""
-        T, Hq = qkv.shape[0], self.num_q_heads
-        assert qkv.shape[1] == (Hq + 2 * num_kv_heads) * head_dim and qkv.stride(1) == 1
-        return qkv.view(T, Hq + 2 * num_kv_heads, head_dim)
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
