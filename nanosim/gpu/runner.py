@@ -99,16 +99,7 @@ class ModelRunner:
         # the last upload's host-to-device copy is done (the host staging may be edited again)
         self._uploaded = torch.cuda.Event() if cuda else None
         self.backend = select_backend(attention, self.device, block_size)
-        if compile_ops and fused_ops:
-            raise ValueError("compile_ops runs the torch elementwise paths under torch.compile; "
-                             "it replaces fused_ops (pass fused_ops=False or leave it unset)")
-        fused = (cuda if fused_ops is None else fused_ops) and not compile_ops
-        self.model = build_model(spec, self.backend, self.device, self.dtype, weights_dir, seed,
-                                 self.tp_rank, self.tp_size, fused=fused)
-        if compile_ops:  # before warm-up and graph capture, which then run the compiled code
-            from nanosim.gpu.layers import compile_elementwise
-
-            compile_elementwise(self.model)
+        self.model = self._build_model(weights_dir, seed, fused_ops, compile_ops)
         if group is not None:  # every rank loaded, before the first collective
             group.arrive("built")
         self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs
@@ -151,6 +142,23 @@ class ModelRunner:
                                                     spec.hidden_size, self.dtype, self.num_kv_blocks)
 
     # ---- start-up ------------------------------------------------------------------------------
+
+    def _build_model(self, weights_dir, seed: int, fused_ops: bool | None, compile_ops: bool):
+        """The Qwen3 model on the runner's device: fused Triton elementwise kernels (default on
+        CUDA), or with compile_ops the torch paths under torch.compile (compiled before the
+        warm-up and graph capture, which then run the compiled code)."""
+        if compile_ops and fused_ops:
+            raise ValueError("compile_ops runs the torch elementwise paths under torch.compile; "
+                             "it replaces fused_ops (pass fused_ops=False or leave it unset)")
+        fused = (self.device.type == "cuda" if fused_ops is None else fused_ops) and not compile_ops
+        model = build_model(self.spec, self.backend, self.device, self.dtype, weights_dir, seed,
+                            self.tp_rank, self.tp_size, fused=fused)
+        if compile_ops:
+            from nanosim.gpu.layers import compile_elementwise
+
+            compile_elementwise(model)
+        return model
+
     def _blocks_from_memory(self, utilization: float) -> int:
         if self.device.type != "cuda":
             raise ValueError("num_kv_blocks is required on CPU (KV sizing reads free GPU memory)")
