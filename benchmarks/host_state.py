@@ -5,7 +5,7 @@ each timed step (a 64 MB memory sweep and 200k small Python objects), 30 rounds,
 
     python benchmarks/host_state.py
 
-The eighth session's H100 figures came from the first form of this script (.gpu, the
+H100 figures from an earlier form of this script (.gpu, the
 profiler's decode_between, now serving_between, which runs the same steps before a
 prefill; before the decode point it ran an 8-row decode step, not a prefill): plain 4.045 / 2.533 / 6.832 / 1.623 ms, with host work +0.32 / +0.41 / +0.41 /
 +0.43 ms; and the profile of that machine read the 203-token step's bucket (256 tokens)

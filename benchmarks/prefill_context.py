@@ -2,7 +2,7 @@
 
 Times one prefill step of each chunk size (mixed CUDA graphs, Qwen3-0.6B shapes) after
 8 decode steps run three ways: all packed step() calls (how `nanosim profile` ran its
-prefill points up to session 4), a step() then step_next() calls (steady serving), and
+prefill points in its first form), a step() then step_next() calls (steady serving), and
 none (back to back). Prints the median wall ms per chunk and way.
 
     python benchmarks/prefill_context.py [--chunks 91 120 374 1313] [--reps 30]

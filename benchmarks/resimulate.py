@@ -9,7 +9,7 @@ the cost model as the code now builds it.
 Per directory: the recorded latency errors (sim - real) / real at p50 / p99, then those of
 the re-run. With the cost model and profile the validation used, the two rows are equal
 (the simulation is deterministic, its step jitter seeded). validation.json carries the
-engine config, KV blocks and workload flags since the ninth session; for older outputs give
+engine config, KV blocks and workload flags; for outputs written before it did, give
 them (--rate-scale, --max-requests, --num-kv-blocks; the engine defaults otherwise, with
 --max-model-len). --trace: the trace file, when the recorded path (relative to the GPU
 machine's working directory) does not exist here; a --workload suite is made again from

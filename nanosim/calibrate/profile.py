@@ -217,7 +217,7 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     prefill_passes: steps with a prefill (packed, host-heavy) are timed once per visit over
     that many sweeps of their points, so no timed step follows a run of its own kind: our
     H100 profile timed them in runs of >= 5 back to back and read them 3-5% under the same
-    buckets timed interleaved with other steps (.gpu diagnostic, eighth session), and under
+    buckets timed interleaved with other steps (benchmarks/host_state.py), and under
     the replays' steps, which follow decode steps."""
     import torch
 

@@ -2,7 +2,7 @@
 
 At these batch sizes cuBLAS reads the weights at ~30% of the H100's bandwidth: o_proj and
 down_proj (N = 1024 for Qwen3-0.6B) at M = 256 took 6.3 and 8.1 us for 4 and 6 MB of
-weights (kernel_sweep_mid_gemm_h100_layers28.json); with N = 1024 a tiled GEMM has few
+weights (benchmarks/results/kernel_sweep_h100.json, mid_gemm); with N = 1024 a tiled GEMM has few
 output tiles, each walking all of K. Here the K reduction is split into S slices so the grid
 fills the GPU, and the (S, M, N) fp32 partials go to the next fused RMSNorm, which adds them
 (fused_ops.rms_norm, as for the skinny GEMM's partials): no reduction kernel. The kernel is
