@@ -92,7 +92,7 @@ def cmd_simulate(a) -> int:
     req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, profile,
                                               progress=not a.no_progress,
                                               replicas=a.replicas, router=a.router,
-                                              step_jitter=not a.no_step_jitter)
+                                              step_jitter=not a.no_step_jitter, frames=False)
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
     print(format_summary(summary))

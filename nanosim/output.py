@@ -9,8 +9,13 @@ def write_run(out_dir: str | Path, requests, steps, summary: dict) -> Path:
     """requests.parquet, steps.parquet and summary.json in out_dir (created)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    requests.to_parquet(out / "requests.parquet", index=False)
-    steps.to_parquet(out / "steps.parquet", index=False)
+    for name, table in (("requests", requests), ("steps", steps)):
+        if isinstance(table, dict):  # column dicts (sim/job.py, frames=False): no pandas
+            from nanosim.arrow_tables import write_parquet
+
+            write_parquet(table, out / f"{name}.parquet")
+        else:
+            table.to_parquet(out / f"{name}.parquet", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return out
 

@@ -82,7 +82,8 @@ class Engine:
             return None
         used0 = self.bm.num_used
         offsets = sched.advance_decodes(k)
-        kv_used = used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
+        kv_used = (used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
+                   if offsets else [used0] * k)
         self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, max0, kv_used)
         end = float(ends_at[k])
         sched.finish_due(end)
@@ -97,7 +98,12 @@ class Engine:
         short by an arrival does not price thousands of steps). Times are sequential float
         sums, as stepping one by one gives. Returns (durations, starts, ends_at) where
         ends_at[i] is the end of step i - 1 (ends_at[0] = now)."""
-        durs, t, n, chunk = [], [now], 0, 64
+        m = min(64, k_max)  # the first chunk alone mostly suffices: no list round trip
+        d = np.asarray(run_s(num_seqs, ctx0, m, max0), dtype=float)
+        e = np.cumsum(np.concatenate(([now], d)))
+        if m >= k_max or e[-2] >= until_s:
+            return d, e[:-1], e
+        durs, t, n, chunk = [d], [now, *e[1:].tolist()], m, 128
         while n < k_max:
             m = min(chunk, k_max - n)
             d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n), dtype=float)

@@ -58,7 +58,7 @@ class MetricsRecorder:
                                           if num_seqs else [0] * k)
         s["decode_max_context_tokens"].extend(range(max_context0, max_context0 + k)
                                               if num_seqs else [0] * k)
-        s["kv_blocks_used"].extend(kv_used.tolist())
+        s["kv_blocks_used"].extend(kv_used if isinstance(kv_used, list) else kv_used.tolist())
         s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
         self.num_steps += k
 
@@ -86,6 +86,26 @@ class MetricsRecorder:
         steps = pd.DataFrame(self.steps, columns=list(STEP_COLUMNS))
         return req, steps
 
+    def columns(self) -> tuple[dict, dict]:
+        """(requests, steps) as {column: numpy array} (``rejected``: a list of str), the
+        same values and dtypes as frames() gives, without pandas. Requests are sorted by id
+        (stable). Empty tables: None (frames() types their columns as object)."""
+        if not self.requests["request_id"] or not self.steps["step"] or not all(
+                isinstance(cols[c][0], float) for cols in (self.requests, self.steps) for c in cols
+                if c.endswith("_s")):  # edge cases (empty, int times): frames() types them
+            return None, None
+        req = _arrays(self.requests, REQUEST_COLUMNS)
+        order = np.argsort(req["request_id"], kind="stable")
+        req = {c: ([v[i] for i in order.tolist()] if c == "rejected" else v[order]) for c, v in req.items()}
+        return req, _arrays(self.steps, STEP_COLUMNS)
+
+
+def _arrays(cols: dict[str, list], names) -> dict:
+    """Lists -> arrays: times (``*_s``, floats or NaN) float64, counts int64, as pandas
+    infers them; the str column ``rejected`` stays a list."""
+    return {c: cols[c] if c == "rejected" else
+            np.asarray(cols[c], dtype=np.float64 if c.endswith("_s") else np.int64) for c in names}
+
 
 def _pct(values: np.ndarray) -> dict:
     v = values[~np.isnan(values)]
@@ -96,27 +116,33 @@ def _pct(values: np.ndarray) -> dict:
 
 
 def summarize(requests, steps, hit_tokens: int, query_tokens: int, extra: dict | None = None) -> dict:
-    """Headline figures of one run (requests/steps are the DataFrames from frames())."""
-    done = requests[requests["rejected"] == ""]
-    done = done[~done["finish_s"].isna()]
-    span = float(done["finish_s"].max() - requests["arrival_s"].min()) if len(done) else 0.0
-    out_tokens = int(done["output_tokens"].sum())
+    """Headline figures of one run: requests/steps are the DataFrames from frames() or the
+    column dicts from columns() (the same floats either way: numpy does the sums)."""
+    rej = np.asarray(requests["rejected"], dtype=object) == ""
+    fin = np.asarray(requests["finish_s"], dtype=np.float64)
+    done = rej & ~np.isnan(fin)
+    n_done, n_steps = int(done.sum()), len(steps["step"])
+    span = float(fin[done].max() - np.asarray(requests["arrival_s"]).min()) if n_done else 0.0
+    out_tokens = int(np.asarray(requests["output_tokens"])[done].sum())
+    col = lambda c: np.asarray(steps[c])  # noqa: E731
     summary = {
-        "requests": int(len(requests)),
-        "finished": int(len(done)),
-        "rejected": int((requests["rejected"] != "").sum()),
-        "preemptions": int(requests["preemptions"].sum()),
-        "steps": int(len(steps)),
+        "requests": int(len(fin)),
+        "finished": n_done,
+        "rejected": int((~rej).sum()),
+        "preemptions": int(np.asarray(requests["preemptions"]).sum()),
+        "steps": n_steps,
         "duration_s": span,
-        "throughput_req_s": len(done) / span if span > 0 else 0.0,
+        "throughput_req_s": n_done / span if span > 0 else 0.0,
         "output_tok_s": out_tokens / span if span > 0 else 0.0,
         "output_tokens": out_tokens,
         "prefix_cache_hit_rate": hit_tokens / query_tokens if query_tokens else 0.0,
-        "ttft_s": _pct(done["ttft_s"].to_numpy(float)),
-        "tpot_s": _pct(done["tpot_s"].to_numpy(float)),
-        "e2e_s": _pct(done["e2e_s"].to_numpy(float)),
-        "mean_batch_size": float((steps["num_prefill_seqs"] + steps["num_decode_seqs"]).mean()) if len(steps) else 0.0,
-        "peak_kv_usage": float((steps["kv_blocks_used"] / steps["kv_blocks_total"]).max()) if len(steps) else 0.0,
+        "ttft_s": _pct(np.asarray(requests["ttft_s"], dtype=np.float64)[done]),
+        "tpot_s": _pct(np.asarray(requests["tpot_s"], dtype=np.float64)[done]),
+        "e2e_s": _pct(np.asarray(requests["e2e_s"], dtype=np.float64)[done]),
+        # pandas' mean of an int column: a float64 sum over the count
+        "mean_batch_size": float((col("num_prefill_seqs") + col("num_decode_seqs")).sum(dtype=np.float64)
+                                 / n_steps) if n_steps else 0.0,
+        "peak_kv_usage": float((col("kv_blocks_used") / col("kv_blocks_total")).max()) if n_steps else 0.0,
     }
     if extra:
         summary.update(extra)

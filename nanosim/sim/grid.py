@@ -121,8 +121,10 @@ class InverseWeights:
         self.xs, self.ws = list(xs), list(ws)
         self._inv = np.array([1.0 / x for x in reversed(self.xs)])
         self._w = np.array(list(reversed(self.ws)))
+        self._memo: dict[float, float] = {}  # n -> weight (a run asks for a few row counts)
 
     def __call__(self, n: float) -> float:
-        if not self.xs:
-            return 0.0
-        return float(np.interp(1.0 / n, self._inv, self._w))
+        w = self._memo.get(n)
+        if w is None:
+            w = self._memo[n] = float(np.interp(1.0 / n, self._inv, self._w)) if self.xs else 0.0
+        return w

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+import numpy as np
+
 from nanosim.config import EngineConfig, GpuSpec, ModelSpec
 from nanosim.core.engine import Engine
 from nanosim.core.metrics import summarize
@@ -26,10 +28,12 @@ def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
                    profile=None, progress: bool = False, fast_forward: bool = True,
-                   replicas: int = 1, router: str = "round_robin", step_jitter: bool = True):
+                   replicas: int = 1, router: str = "round_robin", step_jitter: bool = True,
+                   frames: bool = True):
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
     both tables get a ``replica`` column and the summary a per-replica list. step_jitter:
-    see build_engine (each replica draws its own, seeded by its index)."""
+    see build_engine (each replica draws its own, seeded by its index). frames=False: the
+    tables as column dicts (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas."""
     engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i) for i in range(replicas)]
     bar = _progress_bar(len(requests)) if progress else None
     t0 = time.perf_counter()
@@ -39,7 +43,7 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    req_df, step_df = _tables(engines)
+    req_df, step_df = _tables(engines, frames)
     cost = engines[0].backend.cost_model
     extra = {"mode": "sim", "model": model.name, "gpu": gpu.name, "config": asdict(cfg),
              "kv_blocks": engines[0].bm.num_blocks,
@@ -69,7 +73,11 @@ def _jitter_note(jitter, wanted: bool) -> str:
     return "off (--no-step-jitter)" if not wanted else "none (the cost model records none)"
 
 
-def _tables(engines):
+def _tables(engines, frames: bool = True):
+    if not frames:
+        cols = [e.metrics.columns() for e in engines]
+        if all(r is not None for r, _ in cols):
+            return cols[0] if len(engines) == 1 else _concat(cols)
     import pandas as pd
 
     if len(engines) == 1:
@@ -83,11 +91,28 @@ def _tables(engines):
     return req_df, pd.concat(steps, ignore_index=True)
 
 
+def _concat(cols: list[tuple[dict, dict]]) -> tuple[dict, dict]:
+    """The replicas' column dicts as one (a ``replica`` column; requests by id), as
+    _tables' pandas concat orders them."""
+    out = []
+    for part in (0, 1):
+        tables = [c[part] for c in cols]
+        t = {k: (sum((tb[k] for tb in tables), []) if k == "rejected" else
+                 np.concatenate([tb[k] for tb in tables])) for k in tables[0]}
+        t["replica"] = np.repeat(np.arange(len(tables), dtype=np.int64),
+                                 [len(tb["request_id" if part == 0 else "step"]) for tb in tables])
+        if part == 0:
+            order = np.argsort(t["request_id"], kind="stable")
+            t = {k: ([v[i] for i in order.tolist()] if k == "rejected" else v[order]) for k, v in t.items()}
+        out.append(t)
+    return out[0], out[1]
+
+
 def _replica_summary(i: int, engine, req_df) -> dict:
-    mine = req_df[req_df["replica"] == i]
+    mine = np.asarray(req_df["replica"]) == i
     bm = engine.bm
-    return {"replica": i, "requests": int(len(mine)),
-            "output_tokens": int(mine["output_tokens"].sum()),
+    return {"replica": i, "requests": int(mine.sum()),
+            "output_tokens": int(np.asarray(req_df["output_tokens"])[mine].sum()),
             "prefix_cache_hit_rate": bm.stat_hit_tokens / bm.stat_query_tokens if bm.stat_query_tokens else 0.0}
 
 

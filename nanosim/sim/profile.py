@@ -64,6 +64,8 @@ class ProfileCostModel:
                  prior: RooflineCostModel | None = None, ridge: float = 1e-3) -> None:
         check_profile_matches(profile, model, gpu, tp)
         self.profile, self.model, self.gpu, self.tp = profile, model, gpu, tp
+        self._graph_sizes: dict[int, int] = {}  # rows -> decode graph size (memo)
+        self._fixed_decode: dict[int, float] = {}  # graph size -> roofline's fixed seconds (memo)
         if prior is None:
             prior = RooflineCostModel(model, gpu, tp, profile.dtype_bytes)
         shapes, durs = zip(*profile.points())
@@ -112,28 +114,39 @@ class ProfileCostModel:
         prefill: its T tokens padded to the mixed-graph bucket >= T, as extra prefill tokens
         that every linear layer computes and no attention reads (pairs and KV stay)."""
         b, q = shape.num_decode_seqs, shape.prefill_tokens
+        s = shape  # positional StepShape(...) below: dataclasses.replace costs ~7 us a step
         if q or shape.num_prefill_seqs:
             buckets, t = self.profile.mixed_token_buckets, q + b
             i = bisect_left(buckets, t)
-            return shape if i == len(buckets) else replace(shape, prefill_tokens=q + buckets[i] - t)
+            return shape if i == len(buckets) else StepShape(
+                s.num_prefill_seqs, q + buckets[i] - t, s.prefill_attn_pairs, s.prefill_kv_tokens,
+                b, s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens)
         if shape.swap_blocks or b < 1:
             return shape
         g = self._graph_size(b)
-        return shape if g == b else replace(shape, num_decode_seqs=g)
+        return shape if g == b else StepShape(
+            s.num_prefill_seqs, q, s.prefill_attn_pairs, s.prefill_kv_tokens, g,
+            s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens)
 
     def _graph_size(self, rows: int) -> int:
         """The decode CUDA-graph size a batch of ``rows`` decodes runs at (rows itself when
         the profile has no graphs or the batch is larger than all)."""
-        sizes = self.profile.decode_graph_sizes
-        i = bisect_left(sizes, rows)
-        return rows if i == len(sizes) else sizes[i]
+        g = self._graph_sizes.get(rows)
+        if g is None:
+            sizes = self.profile.decode_graph_sizes
+            i = bisect_left(sizes, rows)
+            g = self._graph_sizes[rows] = rows if i == len(sizes) else sizes[i]
+        return g
 
     # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
     def _uniform_decode_s(self, grid: Grid2D, b: int, c):
         """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens
         (float, or a float ndarray): the fitted roofline times the measured ratio."""
         rf = self.roofline
-        base = rf._fixed_s(0, 0, 0.0, 0, b, 0) + rf._decode_attn_s(b, b * c)
+        fixed = self._fixed_decode.get(b)
+        if fixed is None:  # the same float _fixed_s gives, once per graph size
+            fixed = self._fixed_decode[b] = rf._fixed_s(0, 0, 0.0, 0, b, 0)
+        base = fixed + rf._decode_attn_s(b, b * c)
         if isinstance(c, np.ndarray):
             r, inside = grid.at_y(b, c)
         else:

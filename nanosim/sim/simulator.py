@@ -127,14 +127,19 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
                 if rep.pending:
                     t = max(t, min(r.arrival_s for r in rep.pending))
                 continue
-            end = engine.fast_forward(t, src.next_s) if fast_forward else None
+            nxt = src.next_s
+            end = engine.fast_forward(t, nxt) if fast_forward else None
             if end is None:
                 end = t + engine.step(t)
             if check_every_step:
                 engine.check()
-            if end > env.now:
-                yield env.timeout(end - env.now)
             t = end
+            if t >= nxt and t > env.now:
+                # an arrival is due by the next step's start: wait for the clock there, so
+                # that the router sees every replica after its steps that start before the
+                # arrival and none of those after. Until then no one can observe this
+                # replica, so its steps run without a SimPy event each.
+                yield env.timeout(t - env.now)
             report(t)
         clock["end"] = max(clock["end"], t)
 

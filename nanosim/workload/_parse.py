@@ -10,7 +10,6 @@ from os import PathLike
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from nanosim.core.request import Request
 from nanosim.workload.errors import TraceError
@@ -37,8 +36,10 @@ def csv_header(first_lines: list[str]) -> set[str]:
 # ----------------------------------------------------------------------------- CSV
 
 
-def read_csv(path: Path_, required: Sequence[str]) -> pd.DataFrame:
+def read_csv(path: Path_, required: Sequence[str]) -> "pd.DataFrame":
     """All cells as stripped strings; row i is on line i + 2. Checks the required columns."""
+    import pandas as pd  # lazily: the simulate path's loaders need not import it
+
     if not read_head(path, 1):
         raise TraceError(path, 1, "empty file")
     try:
@@ -72,13 +73,15 @@ def _line_from(msg: str) -> int:
     return int(m.group(1)) if m else 1
 
 
-def csv_numbers(path: Path_, df: pd.DataFrame, col: str, *, integer: bool,
+def csv_numbers(path: Path_, df: "pd.DataFrame", col: str, *, integer: bool,
                 min_value: float | None) -> np.ndarray:
     """Column ``col`` as float64 (integer-valued if ``integer``), every cell checked.
 
     Raises TraceError at the first cell that is empty, not a number, NaN/inf, not an
     integer when one is needed, or below ``min_value``.
     """
+    import pandas as pd
+
     raw = df[col]
     vals = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     return check_numbers(path, vals, raw.to_numpy(), col, integer=integer, min_value=min_value,

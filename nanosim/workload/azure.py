@@ -12,7 +12,6 @@ first request. A file must not mix zoned and zone-less timestamps.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from nanosim.core.request import Request
 from nanosim.workload._parse import build_trace, csv_header, csv_numbers, read_csv
@@ -29,6 +28,11 @@ def sniff(path, first_lines: list[str]) -> bool:
 
 
 def load(path) -> list[Request]:
+    fast = _read_fast(path)
+    if fast is not None:
+        return build_trace(path, *fast, time_col="TIMESTAMP")
+    import pandas as pd
+
     df = read_csv(path, COLUMNS)
     lines = np.arange(len(df)) + 2
     ts = df["TIMESTAMP"]
@@ -59,3 +63,43 @@ def load(path) -> list[Request]:
                                               f"{ts.iloc[i - 1]} on line {int(lines[i - 1])}; "
                                               "traces must be sorted by arrival time")
     return build_trace(path, seconds, prompt, output, lines, time_col="TIMESTAMP")
+
+
+def _read_fast(path):
+    """(seconds, prompt, output, lines) of a well-formed zone-less file, read by Arrow's CSV
+    reader with the timestamps parsed by numpy's ISO-8601 parser (~15 ms for 6,000 rows, no
+    pandas; pyarrow.compute would import it), or None for anything else: load() then takes
+    the checking path, which names the first bad line. The values are the ones that path
+    computes: the same integer nanoseconds, differences and division."""
+    import re
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf") or b'"' in raw:  # BOM, quotes: the checking path
+        return None
+    rows = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1) - 1  # lines after the header
+    types = {"TIMESTAMP": pa.string(), "ContextTokens": pa.int64(), "GeneratedTokens": pa.int64()}
+    try:
+        table = pcsv.read_csv(pa.BufferReader(raw), convert_options=pcsv.ConvertOptions(
+            column_types=types, include_columns=list(COLUMNS)))
+    except (pa.ArrowInvalid, KeyError):
+        return None
+    if table.num_rows != rows or rows == 0 or any(c.null_count for c in table.columns):
+        return None  # blank lines (Arrow skips them), no rows, empty cells
+    text = table["TIMESTAMP"].to_pylist()
+    ts_ok, zone = re.compile(_TS).fullmatch, re.compile(_ZONE).search
+    if not all(ts_ok(s) and not zone(s) for s in text):
+        return None
+    try:
+        ns = np.array(text, dtype="datetime64[ns]").astype(np.int64)
+    except ValueError:  # not a valid date
+        return None
+    # to_numpy() would import pandas (pyarrow checks for it)
+    prompt, output = (np.array(table[c].to_pylist(), dtype=np.int64) for c in COLUMNS[1:])
+    if (np.diff(ns) < 0).any() or prompt.min() < 1 or output.min() < 1:
+        return None
+    seconds = (ns - ns[0]).astype(np.float64) / 1e9
+    return seconds, prompt.astype(np.float64), output.astype(np.float64), np.arange(rows) + 2

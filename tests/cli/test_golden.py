@@ -67,6 +67,8 @@ CASES = {
     "conv_saturated": CONV + ["--max-requests", "400", "--rate-scale", "8"],
     "small_swap": SMALL + ["--preemption", "swap", "--profile", "none"],
     "small_recompute_profile": SMALL + ["--gpu", "h100"],
+    # 3 of 40 rejected (longer than max_model_len): NaN times, a non-empty str column
+    "small_rejects": SMALL[:-2] + ["--max-model-len", "120", "--profile", "none"],
     "code_round_robin": CODE + ["--max-requests", "300", "--rate-scale", "4", "--replicas", "3", "--router", "round_robin"] + NOJIT,
     "code_least_tokens": CODE + ["--max-requests", "300", "--rate-scale", "4", "--replicas", "3", "--router", "least_tokens",
                                  "--profile", "none"],

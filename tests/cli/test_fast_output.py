@@ -1,0 +1,86 @@
+"""The simulate command's pandas-free path: Arrow-written tables are the files pandas
+writes (byte for byte), the Azure loader's Arrow/numpy path gives the checking path's
+requests, and the command imports no pandas."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nanosim.arrow_tables import write_parquet
+from nanosim.config import EngineConfig, get_gpu, get_model
+from nanosim.core.request import Request
+from nanosim.sim.job import run_simulation
+from nanosim.workload import azure, load_trace
+
+TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+CFG = EngineConfig(block_size_tokens=16, max_num_seqs=8, max_num_batched_tokens=256,
+                   max_model_len=300, num_kv_blocks=64)
+
+
+def _requests():  # one too long for max_model_len: a rejected row with a reason (str column)
+    return [Request(i, 0.01 * i, 40 + 7 * i, 20 + i) for i in range(30)] + [Request(30, 0.5, 290, 50)]
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_arrow_parquet_is_pandas_parquet(tmp_path, replicas):
+    args = (_requests(), get_model("qwen3-0.6b"), get_gpu("h100"), CFG, None)
+    kw = dict(replicas=replicas, router="least_tokens")
+    cols = run_simulation(*args, frames=False, **kw)
+    frames = run_simulation(*args, **kw)
+    assert isinstance(cols[0], dict) and "é" not in cols[0]["rejected"]
+    assert any(cols[0]["rejected"]) and cols[2]["steps"] == frames[2]["steps"] > 50
+    for a, b in ((cols[0], frames[0]), (cols[1], frames[1])):
+        write_parquet(a, tmp_path / "arrow.parquet")
+        b.to_parquet(tmp_path / "pandas.parquet", index=False)
+        assert (tmp_path / "arrow.parquet").read_bytes() == (tmp_path / "pandas.parquet").read_bytes()
+    drop = ("wall_s", "sim_speed_x")
+    assert {k: v for k, v in cols[2].items() if k not in drop} == \
+        {k: v for k, v in frames[2].items() if k not in drop}
+
+
+def test_unicode_strings_round_trip(tmp_path):
+    import numpy as np
+
+    write_parquet({"a": np.arange(3, dtype=np.int64), "s": ["", "é ü", "x"]}, tmp_path / "t.parquet")
+    df = pd.read_parquet(tmp_path / "t.parquet")
+    assert df["s"].tolist() == ["", "é ü", "x"] and df["a"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_azure_fast_path_equals_checking_path(tmp_path, monkeypatch, crlf):
+    src = TRACES / "azure2023_conv_first20min.csv"
+    if not src.exists():
+        pytest.skip("shared traces not present")
+    text = src.read_text().replace("\r\n", "\n")
+    path = tmp_path / "t.csv"
+    path.write_bytes((text.replace("\n", "\r\n") if crlf else text).encode())
+    assert azure._read_fast(path) is not None
+    fast = load_trace(path)
+    monkeypatch.setattr(azure, "_read_fast", lambda p: None)
+    assert load_trace(path) == fast and len(fast) == 5985
+
+
+@pytest.mark.parametrize("body", [
+    "2023-11-16 18:17:03.9799600,1,1\n\n2023-11-16 18:17:04.0,1,1\n",  # blank line inside
+    "2023-11-16 18:17:03.9799600,1,1\n2023-13-16 18:17:04.0,1,1\n",  # month 13
+    "2024-05-10 00:00:00.1+00:00,1,1\n",  # zoned: the checking path parses those
+    "2023-11-16 18:17:03.9799600,1,\n",  # empty cell
+    "2023-11-16 18:17:03.9799600,1.5,1\n",  # not an integer
+])
+def test_azure_fast_path_leaves_odd_files_to_the_checking_path(tmp_path, body):
+    path = tmp_path / "t.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + body)
+    assert azure._read_fast(path) is None
+
+
+def test_simulate_imports_no_pandas(tmp_path):
+    src = TRACES / "azure2023_conv_first20min.csv"
+    if not src.exists():
+        pytest.skip("shared traces not present")
+    code = ("import sys; from nanosim.cli import main; "
+            f"assert main(['simulate', '--trace', {str(src)!r}, '--max-requests', '200', '--out', "
+            f"{str(tmp_path)!r}, '--no-progress']) == 0; print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
