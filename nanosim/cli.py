@@ -29,6 +29,8 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                    help="vLLM v1 mixed steps (default); --no-chunked-prefill = nano-vLLM prefill-first")
     g.add_argument("--preemption", choices=["recompute", "swap"], default=d.preemption_mode)
     g.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=True)
+    g.add_argument("--long-prefill-token-threshold", type=int, default=d.long_prefill_token_threshold,
+                   help="cap each prompt chunk per step at N tokens (vLLM v1; 0 = off)")
     g.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization)
     g.add_argument("--num-kv-blocks", type=int, default=None, help="override the derived KV capacity")
     g.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks")
@@ -41,7 +43,8 @@ def _config(a) -> EngineConfig:
         max_num_batched_tokens=a.max_num_batched_tokens, max_model_len=a.max_model_len,
         chunked_prefill=a.chunked_prefill, policy=a.policy, preemption_mode=a.preemption,
         enable_prefix_caching=a.prefix_caching, gpu_memory_utilization=a.gpu_memory_utilization,
-        num_kv_blocks=a.num_kv_blocks, tp=a.tp, seed=a.seed)
+        num_kv_blocks=a.num_kv_blocks, tp=a.tp, seed=a.seed,
+        long_prefill_token_threshold=a.long_prefill_token_threshold)
 
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
@@ -85,13 +88,16 @@ def cmd_simulate(a) -> int:
     from nanosim.config import get_gpu, get_model
     from nanosim.output import format_summary, write_run
     from nanosim.sim.job import run_simulation
+    from nanosim.sim.router import RouterConfig
 
     model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), _config(a)
+    router = RouterConfig(a.router, a.router_balance_abs, a.router_balance_rel,
+                          a.router_cache_threshold)
     reqs = _load_requests(a)
     profile = None if a.profile.lower() == "none" else a.profile
     req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, profile,
                                               progress=not a.no_progress,
-                                              replicas=a.replicas, router=a.router,
+                                              replicas=a.replicas, router=router,
                                               step_jitter=not a.no_step_jitter, frames=False)
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
@@ -141,6 +147,7 @@ def _llm(a, tp: int = 1, async_decode: bool = False):
                 max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
                 chunked_prefill=cfg.chunked_prefill, policy=cfg.policy,
                 preemption_mode=cfg.preemption_mode, enable_prefix_caching=cfg.enable_prefix_caching,
+                long_prefill_token_threshold=cfg.long_prefill_token_threshold,
                 gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=a.enforce_eager,
                 attention=a.attention, seed=cfg.seed)
     if cfg.num_kv_blocks is not None:
@@ -264,6 +271,8 @@ def _real_args(p: argparse.ArgumentParser) -> None:
 
 
 def _simulate_parser(sub) -> None:
+    from nanosim.sim.router import RouterConfig
+
     s = sub.add_parser("simulate", help="replay a trace against the simulated GPU")
     _workload_args(s)
     s.add_argument("--model", default="qwen3-8b")
@@ -278,6 +287,14 @@ def _simulate_parser(sub) -> None:
                         "from the profile's recorded step-time jitter, when it has one)")
     s.add_argument("--router", default="round_robin",
                    choices=["round_robin", "least_tokens", "least_kv", "prefix"])
+    r = RouterConfig()
+    s.add_argument("--router-balance-abs", type=int, default=r.balance_abs_threshold,
+                   help="prefix router: route by load when in-flight max - min exceeds this ...")
+    s.add_argument("--router-balance-rel", type=float, default=r.balance_rel_threshold,
+                   help="... and max exceeds this times min (SGLang's cache-aware thresholds)")
+    s.add_argument("--router-cache-threshold", type=float, default=r.cache_threshold,
+                   help="prefix router: follow the cache only when it holds more than this share "
+                        "of the prompt")
     s.add_argument("--no-progress", action="store_true")
     _engine_args(s)
     s.set_defaults(func=cmd_simulate)

@@ -153,6 +153,7 @@ class EngineConfig:
     policy: str = "fcfs"
     preemption_mode: str = "recompute"
     enable_prefix_caching: bool = True
+    long_prefill_token_threshold: int = 0  # > 0: cap each prompt chunk per step (vLLM v1; 0 = off)
     gpu_memory_utilization: float = 0.9
     swap_space_bytes: int = 4 * GiB  # host-memory pool for preemption by swap (vLLM default)
     num_kv_blocks: int | None = None  # override: skip the memory-derived capacity
@@ -169,6 +170,8 @@ class EngineConfig:
         _check(self.policy in POLICIES, f"policy {self.policy!r} is not one of {POLICIES}")
         _check(self.preemption_mode in PREEMPTION_MODES,
                f"preemption_mode {self.preemption_mode!r} is not one of {PREEMPTION_MODES}")
+        _check(self.long_prefill_token_threshold >= 0,
+               f"long_prefill_token_threshold must be >= 0 (0 = off), got {self.long_prefill_token_threshold}")
         _check(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization must be in (0, 1]")
         _check(self.swap_space_bytes >= 0, "swap_space_bytes must be >= 0")
         _check(self.num_kv_blocks is None or self.num_kv_blocks >= 1, "num_kv_blocks must be >= 1")

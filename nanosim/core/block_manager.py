@@ -8,10 +8,19 @@
   Blocks filled by decode steps are hashed lazily, at the sequence's next allocation or
   free, which differs from vLLM only for a lookup made in between by a prompt containing
   that sequence's generated tokens.
-* Free queue (head = next evicted): freed blocks return tail-first; hashed blocks are
-  appended at the tail (LRU), unhashed ones prepended at the head (reused first). A hit on
-  a free block removes it from the queue; a reused block loses its old hash.
+* Every physical block is kept under its hash (hash -> {block id}, insertion order): two
+  blocks can hold the same content (an exact-multiple prompt recomputes its last block), and
+  evicting one copy leaves the other reachable. A lookup takes the first copy (vLLM's
+  BlockHashToBlockMap.get_one_block).
+* Free queue (head = next evicted): a request's blocks are freed tail-first; of those that
+  reach ref 0, the unhashed ones are put at the head as one group in that order and the
+  hashed ones appended at the tail (LRU), as vLLM's BlockPool.free_blocks does with
+  prepend_n / append_n. With caching off every block is unhashed, so the most recently freed
+  request's blocks are reused first, tail before head. A hit on a free block removes it from
+  the queue; a reused block loses its old hash.
 * A hit never covers the last prompt token (max hit = num_tokens - 1, whole blocks).
+* reset_prefix_cache() drops every hash, and only when no block is held (vLLM's
+  BlockPool.reset_prefix_cache returns False otherwise). docs/vllm-parity.md cites sources.
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ from collections import OrderedDict
 
 import xxhash
 
+from nanosim.core.cache_stats import PrefixCacheStats
 from nanosim.core.sequence import Sequence
 
 
@@ -41,13 +51,11 @@ class BlockManager:
         self.ref = [0] * num_blocks
         self.block_hash: list[int | None] = [None] * num_blocks
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
-        self.cached: dict[int, int] = {}  # hash -> block id
+        self.cached: dict[int, dict[int, None]] = {}  # hash -> {block id: None}, every copy
         self.num_host_blocks = num_host_blocks
         self.host_free = list(range(num_host_blocks - 1, -1, -1))  # stack, pops 0 first
-        # prefix-cache statistics, one record per admitted request (see record_admission)
-        self.stat_requests = 0
-        self.stat_query_tokens = 0
-        self.stat_hit_tokens = 0
+        self.stats = PrefixCacheStats()  # one record per admission (see record_admission)
+        self.stats_reset = False  # set by reset_prefix_cache, cleared by the metrics recorder
 
     # ---- queries ----------------------------------------------------------------------
     @property
@@ -84,10 +92,10 @@ class BlockManager:
             return []  # content unknown: its keys are its own, and it has cached none yet
         hits = []
         for i in range((seq.num_tokens - 1) // self.block_size):
-            b = self.cached.get(self.seq_hash(seq, i))
-            if b is None:
+            copies = self.cached.get(self.seq_hash(seq, i))
+            if not copies:
                 break
-            hits.append(b)
+            hits.append(next(iter(copies)))
         return hits
 
     def can_allocate(self, seq: Sequence, num_slots: int, hits: list[int] = ()) -> bool:
@@ -123,8 +131,10 @@ class BlockManager:
     def _take_free(self) -> int:
         b, _ = self.free.popitem(last=False)
         h = self.block_hash[b]
-        if h is not None:  # evict: the block's old content is no longer addressable
-            if self.cached.get(h) == b:
+        if h is not None:  # evict this copy: the block's old content is no longer here
+            copies = self.cached[h]
+            del copies[b]
+            if not copies:
                 del self.cached[h]
             self.block_hash[b] = None
         self.ref[b] = 1
@@ -141,20 +151,37 @@ class BlockManager:
             if self.block_hash[b] is None:
                 h = self.seq_hash(seq, i)
                 self.block_hash[b] = h
-                self.cached.setdefault(h, b)
+                self.cached.setdefault(h, {})[b] = None
         seq.num_hashed_blocks = max(seq.num_hashed_blocks, full)
 
     def free_seq(self, seq: Sequence) -> None:
-        """Release seq's blocks, tail first (so its tail is evicted before its prefix root)."""
+        """Release seq's blocks, tail first (so its tail is evicted before its prefix root).
+        Unhashed blocks that reach ref 0 go to the head as one group, in that order
+        (prepend_n); hashed ones to the tail (append_n)."""
         self.cache_full_blocks(seq, seq.num_computed_tokens)
+        unhashed = []
         for b in reversed(seq.block_table):
             self.ref[b] -= 1
             if self.ref[b] == 0:
-                self.free[b] = None
                 if self.block_hash[b] is None:
-                    self.free.move_to_end(b, last=False)
+                    unhashed.append(b)
+                else:
+                    self.free[b] = None
+        for b in reversed(unhashed):  # the group's first block ends at the very head
+            self.free[b] = None
+            self.free.move_to_end(b, last=False)
         seq.block_table = []
         seq.num_hashed_blocks = 0
+
+    def reset_prefix_cache(self) -> bool:
+        """Forget every cached hash so that nothing hits any more. Refused (False, nothing
+        changed) while any block is held: the held blocks' hashes would have to stay."""
+        if self.num_used:
+            return False
+        self.cached.clear()
+        self.block_hash = [None] * self.num_blocks
+        self.stats_reset = True
+        return True
 
     # ---- swap to host memory ------------------------------------------------------------
     def swap_out(self, seq: Sequence) -> list[tuple[int, int]] | None:
@@ -182,10 +209,34 @@ class BlockManager:
         return pairs
 
     # ---- statistics and invariants ----------------------------------------------------
-    def record_admission(self, prompt_tokens: int, hit_tokens: int) -> None:
-        self.stat_requests += 1
-        self.stat_query_tokens += prompt_tokens
-        self.stat_hit_tokens += hit_tokens
+    def record_admission(self, num_tokens: int, hit_tokens: int, preempted: bool = False) -> None:
+        """An admission looked up num_tokens and hit hit_tokens (re-admissions after a
+        preemption are counted apart: preempted=True)."""
+        self.stats.record(num_tokens, hit_tokens, preempted)
+
+    @property
+    def stat_requests(self) -> int:
+        return self.stats.requests
+
+    @property
+    def stat_query_tokens(self) -> int:
+        return self.stats.queries
+
+    @property
+    def stat_hit_tokens(self) -> int:
+        return self.stats.hits
+
+    @property
+    def stat_preempted_requests(self) -> int:
+        return self.stats.preempted_requests
+
+    @property
+    def stat_preempted_query_tokens(self) -> int:
+        return self.stats.preempted_queries
+
+    @property
+    def stat_preempted_hit_tokens(self) -> int:
+        return self.stats.preempted_hits
 
     def check(self, seqs) -> None:
         """Verify ref counts, free queue, hash table and block tables; raise AssertionError."""
@@ -202,7 +253,12 @@ class BlockManager:
         free = set(self.free)
         assert len(free) == len(self.free)
         assert free == {b for b in range(self.num_blocks) if self.ref[b] == 0}, "free queue != ref 0"
-        for h, b in self.cached.items():
-            assert self.block_hash[b] == h, f"hash table points {h} at block {b} holding another hash"
+        for h, copies in self.cached.items():
+            assert copies, f"hash {h} maps to no block"
+            for b in copies:
+                assert self.block_hash[b] == h, f"hash table points {h} at block {b} holding another hash"
+        for b, h in enumerate(self.block_hash):
+            assert h is None or b in self.cached.get(h, ()), \
+                f"block {b} holds hash {h} but is unreachable from the hash table"
         assert not host_used & set(self.host_free), "host block both used and free"
         assert len(host_used) + len(self.host_free) == self.num_host_blocks, "host blocks leaked"

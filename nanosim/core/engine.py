@@ -53,7 +53,8 @@ class Engine:
 
     def step(self, now: float) -> float:
         """Run one step starting at ``now``; returns its duration in seconds."""
-        sched = self.scheduler
+        sched, bm = self.scheduler, self.bm
+        stats0, preempted0 = bm.stats.snapshot(), sched.num_preemptions
         batch = sched.schedule()
         if batch.empty and not (batch.swap_in or batch.swap_out):
             raise NoProgressError(f"empty step at t={now:.6f}s with {len(sched.waiting)} waiting, "
@@ -62,7 +63,10 @@ class Engine:
         kv_used = self.bm.num_used
         result = self.backend.execute(batch)
         sched.postprocess(batch, result, now + result.duration_s)
-        self.metrics.record_step(now, result.duration_s, batch.shape, kv_used)
+        cache = tuple(b - a for a, b in zip(stats0, bm.stats.snapshot()))
+        self.metrics.record_step(now, result.duration_s, batch.shape, kv_used,
+                                 sched.num_preemptions - preempted0, cache, bm.stats_reset)
+        bm.stats_reset = False
         self._collect()
         return result.duration_s
 
@@ -116,6 +120,12 @@ class Engine:
             chunk *= 2
         ends_at = np.asarray(t)
         return np.concatenate(durs), ends_at[:-1], ends_at
+
+    def reset_prefix_cache(self) -> bool:
+        """Drop every cached prefix (vLLM's LLM.reset_prefix_cache): False, and nothing
+        changed, while any request holds KV blocks. The windowed hit rate restarts at the
+        next step."""
+        return self.bm.reset_prefix_cache()
 
     def _collect(self) -> None:
         fin = self.scheduler.finished

@@ -11,11 +11,20 @@ import math
 import numpy as np
 
 from nanosim.core.batch import StepShape
+from nanosim.core.cache_stats import CachingMetrics
 from nanosim.core.sequence import Sequence, Status
 
+# Per step, after the shape: preemption events, the prefix-cache records of the step's
+# admissions in tokens (first admissions, then re-admissions after a preemption, as vLLM's
+# PrefixCacheStats splits them), and vLLM's windowed hit rate after the step.
+CACHE_COLUMNS = ("prefix_cache_requests", "prefix_cache_queries", "prefix_cache_hits",
+                 "prefix_cache_preempted_requests", "prefix_cache_preempted_queries",
+                 "prefix_cache_preempted_hits")
 STEP_COLUMNS = ("step", "start_s", "duration_s", "num_prefill_seqs", "prefill_tokens",
                 "num_decode_seqs", "decode_context_tokens", "decode_max_context_tokens",
-                "kv_blocks_used", "kv_blocks_total")
+                "kv_blocks_used", "kv_blocks_total", "preemptions", *CACHE_COLUMNS,
+                "prefix_cache_hit_rate_window")
+FLOAT_COLUMNS = ("prefix_cache_hit_rate_window",)  # besides the times (``*_s``)
 REQUEST_COLUMNS = ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
                    "output_tokens", "cached_prompt_tokens", "preemptions", "rejected",
                    "ttft_s", "tpot_s", "e2e_s")
@@ -27,8 +36,13 @@ class MetricsRecorder:
         self.steps: dict[str, list] = {c: [] for c in STEP_COLUMNS}
         self.requests: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.num_steps = 0
+        self.window = CachingMetrics()
 
-    def record_step(self, start_s: float, duration_s: float, shape: StepShape, kv_used: int) -> None:
+    def record_step(self, start_s: float, duration_s: float, shape: StepShape, kv_used: int,
+                    preemptions: int = 0, cache: tuple[int, ...] = (0,) * 6,
+                    cache_reset: bool = False) -> None:
+        """cache: the step's PrefixCacheStats deltas in CACHE_COLUMNS order; cache_reset: the
+        prefix cache was reset since the previous step (the window restarts)."""
         s = self.steps
         s["step"].append(self.num_steps)
         s["start_s"].append(start_s)
@@ -40,6 +54,11 @@ class MetricsRecorder:
         s["decode_max_context_tokens"].append(shape.decode_max_context_tokens)
         s["kv_blocks_used"].append(kv_used)
         s["kv_blocks_total"].append(self.kv_blocks_total)
+        s["preemptions"].append(preemptions)
+        for col, v in zip(CACHE_COLUMNS, cache):
+            s[col].append(v)
+        self.window.observe(*cache[:3], reset=cache_reset)
+        s["prefix_cache_hit_rate_window"].append(self.window.hit_rate)
         self.num_steps += 1
 
     def record_decode_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int,
@@ -60,6 +79,9 @@ class MetricsRecorder:
                                               if num_seqs else [0] * k)
         s["kv_blocks_used"].extend(kv_used if isinstance(kv_used, list) else kv_used.tolist())
         s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
+        for col in ("preemptions", *CACHE_COLUMNS):  # decode-only: nothing admitted or preempted
+            s[col].extend([0] * k)
+        s["prefix_cache_hit_rate_window"].extend([self.window.hit_rate] * k)
         self.num_steps += k
 
     def record_request(self, seq: Sequence) -> None:
@@ -101,10 +123,11 @@ class MetricsRecorder:
 
 
 def _arrays(cols: dict[str, list], names) -> dict:
-    """Lists -> arrays: times (``*_s``, floats or NaN) float64, counts int64, as pandas
-    infers them; the str column ``rejected`` stays a list."""
+    """Lists -> arrays: times (``*_s``, floats or NaN) and FLOAT_COLUMNS float64, counts
+    int64, as pandas infers them; the str column ``rejected`` stays a list."""
     return {c: cols[c] if c == "rejected" else
-            np.asarray(cols[c], dtype=np.float64 if c.endswith("_s") else np.int64) for c in names}
+            np.asarray(cols[c], dtype=np.float64 if c.endswith("_s") or c in FLOAT_COLUMNS
+                       else np.int64) for c in names}
 
 
 def _pct(values: np.ndarray) -> dict:
@@ -130,12 +153,14 @@ def summarize(requests, steps, hit_tokens: int, query_tokens: int, extra: dict |
         "finished": n_done,
         "rejected": int((~rej).sum()),
         "preemptions": int(np.asarray(requests["preemptions"]).sum()),
+        "preempted_requests": int((np.asarray(requests["preemptions"]) > 0).sum()),
         "steps": n_steps,
         "duration_s": span,
         "throughput_req_s": n_done / span if span > 0 else 0.0,
         "output_tok_s": out_tokens / span if span > 0 else 0.0,
         "output_tokens": out_tokens,
         "prefix_cache_hit_rate": hit_tokens / query_tokens if query_tokens else 0.0,
+        **{c: int(col(c).sum()) for c in CACHE_COLUMNS},
         "ttft_s": _pct(np.asarray(requests["ttft_s"], dtype=np.float64)[done]),
         "tpot_s": _pct(np.asarray(requests["tpot_s"], dtype=np.float64)[done]),
         "e2e_s": _pct(np.asarray(requests["e2e_s"], dtype=np.float64)[done]),

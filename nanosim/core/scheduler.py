@@ -11,6 +11,9 @@ Modes (EngineConfig.chunked_prefill):
   Blocks are allocated for computed + new tokens in both modes (nano-vLLM allocates the
   whole prompt on the first chunk).
 
+long_prefill_token_threshold > 0 caps every prompt chunk (running or newly admitted) at that
+many tokens per step, before the budget cut, as vLLM v1's scheduler does in both its loops.
+
 Admission is head-of-line: when the head of the waiting queue cannot be scheduled the
 step stops admitting (no skipping ahead). A step that preempted admits nothing.
 Preemption victims: fcfs the most recently admitted running request; priority/sjf the
@@ -43,6 +46,7 @@ class Scheduler:
         self.finished: list[Sequence] = []  # drained by the engine
         self.materialize_decodes = materialize_decodes  # the GPU backend needs the seq list
         self._admit_counter = 0
+        self.num_preemptions = 0  # preemption events so far (the metrics take per-step deltas)
         # True when the last step was decode-only and changed nothing that could let a
         # waiting or swapped request in: the next decode-only steps can be fast-forwarded.
         self.quiet = False
@@ -110,7 +114,7 @@ class Scheduler:
                 break
             if seq.status is not Status.RUNNING:  # preempted by an earlier allocation
                 continue
-            n = min(seq.num_tokens - seq.num_computed_tokens, st.budget)
+            n = min(self._cap(seq.num_tokens - seq.num_computed_tokens), st.budget)
             if not self._allocate_or_preempt(seq, seq.num_computed_tokens + n, st):
                 break
             st.add_chunk(PrefillChunk(seq, seq.num_computed_tokens, n))
@@ -142,7 +146,7 @@ class Scheduler:
                 seq.prompt_ids = seq.req.token_ids()
             hits = bm.lookup(seq)
             computed = len(hits) * bm.block_size
-            n = seq.num_tokens - computed
+            n = self._cap(seq.num_tokens - computed)
             if n > st.budget and (not chunk_any and st.prefills):
                 return  # nano-vLLM: only the first prompt of a step may be chunked
             n = min(n, st.budget)
@@ -153,11 +157,18 @@ class Scheduler:
             if not seq.stats_recorded:
                 seq.stats_recorded = True
                 seq.num_cached_tokens = computed
-                bm.record_admission(seq.req.prompt_tokens, computed)
+                bm.record_admission(seq.num_tokens, computed)
+            elif seq.num_preemptions:  # a recompute victim re-admitted: counted apart (vLLM)
+                bm.record_admission(seq.num_tokens, computed, preempted=True)
             self._start_running(seq)
             self.prefilling[seq.seq_id] = seq
             st.add_chunk(PrefillChunk(seq, computed, n))
             st.admitted = True
+
+    def _cap(self, num_tokens: int) -> int:
+        """vLLM v1: ``if 0 < long_prefill_token_threshold < num_new_tokens`` -> threshold."""
+        t = self.cfg.long_prefill_token_threshold
+        return t if 0 < t < num_tokens else num_tokens
 
     def _start_running(self, seq: Sequence) -> None:
         seq.status = Status.RUNNING
@@ -181,6 +192,7 @@ class Scheduler:
 
     def _preempt(self, seq: Sequence, st: "_Step") -> None:
         st.preempted = True
+        self.num_preemptions += 1
         del self.running[seq.seq_id]
         self.prefilling.pop(seq.seq_id, None)
         if seq.group is not None:

@@ -123,6 +123,12 @@ class LLM:
         self.engine = Engine(self.cfg, self.backend, self.runner.num_kv_blocks, self.host_blocks)
         self._next_id = 0
 
+    def reset_prefix_cache(self) -> bool:
+        """Forget every cached prefix, e.g. between benchmark rounds (vLLM's
+        LLM.reset_prefix_cache). Returns False, and changes nothing, while a request still
+        holds KV blocks."""
+        return self.engine.reset_prefix_cache()
+
     def warmup(self) -> None:
         """Run prefill-only, mixed and decode steps over block tables of several widths, so
         that no step of a measured replay pays a one-time kernel compile; then reset()."""

@@ -13,7 +13,7 @@ from nanosim.core.request import Request
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.memory import kv_capacity
 from nanosim.sim.cost_select import make_cost_model
-from nanosim.sim.router import Router
+from nanosim.sim.router import Router, RouterConfig
 from nanosim.sim.simulator import simulate_cluster
 
 
@@ -28,12 +28,14 @@ def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
                    profile=None, progress: bool = False, fast_forward: bool = True,
-                   replicas: int = 1, router: str = "round_robin", step_jitter: bool = True,
-                   frames: bool = True):
+                   replicas: int = 1, router: str | RouterConfig = "round_robin",
+                   step_jitter: bool = True, frames: bool = True):
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
-    both tables get a ``replica`` column and the summary a per-replica list. step_jitter:
-    see build_engine (each replica draws its own, seeded by its index). frames=False: the
-    tables as column dicts (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas."""
+    both tables get a ``replica`` column and the summary a per-replica list. router: a
+    policy name (default thresholds) or a RouterConfig. step_jitter: see build_engine (each
+    replica draws its own, seeded by its index). frames=False: the tables as column dicts
+    (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas."""
+    router = RouterConfig(router) if isinstance(router, str) else router
     engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i) for i in range(replicas)]
     bar = _progress_bar(len(requests)) if progress else None
     t0 = time.perf_counter()
@@ -59,7 +61,8 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
         extra["note"] = (f"{100 * extrapolated / total:.1f}% of predicted steps were outside the "
                          "profile's grid (extrapolated with the fitted roofline)")
     if replicas > 1:
-        extra["router"] = router
+        extra["router"] = router.policy
+        extra["router_config"] = router.as_dict()
         extra["replicas"] = [_replica_summary(i, e, req_df) for i, e in enumerate(engines)]
     hits = sum(e.bm.stat_hit_tokens for e in engines)
     queries = sum(e.bm.stat_query_tokens for e in engines)

@@ -31,7 +31,9 @@ class Replica:
         self.pending: list[Request] = []
         self.wake: simpy.Event | None = None
         self.routed_tokens = 0
+        self.routed_requests = 0
         self._done_tokens = 0
+        self._done_requests = 0
         self._done_rows = 0
 
     def release(self) -> None:
@@ -42,6 +44,16 @@ class Replica:
     @property
     def outstanding_tokens(self) -> int:
         """Prompt + output tokens of requests routed here and not finished or rejected."""
+        self._count_done()
+        return self.routed_tokens - self._done_tokens
+
+    @property
+    def outstanding_requests(self) -> int:
+        """Requests routed here and not finished or rejected (a router's in-flight load)."""
+        self._count_done()
+        return self.routed_requests - self._done_requests
+
+    def _count_done(self) -> None:
         rows = self.engine.metrics.requests
         n = len(rows["request_id"])
         if n > self._done_rows:
@@ -49,8 +61,8 @@ class Replica:
             for rid in rows["request_id"][self._done_rows:n]:
                 s = seqs[rid]
                 self._done_tokens += s.req.prompt_tokens + s.max_tokens
+            self._done_requests += n - self._done_rows
             self._done_rows = n
-        return self.routed_tokens - self._done_tokens
 
 
 class _Arrivals:
@@ -76,6 +88,7 @@ class _Arrivals:
             rep = self.replicas[0] if self.router is None else self.router.pick(r, self.replicas)
             rep.pending.append(r)
             rep.routed_tokens += r.prompt_tokens + r.output_tokens
+            rep.routed_requests += 1
             if rep.wake is not None and not rep.wake.triggered:
                 rep.wake.succeed()
             self.i += 1

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass, fields
 
 from nanosim.config import (GPUS, MODELS, POLICIES, PREEMPTION_MODES, ConfigError, EngineConfig,
                             check_tp, get_gpu, get_model)
-from nanosim.sim.router import ROUTERS
+from nanosim.sim.router import ROUTERS, RouterConfig
 from nanosim.workload.synthetic import SUITES
 
 _E = EngineConfig()  # defaults of the engine fields below (read once, never mutated)
+_R = RouterConfig()  # defaults of the router thresholds
 
 # Allowed values and lower bounds of single fields (checked before cross-field rules).
 _CHOICES = {"model": tuple(MODELS), "gpu": tuple(GPUS), "router": ROUTERS, "policy": POLICIES,
@@ -32,8 +33,9 @@ _CHOICES = {"model": tuple(MODELS), "gpu": tuple(GPUS), "router": ROUTERS, "poli
 _AT_LEAST_1 = ("tp", "replicas", "num_requests", "max_requests", "system_prompt_groups",
                "block_size_tokens", "max_num_seqs", "max_num_batched_tokens",
                "max_model_len", "num_kv_blocks")
-_POSITIVE = ("rate_rps", "duration_s", "rate_scale")
-_NON_NEGATIVE = ("system_prompt_tokens", "swap_space_bytes", "seed")
+_POSITIVE = ("rate_rps", "duration_s", "rate_scale", "router_balance_rel_threshold")
+_NON_NEGATIVE = ("system_prompt_tokens", "swap_space_bytes", "seed", "long_prefill_token_threshold",
+                 "router_balance_abs_threshold")
 _FRACTIONS = ("sample_fraction", "gpu_memory_utilization")  # in (0, 1]
 
 
@@ -45,6 +47,9 @@ class Point:
     tp: int = 1  # tensor-parallel ranks per replica
     replicas: int = 1  # engines behind the router; GPUs used = tp * replicas
     router: str = "round_robin"
+    router_balance_abs_threshold: int = _R.balance_abs_threshold  # prefix router (sim/router.py)
+    router_balance_rel_threshold: float = _R.balance_rel_threshold
+    router_cache_threshold: float = _R.cache_threshold
     profile: str | None = None  # measured profile JSON/folder, "auto" = shipped ones (default: roofline)
     # workload: a trace file, or a synthetic suite at rate_rps
     trace: str | None = None  # path as written in the spec (resolved by the Spec)
@@ -69,6 +74,7 @@ class Point:
     policy: str = _E.policy
     preemption_mode: str = _E.preemption_mode
     enable_prefix_caching: bool = _E.enable_prefix_caching
+    long_prefill_token_threshold: int = _E.long_prefill_token_threshold
     gpu_memory_utilization: float = _E.gpu_memory_utilization
     swap_space_bytes: int = _E.swap_space_bytes
     num_kv_blocks: int | None = _E.num_kv_blocks
@@ -85,6 +91,11 @@ class Point:
             raise ConfigError("window_s applies to a trace, not to a synthetic workload")
         check_tp(get_model(self.model), self.tp)
         self.engine_config()  # EngineConfig's own cross-field rules
+        self.router_config()
+
+    def router_config(self) -> RouterConfig:
+        return RouterConfig(self.router, self.router_balance_abs_threshold,
+                            self.router_balance_rel_threshold, self.router_cache_threshold)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(**{f.name: getattr(self, f.name) for f in fields(EngineConfig)
@@ -133,7 +144,7 @@ def check_field(name: str, value) -> None:
         raise ConfigError(f"must be >= 0 (got {value})")
     elif name in _FRACTIONS and not 0 < value <= 1:
         raise ConfigError(f"must be in (0, 1] (got {value})")
-    elif name == "high_priority_fraction" and not 0 <= value <= 1:
+    elif name in ("high_priority_fraction", "router_cache_threshold") and not 0 <= value <= 1:
         raise ConfigError(f"must be in [0, 1] (got {value})")
     elif name == "window_s" and not 0 <= value[0] < value[1]:
         raise ConfigError(f"needs 0 <= start_s < end_s (got {list(value)})")

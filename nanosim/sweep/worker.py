@@ -65,7 +65,7 @@ def _simulate(task: Task, base_requests):
     reqs = build_requests(p, task.trace_path, base_requests)
     req_df, step_df, summary = run_simulation(
         reqs, get_model(p.model), get_gpu(p.gpu), p.engine_config(), task.profile_path,
-        replicas=p.replicas, router=p.router)
+        replicas=p.replicas, router=p.router_config())
     if "replica" not in req_df:  # one schema for every point
         req_df, step_df = req_df.assign(replica=0), step_df.assign(replica=0)
     return req_df, step_df, summary

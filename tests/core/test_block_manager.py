@@ -58,7 +58,7 @@ def test_s08_reused_block_loses_old_hash():
     a = seq(0, list(range(16)))
     admit(bm, a, 16)
     h = bm.block_hash[0]
-    assert bm.cached == {h: 0}
+    assert bm.cached == {h: {0: None}}
     bm.free_seq(a)
     b = seq(1, list(range(15)))
     admit(bm, b)
@@ -79,9 +79,9 @@ def test_s10_failed_allocation_changes_nothing():
     r3 = seq(3, C + C + C)
     hits = bm.lookup(r3)
     assert len(hits) == 6  # 96 tokens hit; 3 of the 5 "free" blocks are its own hits
-    before = (list(bm.ref), list(bm.free), dict(bm.cached))
+    before = (list(bm.ref), list(bm.free), {k: dict(v) for k, v in bm.cached.items()})
     assert not bm.allocate(r3, 144, hits)
-    assert (list(bm.ref), list(bm.free), dict(bm.cached)) == before
+    assert (list(bm.ref), list(bm.free), {k: dict(v) for k, v in bm.cached.items()}) == before
     assert [bm.ref[b] for b in range(6)] == [1, 1, 1, 0, 0, 0]
     assert r3.block_table == []
 
