@@ -157,7 +157,9 @@ class BlockManager:
     def free_seq(self, seq: Sequence) -> None:
         """Release seq's blocks, tail first (so its tail is evicted before its prefix root).
         Unhashed blocks that reach ref 0 go to the head as one group, in that order
-        (prepend_n); hashed ones to the tail (append_n)."""
+        (prepend_n); hashed ones to the tail (append_n). Source: vLLM
+        single_type_kv_cache_manager.free (reversed blocks) and block_pool.free_blocks
+        (prepend_n / append_n, PR #42656; with caching off prepend again since PR #51482)."""
         self.cache_full_blocks(seq, seq.num_computed_tokens)
         unhashed = []
         for b in reversed(seq.block_table):
