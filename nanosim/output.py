@@ -33,6 +33,10 @@ def format_summary(s: dict) -> str:
         f"duration      {s['duration_s']:.2f} s over {s['steps']} engine steps",
         f"throughput    {s['throughput_req_s']:.2f} req/s, {s['output_tok_s']:.1f} output tok/s",
         f"prefix cache  {100 * s['prefix_cache_hit_rate']:.1f}% of prompt tokens hit",
+        *([f"re-admitted   {s['prefix_cache_preempted_requests']} times after preemption, "
+           f"{100 * s['prefix_cache_preempted_hits'] / max(s['prefix_cache_preempted_queries'], 1):.1f}% "
+           "of their tokens hit again (counted apart, as vLLM does)"]
+          if s.get("prefix_cache_preempted_requests") else []),
         f"KV peak       {100 * s['peak_kv_usage']:.1f}% of blocks; mean batch "
         f"{s['mean_batch_size']:.1f} seqs",
         "latency (ms)        p50       p90       p99      mean",

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections import deque
 
 VLLM_WINDOW_REQUESTS = 1000  # CachingMetrics(max_recent_requests=1000), vLLM's default
+NO_RECORDS = (0,) * 6
 
 
 class PrefixCacheStats:
     __slots__ = ("requests", "queries", "hits", "preempted_requests", "preempted_queries",
-                 "preempted_hits")
+                 "preempted_hits", "_step")
 
     def __init__(self) -> None:
         self.requests = self.queries = self.hits = 0
         self.preempted_requests = self.preempted_queries = self.preempted_hits = 0
+        self._step: list[int] | None = None  # records since take_step(), in snapshot order
 
     def record(self, num_tokens: int, num_hits: int, preempted: bool) -> None:
         """One admission: num_tokens looked up (prompt + any generated tokens), num_hits of
@@ -37,9 +39,21 @@ class PrefixCacheStats:
             self.requests += 1
             self.queries += num_tokens
             self.hits += num_hits
+        step = self._step if self._step is not None else [0] * 6
+        i = 3 if preempted else 0
+        step[i] += 1
+        step[i + 1] += num_tokens
+        step[i + 2] += num_hits
+        self._step = step
 
-    def snapshot(self) -> tuple[int, ...]:
-        return tuple(getattr(self, k) for k in self.__slots__)
+    def take_step(self) -> tuple[int, ...]:
+        """The records since the last call, as (requests, queries, hits, preempted_requests,
+        preempted_queries, preempted_hits); most steps admit nothing, so that case is cheap."""
+        step = self._step
+        if step is None:
+            return NO_RECORDS
+        self._step = None
+        return tuple(step)
 
 
 class CachingMetrics:

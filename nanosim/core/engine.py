@@ -54,7 +54,7 @@ class Engine:
     def step(self, now: float) -> float:
         """Run one step starting at ``now``; returns its duration in seconds."""
         sched, bm = self.scheduler, self.bm
-        stats0, preempted0 = bm.stats.snapshot(), sched.num_preemptions
+        preempted0 = sched.num_preemptions
         batch = sched.schedule()
         if batch.empty and not (batch.swap_in or batch.swap_out):
             raise NoProgressError(f"empty step at t={now:.6f}s with {len(sched.waiting)} waiting, "
@@ -63,7 +63,7 @@ class Engine:
         kv_used = self.bm.num_used
         result = self.backend.execute(batch)
         sched.postprocess(batch, result, now + result.duration_s)
-        cache = tuple(b - a for a, b in zip(stats0, bm.stats.snapshot()))
+        cache = bm.stats.take_step()  # prefix-cache records of this step's admissions
         self.metrics.record_step(now, result.duration_s, batch.shape, kv_used,
                                  sched.num_preemptions - preempted0, cache, bm.stats_reset)
         bm.stats_reset = False

@@ -132,6 +132,20 @@ def test_readmission_after_preemption_counts_apart_from_first_admissions():
     assert steps.prefix_cache_preempted_hits.sum() == bm.stat_preempted_hit_tokens
 
 
+def test_summary_reports_readmissions_apart():
+    from nanosim.core.metrics import summarize
+    from nanosim.output import format_summary
+
+    e, a, b = preempting_engine()
+    run(e)
+    req, steps = e.results()
+    s = summarize(req, steps, e.bm.stat_hit_tokens, e.bm.stat_query_tokens)
+    assert (s["preemptions"], s["preempted_requests"]) == (b.num_preemptions, 1)
+    assert s["prefix_cache_preempted_hits"] == e.bm.stat_preempted_hit_tokens
+    assert s["prefix_cache_hit_rate"] == 0.0  # the victim's own hits do not count here
+    assert f"re-admitted   {b.num_preemptions} times after preemption" in format_summary(s)
+
+
 # ---- long_prefill_token_threshold ----------------------------------------------------------
 def test_long_prefill_threshold_caps_each_prompt_chunk():
     e = make_engine(num_blocks=100, max_num_batched_tokens=1000, long_prefill_token_threshold=64)
