@@ -5,7 +5,8 @@
     nanosim profile   --model M --out FILE.json                      (on a GPU)
     nanosim validate  --trace FILE --model M --profile P --out DIR   (on a GPU)
     nanosim memory    --model M --gpu G [--tp N] [--block-size N]
-    nanosim trace stats FILE      |  nanosim trace convert FILE OUT
+    nanosim trace list | info NAME | download NAME...   (registered public traces)
+    nanosim trace stats SOURCE    |  nanosim trace convert SOURCE OUT
     nanosim sweep SPEC [--out DIR] [--ray auto|ADDRESS]  |  nanosim report DIR
 """
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _config(a) -> EngineConfig:
 def _workload_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("workload")
     src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--trace", help="trace file (format detected by content)")
+    src.add_argument("--trace", help="trace file (format detected by content) or registered "
+                                     "name (nanosim trace list), optionally with [start_s:end_s]")
     src.add_argument("--workload", help="synthetic suite: chatbot, rag, code, summarization")
     g.add_argument("--format", default=None, help="force a trace format")
     g.add_argument("--rate", type=float, default=2.0,
@@ -61,11 +63,11 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-requests", type=int, default=None, help="keep the first N requests")
 
 
-def _arrival_options(a, path) -> dict:
+def _arrival_options(a, source) -> dict:
     """Formats without timestamps (vidur, sharegpt) get Poisson arrivals at --rate."""
-    from nanosim.workload import detect_format
+    from nanosim.workload import detect_format, resolve_trace
 
-    fmt = a.format or detect_format(path)
+    fmt = a.format or detect_format(resolve_trace(source).path)
     return {"rate_rps": a.rate, "seed": a.seed} if fmt in ("vidur", "sharegpt") else {}
 
 
@@ -233,18 +235,6 @@ def cmd_memory(a) -> int:
     return 0
 
 
-def cmd_trace(a) -> int:
-    from nanosim.workload import format_stats, load_trace, trace_stats, write_canonical
-
-    reqs = load_trace(a.file, format=a.format, **_arrival_options(a, a.file))
-    if a.action == "stats":
-        print(format_stats(trace_stats(reqs, block_size_tokens=a.block_size)))
-    else:
-        write_canonical(reqs, a.out)
-        print(f"wrote {len(reqs)} requests to {a.out}")
-    return 0
-
-
 def cmd_sweep(a) -> int:
     from nanosim.sweep.commands import sweep
 
@@ -341,15 +331,9 @@ def _tool_parsers(sub) -> None:
     _engine_args(m)
     m.set_defaults(func=cmd_memory)
 
-    t = sub.add_parser("trace", help="inspect or convert a trace")
-    t.add_argument("action", choices=["stats", "convert"])
-    t.add_argument("file")
-    t.add_argument("out", nargs="?", help="output file for convert (.csv or .jsonl)")
-    t.add_argument("--format", default=None)
-    t.add_argument("--block-size", type=int, default=16, help="block size for the reuse ratio")
-    t.add_argument("--rate", type=float, default=2.0, help="req/s for formats without timestamps")
-    t.add_argument("--seed", type=int, default=0)
-    t.set_defaults(func=cmd_trace)
+    from nanosim.workload.commands import add_trace_parser
+
+    add_trace_parser(sub, _arrival_options)
 
 
 def _sweep_parsers(sub) -> None:
@@ -392,9 +376,6 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warn
     args = build_parser().parse_args(argv)
-    if getattr(args, "action", None) == "convert" and not args.out:
-        print("nanosim trace convert: give an output file", file=sys.stderr)
-        return 2
     try:
         return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError, NotImplementedError) as e:

@@ -52,7 +52,7 @@ class Point:
     router_cache_threshold: float = _R.cache_threshold
     profile: str | None = None  # measured profile JSON/folder, "auto" = shipped ones (default: roofline)
     # workload: a trace file, or a synthetic suite at rate_rps
-    trace: str | None = None  # path as written in the spec (resolved by the Spec)
+    trace: str | None = None  # path or registered name[start_s:end_s], as written in the spec
     trace_format: str | None = None  # force a trace format (default: sniffed)
     window_s: tuple[float, float] | None = None  # [start_s, end_s) of the trace, rebased
     workload: str | None = None  # synthetic suite: chatbot, rag, code, summarization
@@ -89,6 +89,9 @@ class Point:
             raise ConfigError(f"workload {self.workload!r} needs num_requests or duration_s")
         if self.window_s is not None and self.trace is None:
             raise ConfigError("window_s applies to a trace, not to a synthetic workload")
+        if self.window_s is not None and self.trace_window() != self.window_s:
+            raise ConfigError(f"trace {self.trace!r} has a window already; give it once "
+                              "(in trace or in window_s)")
         check_tp(get_model(self.model), self.tp)
         self.engine_config()  # EngineConfig's own cross-field rules
         self.router_config()
@@ -100,6 +103,18 @@ class Point:
     def engine_config(self) -> EngineConfig:
         return EngineConfig(**{f.name: getattr(self, f.name) for f in fields(EngineConfig)
                                if f.name != "tp"}, tp=self.tp)
+
+    def trace_window(self) -> tuple[float, float | None] | None:
+        """window_s, or the ``[start_s:end_s]`` at the end of ``trace`` (None: all of it)."""
+        from nanosim.workload.registry import RegistryError, parse_source
+
+        if self.trace is None:
+            return None
+        try:
+            window = parse_source(self.trace)[1]
+        except RegistryError as e:
+            raise ConfigError(str(e)) from None
+        return window if window is not None else self.window_s
 
     @property
     def gpus(self) -> int:

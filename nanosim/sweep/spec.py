@@ -5,8 +5,8 @@
 
     [fixed]                             # one value per key, for every point
     model = "qwen3-8b"
-    trace = "../shared/traces/azure2023_conv_first20min.csv"
-    window_s = [0, 600]
+    trace = "azure2023-conv-20min"      # registered name (nanosim trace list) or a file
+    window_s = [0, 600]                 # or: trace = "azure2023-conv-20min[0:600]"
 
     [grid]                              # each key a LIST of values: cartesian product
     block_size_tokens = [16, 32, 64, 128, 256, 512]
@@ -29,7 +29,8 @@ Keys of [fixed], [grid] and [[cases]] are the fields of ``nanosim.sweep.point.Po
 (run ``nanosim sweep --keys``). A key may appear in only one of [fixed] and [grid]; a case
 may override a fixed key. Relative ``trace`` and ``profile`` paths are looked up in the
 current directory, then the spec's folder, then the folder above it (so a spec in
-experiments/ can say ``../shared/traces/x.csv`` relative to the repository).
+experiments/ can say ``traces/x.csv`` relative to the repository); a ``trace`` that is no
+file is a registered trace name, read from the trace cache (``nanosim trace download``).
 
 Any problem -- an unknown key (with a suggestion), a value of the wrong type or out of
 range, a missing trace, an impossible combination, a duplicate point -- raises
@@ -219,9 +220,11 @@ def _resolve_paths(points: list[Point], spec_path: Path, where: str) -> dict:
             if key == "profile" and given == "auto":
                 out[given] = "auto"  # the package's shipped profiles (cost_select.make_cost_model)
             elif given is not None and given not in out:
-                out[given] = _find(given, spec_path, where, key)
                 if key == "trace":
+                    out[given] = _find_trace(given, spec_path, where)
                     _sniff(out[given], p.trace_format, where)
+                else:
+                    out[given] = _find(given, spec_path, where, key)
     return out
 
 
@@ -233,6 +236,23 @@ def _find(given: str, spec_path: Path, where: str, key: str) -> str:
         if t.exists():
             return str(t.resolve())
     raise SpecError(f"{where}: {key} = {given!r}: not found (tried {', '.join(map(str, tried))})")
+
+
+def _find_trace(given: str, spec_path: Path, where: str) -> str:
+    """A trace file (as _find, window suffix allowed) or a registered name's cached file."""
+    from nanosim.workload.cache import TraceNotCached, resolve_trace
+
+    for base in (spec_path.parent, spec_path.parent.parent):
+        try:
+            return str(resolve_trace(given, base=base).path.resolve())
+        except TraceNotCached as e:
+            raise SpecError(f"{where}: trace = {given!r}: {e}") from None
+        except FileNotFoundError as e:
+            last = e
+    try:
+        return _find(given, spec_path, where, "trace")
+    except SpecError as e:
+        raise SpecError(f"{e}; {str(last).split(': ', 1)[-1]}") from None
 
 
 def _sniff(path: str, fmt: str | None, where: str) -> None:

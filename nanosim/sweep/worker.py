@@ -79,8 +79,8 @@ def build_requests(p: Point, trace_path: str | None, base=None) -> list:
 
     if p.trace is not None:
         reqs = base if base is not None else load_trace_cached(trace_path, p.trace_format)
-        if p.window_s is not None:
-            reqs = time_window(reqs, *p.window_s)
+        if p.trace_window() is not None:
+            reqs = time_window(reqs, *p.trace_window())
     else:
         reqs = make_workload(p.workload, p.rate_rps, num_requests=p.num_requests,
                              duration_s=p.duration_s, seed=p.seed)

@@ -2,8 +2,13 @@
 transforms and statistics.
 
     from nanosim.workload import load_trace
-    trace = load_trace("../shared/traces/azure2023_conv_first20min.csv")   # format sniffed
+    trace = load_trace("traces/demo_chatbot.csv")              # a file: format sniffed
+    trace = load_trace("azure2023-conv-20min[0:600]")          # a registered name + window (s)
     trace = load_trace("lengths.csv", format="vidur", rate_rps=4.0, seed=1)
+
+Registered names (registry.py, ``nanosim trace list``) are read from the trace cache
+(cache.py: $NANOSIM_TRACE_DIR or the user cache dir), filled by ``nanosim trace download``
+(download.py); a name that is not there raises ``TraceNotCached`` saying how to get it.
 
 A trace is a list[Request] sorted by arrival_s, request_id 0..n-1, first arrival 0.0.
 Formats are the modules in FORMATS (each has NAME, sniff(path, first_lines), load(path,
@@ -18,7 +23,9 @@ from nanosim.core.request import Request
 from nanosim.workload import (azure, burstgpt, canonical_csv, canonical_jsonl, mooncake,
                               sharegpt, vidur)
 from nanosim.workload._parse import read_head
+from nanosim.workload.cache import TraceNotCached, TraceSource, resolve_trace
 from nanosim.workload.errors import TraceError, TraceWarning
+from nanosim.workload.transforms import time_window
 
 # Order matters only if two sniffs accepted the same file (none do for the known formats).
 FORMATS = (azure, burstgpt, vidur, canonical_csv, mooncake, canonical_jsonl, sharegpt)
@@ -38,20 +45,23 @@ def detect_format(path: str | PathLike) -> str:
                               f"{', '.join(FORMAT_NAMES)}; pass format=... to force one")
 
 
-def load_trace(path: str | PathLike, format: str | None = None, **options) -> list[Request]:
-    """Load a trace file as canonical requests; ``format=`` forces a format by NAME and
-    ``options`` go to that format's ``load`` (e.g. ``model=`` for burstgpt, ``rate_rps=`` for
-    vidur/sharegpt)."""
-    name = detect_format(path) if format is None else format
+def load_trace(source: str | PathLike, format: str | None = None, **options) -> list[Request]:
+    """Load a trace as canonical requests. ``source``: a file, or a registered trace name;
+    either may end in a window ``[start_s:end_s]`` (requests arriving in it, rebased to 0).
+    ``format=`` forces a format by NAME and ``options`` go to that format's ``load`` (e.g.
+    ``model=`` for burstgpt, ``rate_rps=`` for vidur/sharegpt)."""
+    src = resolve_trace(source)
+    name = format or detect_format(src.path)
     for m in FORMATS:
         if m.NAME == name:
-            return m.load(path, **options)
-    raise TraceError(path, 1, f"unknown format {name!r}; known formats: "
-                              f"{', '.join(FORMAT_NAMES)}")
+            trace = m.load(src.path, **options)
+            return trace if src.window_s is None else time_window(trace, *src.window_s)
+    raise TraceError(src.path, 1, f"unknown format {name!r}; known formats: "
+                                  f"{', '.join(FORMAT_NAMES)}")
 
 
 from nanosim.workload.stats import format_stats, trace_stats, write_canonical  # noqa: E402
 from nanosim.workload.synthetic import make_workload  # noqa: E402
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "Request", "TraceError", "TraceWarning", "detect_format",
-           "format_stats", "load_trace", "make_workload", "trace_stats", "write_canonical"]
+__all__ = ["FORMATS", "FORMAT_NAMES", "Request", "TraceError", "TraceNotCached", "TraceSource", "TraceWarning", "detect_format",
+           "format_stats", "load_trace", "make_workload", "resolve_trace", "trace_stats", "write_canonical"]

@@ -5,7 +5,7 @@ import pytest
 
 from nanosim.cli import main
 from nanosim.sweep import SpecError, load_spec
-from tests.sweep.helpers import REPO, SHARED_TRACES, TINY, write_spec
+from tests.sweep.helpers import REPO, TINY, write_spec
 
 
 def spec_error(tmp_path, text: str) -> str:
@@ -124,9 +124,8 @@ def test_the_four_studies_are_shipped():
     assert {"block_size", "batch_limits", "scheduling_policy", "capacity_planning"} <= names
 
 
-@pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason=f"{SHARED_TRACES} missing")
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
-def test_shipped_specs_validate_and_dry_run(path, tmp_path, capsys, monkeypatch):
+def test_shipped_specs_validate_and_dry_run(path, tmp_path, capsys, monkeypatch, trace_cache):
     monkeypatch.chdir(tmp_path)  # trace paths resolve from the spec's folder too
     spec = load_spec(path)
     assert len(spec.points) >= 10 and spec.varying()
