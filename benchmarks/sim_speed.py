@@ -13,7 +13,6 @@ import argparse
 import cProfile
 import pstats
 import time
-from pathlib import Path
 
 from nanosim.config import EngineConfig, get_gpu, get_model
 from nanosim.sim.job import build_engine
@@ -21,7 +20,7 @@ from nanosim.sim.simulator import simulate
 from nanosim.workload import load_trace
 from nanosim.workload.transforms import scale_rate
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure2023_conv_first20min.csv"
+TRACE = "azure2023-conv-20min"  # registered name: nanosim trace download azure2023-conv-20min
 
 
 def replay(reqs, fast_forward=True, profile=None):
@@ -39,7 +38,7 @@ def replay(reqs, fast_forward=True, profile=None):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--trace", default=str(TRACE))
+    ap.add_argument("--trace", default=TRACE)
     ap.add_argument("--profile", action="store_true", help="cProfile the saturated replay")
     ap.add_argument("--cost-profile", default=None,
                     help="measured profile for the cost model ('auto': shipped; default: roofline)")

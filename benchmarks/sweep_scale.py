@@ -22,7 +22,7 @@ from nanosim.sweep import load_spec, run_sweep
 from nanosim.sweep.executors import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
-TRACE = REPO.parent / "shared" / "traces" / "azure2023_conv_first20min.csv"
+TRACE = "azure2023-conv-20min"  # registered name: nanosim trace download azure2023-conv-20min
 
 # Qwen3-8B on H100, Azure conv trace minutes 0-10 (2,867 requests per point) at 3x-6x its
 # rate (~14-29 req/s): 6 block sizes x 4 batch limits x 2 policies x 2 chunking x 3 rates
@@ -72,7 +72,7 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory()
     spec_path = Path(tmp.name) / "sweep_scale.toml"
-    spec_path.write_text(SPEC.format(trace=TRACE.as_posix()))
+    spec_path.write_text(SPEC.format(trace=TRACE))
     spec = load_spec(spec_path)
     out = Path(a.keep or Path(tmp.name) / "out")
     cores = a.workers or usable_cores()
