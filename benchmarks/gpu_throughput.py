@@ -57,7 +57,7 @@ def engine_throughput(llm, prompts, outs) -> dict:
     t0 = time.perf_counter()
     res = llm.generate(prompts, sps)
     dt = time.perf_counter() - t0
-    n = sum(len(r["token_ids"]) for r in res)
+    n = sum(len(r.token_ids) for r in res)
     return {"output_tokens": n, "seconds": dt, "tok_s": n / dt, "split_s": time_split(llm, dt)}
 
 

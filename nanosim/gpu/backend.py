@@ -22,8 +22,6 @@ and profiles keep it off: there a step's duration must not depend on the host's 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
@@ -31,32 +29,7 @@ from nanosim.core.batch import ScheduledBatch, StepResult
 from nanosim.core.request import unique_tokens
 from nanosim.core.sequence import Sequence
 from nanosim.gpu.inputs import SeqWork
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-request sampling (vLLM names). temperature 0 = greedy; top_k <= 0 and top_p 1 off."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    max_tokens: int = 64
-    ignore_eos: bool = False
-    stop_token_ids: tuple[int, ...] = ()
-    seed: int | None = None
-    eos_token_id: int | None = field(default=None, repr=False)  # filled from the model
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
-            raise ValueError(f"bad SamplingParams: temperature >= 0, 0 < top_p <= 1, max_tokens >= 1 "
-                             f"({self.temperature}, {self.top_p}, {self.max_tokens})")
-
-    @cached_property  # read per sampled token by the scheduler: built once
-    def stop_ids(self) -> frozenset[int]:
-        ids = set(self.stop_token_ids)
-        if not self.ignore_eos and self.eos_token_id is not None:
-            ids.add(self.eos_token_id)
-        return frozenset(ids)
+from nanosim.gpu.sampling_params import SamplingParams  # noqa: F401 (also imported from here)
 
 
 class GpuBackend:

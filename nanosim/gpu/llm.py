@@ -1,9 +1,9 @@
 """User API in the style of nano-vLLM / vLLM:
 
-    from nanosim.gpu.llm import LLM, SamplingParams
+    from nanosim import LLM, SamplingParams
     llm = LLM("qwen3-0.6b")                      # a preset (random weights) or a local HF dir
     outs = llm.generate(["Hello"], SamplingParams(temperature=0.6, max_tokens=32))
-    outs[0]["text"], outs[0]["token_ids"]
+    outs[0].outputs[0].text, outs[0].token_ids, outs[0].metrics.ttft_s   # vLLM's RequestOutput
 
 The LLM drives the same Engine / Scheduler / BlockManager as the simulator; its backend is
 a GpuBackend over a ModelRunner. String prompts need a tokenizer in the model directory.
@@ -24,8 +24,9 @@ from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.core.sequence import Status
 from nanosim.gpu.backend import GpuBackend, SamplingParams
+from nanosim.gpu.outputs import CompletionOutput, RequestOutput, request_output
 
-__all__ = ["LLM", "SamplingParams", "resolve_model"]
+__all__ = ["LLM", "CompletionOutput", "RequestOutput", "SamplingParams", "resolve_model"]
 
 RUNNER_OPTIONS = ("enforce_eager", "attention", "gpu_memory_utilization", "num_kv_blocks", "fused_ops",
                   "mixed_graphs", "compile_ops")
@@ -157,13 +158,18 @@ class LLM:
         self.close()
 
     def generate(self, prompts, sampling_params: SamplingParams | list[SamplingParams] | None = None,
-                 use_tqdm: bool = False) -> list[dict]:
-        """prompts: strings (need a tokenizer) or lists of token ids. Returns per prompt
-        {"text" (None without a tokenizer), "token_ids", "finish_reason"}."""
-        if isinstance(prompts, (str, tuple)) or (prompts and isinstance(prompts[0], int)):
+                 use_tqdm: bool = False) -> list[RequestOutput]:
+        """prompts: a string or a list of token ids (one prompt), or a list of them; vLLM's
+        ``{"prompt": str}`` / ``{"prompt_token_ids": [...]}`` work too. Strings need a
+        tokenizer in the checkpoint. Returns one RequestOutput per prompt, in order
+        (outputs.py: .outputs[0].text / .token_ids, .metrics); use_tqdm: a progress bar."""
+        if isinstance(prompts, (str, tuple, dict)) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
         params = sampling_params or SamplingParams()
         params = params if isinstance(params, list) else [params] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError(f"{len(params)} sampling params for {len(prompts)} prompts")
+        texts = [self._text(p) for p in prompts]
         seqs = [self._add(p, sp, i) for i, (p, sp) in enumerate(zip(prompts, params))]
         bar = None
         if use_tqdm:
@@ -178,10 +184,16 @@ class LLM:
                 bar.update(len(done_rows) - start - bar.n)
         if bar is not None:
             bar.close()
-        return [self._output(s) for s in seqs]
+        return [self._output(s, t) for s, t in zip(seqs, texts)]
+
+    @staticmethod
+    def _text(prompt) -> str | None:
+        if isinstance(prompt, dict):
+            prompt = prompt.get("prompt")
+        return prompt if isinstance(prompt, str) else None
 
     def _add(self, prompt, sp: SamplingParams, index: int):
-        ids = self._encode(prompt)
+        ids = self._encode(prompt, index)
         if len(ids) + 1 > self.cfg.max_model_len:
             raise ValueError(f"prompt {index} has {len(ids)} tokens; max_model_len is "
                              f"{self.cfg.max_model_len} (prompt + at least one output token)")
@@ -191,7 +203,11 @@ class LLM:
         self._next_id += 1
         return self.engine.add_request(req, sp.max_tokens, sp)
 
-    def _encode(self, prompt) -> list[int]:
+    def _encode(self, prompt, index: int) -> list[int]:
+        if isinstance(prompt, dict):
+            if ("prompt" in prompt) == ("prompt_token_ids" in prompt):
+                raise ValueError(f"prompt {index}: a dict prompt needs 'prompt' or 'prompt_token_ids'")
+            prompt = prompt.get("prompt", prompt.get("prompt_token_ids"))
         if isinstance(prompt, str):
             if self.tokenizer is None:
                 raise ValueError("string prompts need a tokenizer in the model directory; "
@@ -199,15 +215,14 @@ class LLM:
             return list(self.tokenizer.encode(prompt))
         ids = [int(t) for t in prompt]
         if not ids or min(ids) < 0 or max(ids) >= self.spec.vocab_size:
-            raise ValueError(f"token ids must be non-empty and in [0, {self.spec.vocab_size})")
+            raise ValueError(f"prompt {index}: token ids must be non-empty and in "
+                             f"[0, {self.spec.vocab_size})")
         return ids
 
-    def _output(self, seq) -> dict:
+    def _output(self, seq, prompt: str | None) -> RequestOutput:
         if seq.status is Status.REJECTED:
             raise ValueError(f"request {seq.seq_id} rejected: {seq.reject_reason}")
-        ids = list(seq.output_ids)
-        text = self.tokenizer.decode(ids) if self.tokenizer is not None else None
-        return {"token_ids": ids, "text": text, "finish_reason": seq.finish_reason}
+        return request_output(seq, prompt, self.tokenizer)
 
 
 def _freeze_heap() -> None:

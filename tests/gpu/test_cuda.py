@@ -105,7 +105,7 @@ def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
         sps = [SamplingParams(temperature=0.8 if i % 2 else 0.0, max_tokens=20 + 5 * i, seed=i,
                               stop_token_ids=st) for i, st in enumerate(stops)]
         outs = llm.generate(prompts, sps)
-        return [o["token_ids"] for o in outs], [o["finish_reason"] for o in outs]
+        return [o.token_ids for o in outs], [o.finish_reason for o in outs]
 
     free, _ = run(False, [()] * len(prompts))
     stops = [(t[12],) if i in (1, 2, 5) else () for i, t in enumerate(free)]

@@ -45,7 +45,7 @@ def test_greedy_parity_with_prefix_cache_chunking_and_preemption(tiny_dir):
               max_num_batched_tokens=32, max_model_len=128, num_kv_blocks=16)
     outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=n_out))
     for p, o in zip(prompts, outs):
-        assert o["token_ids"] == hf_greedy(model, p, n_out)
+        assert o.token_ids == hf_greedy(model, p, n_out)
     req, steps = llm.engine.results()
     assert req.cached_prompt_tokens.sum() > 0  # prefix caching hit
     assert req.preemptions.sum() > 0  # KV pressure preempted someone
@@ -57,8 +57,8 @@ def test_seeded_sampling_reproducible(tiny_dir):
     path, _ = tiny_dir
     llm = LLM(str(path), device="cpu", dtype="float32", block_size=8, max_model_len=128)
     sp = SamplingParams(temperature=0.8, top_k=50, top_p=0.9, max_tokens=10, seed=7)
-    a = llm.generate([[1, 2, 3, 4]], sp)[0]["token_ids"]
-    b = llm.generate([[1, 2, 3, 4]], sp)[0]["token_ids"]
+    a = llm.generate([[1, 2, 3, 4]], sp)[0].token_ids
+    b = llm.generate([[1, 2, 3, 4]], sp)[0].token_ids
     assert a == b and len(a) == 10
 
 
@@ -69,7 +69,7 @@ def test_stop_token_ends_generation(tiny_dir):
     out = llm.generate([[5, 6, 7]], SamplingParams(temperature=0, max_tokens=12,
                                                    stop_token_ids=(ref[3],)))[0]
     cut = ref.index(ref[3]) + 1
-    assert out["token_ids"] == ref[:cut] and out["finish_reason"] == "stop"
+    assert out.token_ids == ref[:cut] and out.finish_reason == "stop"
 
 
 def test_nanosim_run_cpu_end_to_end(tiny_dir, tmp_path, capsys):
@@ -121,4 +121,4 @@ def test_warmup_leaves_a_fresh_engine(tiny_dir):
     req, steps = llm.engine.results()
     assert len(req) == 0 and len(steps) == 0 and llm.engine.bm.num_free == llm.engine.bm.num_blocks
     out = llm.generate([[5, 6, 7]], SamplingParams(temperature=0, max_tokens=6))[0]
-    assert out["token_ids"] == hf_greedy(model, [5, 6, 7], 6)
+    assert out.token_ids == hf_greedy(model, [5, 6, 7], 6)

@@ -50,7 +50,7 @@ def _run(prompts, sp, **kw):
             assert llm.runner.graphs is not None  # decode replays CUDA graphs on every rank
         logits = _logits(llm, prompts)
         print(f"{kw or 'tp=1 bf16'}: logits done", flush=True)
-        gen = None if sp is None else [o["token_ids"] for o in llm.generate(prompts, sp)]
+        gen = None if sp is None else [o.token_ids for o in llm.generate(prompts, sp)]
     del llm
     gc.collect()
     torch.cuda.empty_cache()

@@ -23,7 +23,7 @@ def test_tp2_greedy_tokens_equal_tp1(tiny_dir, tp2):
     sp = SamplingParams(temperature=0.0, max_tokens=N_OUT)
     ref = LLM(str(tiny_dir), **OPTIONS).generate(prompts(), sp)
     got = tp2.generate(prompts(), sp)
-    assert [o["token_ids"] for o in got] == [o["token_ids"] for o in ref]
+    assert [o.token_ids for o in got] == [o.token_ids for o in ref]
     req, steps = tp2.engine.results()
     assert req.cached_prompt_tokens.sum() > 0  # prefix-cache hits
     assert (steps.prefill_tokens == 32).any()  # chunked prompts

@@ -14,7 +14,7 @@ from tests.tp.conftest import ENGINE, TIMEOUT_S
 def test_close_stops_workers_and_frees_the_group(tiny_dir):
     with LLM(str(tiny_dir), tensor_parallel_size=2, dist_timeout_s=TIMEOUT_S, **ENGINE) as llm:
         procs = list(llm.runner.procs)
-        assert llm.generate([[1, 2, 3]], SamplingParams(temperature=0, max_tokens=3))[0]["token_ids"]
+        assert llm.generate([[1, 2, 3]], SamplingParams(temperature=0, max_tokens=3))[0].token_ids
     assert [p.exitcode for p in procs] == [0]  # left through the "exit" command
     assert not dist.is_initialized() and not mp.active_children()
     with pytest.raises(RuntimeError, match="unusable"):
