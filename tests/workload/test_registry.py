@@ -161,3 +161,11 @@ def test_trace_list_shows_cached_cuts(trace_cache, capsys, tmp_path):
     assert re.search(r"mooncake-synthetic-340s .* yes", out) and "azure2023-conv-20min" in out
     assert main(["trace", "info", "azure2023-conv-20min"]) == 0
     assert "Splitwise" in capsys.readouterr().out
+
+
+def test_docs_list_every_registered_trace():
+    from tests.sweep.helpers import REPO
+
+    doc = (REPO / "docs" / "traces.md").read_text()
+    missing = [n for n in registry().names if f"| `{n}` |" not in doc]
+    assert not missing, f"docs/traces.md lacks {missing}"
