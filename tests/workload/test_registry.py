@@ -107,6 +107,13 @@ def test_name_with_window_loads_like_the_file(trace_cache):
 
 
 def test_not_cached_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    import socket
+
+    def offline(*args):
+        raise AssertionError("resolving a trace name must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    monkeypatch.setattr(socket, "create_connection", offline)
     monkeypatch.setenv("NANOSIM_TRACE_DIR", str(tmp_path))
     with pytest.raises(TraceNotCached) as e:
         load_trace("azure2023-conv[0:60]")
