@@ -107,8 +107,12 @@ def download(name: str, directory=None, *, mirror: str | None = None, progress: 
         path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     if entry.parent is not None:
-        parent = download(entry.parent, folder, mirror=mirror, progress=progress,
-                          timeout_s=timeout_s, log=log, reg=reg)
+        try:
+            parent = download(entry.parent, folder, mirror=mirror, progress=progress,
+                              timeout_s=timeout_s, log=log, reg=reg)
+        except DownloadError as e:  # say what the parent was for, and the shortcut
+            raise DownloadError(f"{e} (needed to make {name}; or put {entry.file}, sha256 "
+                                f"{entry.sha256}, into {folder} by hand)") from None
         make_cut(entry, parent, path)
         log(f"{name}: cut from {parent.name}, sha256 verified -> {path}")
         return path

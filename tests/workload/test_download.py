@@ -142,6 +142,8 @@ def test_no_network_is_one_clear_line(tmp_path, capsys):
     with pytest.raises(DownloadError, match="no connection") as e:
         fetch("demo", tmp_path / "cache", f"http://127.0.0.1:{port}")
     assert "\n" not in str(e.value) and "by hand" in str(e.value)
+    with pytest.raises(DownloadError, match="needed to make demo-100s; or put demo_100s.csv"):
+        fetch("demo-100s", tmp_path / "cache", f"http://127.0.0.1:{port}")
     rc = main(["trace", "download", "azure2023-conv", "--dir", str(tmp_path / "c2"),
                "--mirror", f"http://127.0.0.1:{port}", "--no-progress"])
     err = capsys.readouterr().err
