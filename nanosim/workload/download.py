@@ -9,7 +9,8 @@ URLs read from the same offset). Data that then fails the check is discarded, ne
 
 Files with only a git blob id are checked against it after pooch moves them (and removed
 if they fail); files with no published checksum get their sha256 recorded beside them.
-A cut (registry.Cut) is made from its verified parent and must match its own sha256.
+A cut (registry.Cut) is taken from a mirror when one holds it, else made from its
+verified parent; either way it must match its own sha256.
 """
 from __future__ import annotations
 
@@ -106,6 +107,13 @@ def download(name: str, directory=None, *, mirror: str | None = None, progress: 
         log(f"{name}: {path} failed its check ({why}); fetching it again")
         path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    if entry.parent is not None and (mirror or os.environ.get(ENV_MIRROR)):
+        try:  # a mirror may hold the cut itself (e.g. a folder of the shared samples)
+            _fetch(entry, folder, source_url(entry, mirror), progress, timeout_s)
+            log(f"{name}: sha256 verified -> {path}")
+            return path
+        except DownloadError:
+            pass  # not there: make it from the parent
     if entry.parent is not None:
         try:
             parent = download(entry.parent, folder, mirror=mirror, progress=progress,

@@ -172,6 +172,15 @@ def test_cut_is_made_from_the_downloaded_parent(tmp_path, mirror, server):
     for source, cache in ((mirror, tmp_path / "a"), (url_of(server), tmp_path / "b")):
         path = fetch("demo-100s", cache, source)
         assert path.read_bytes() == CUT and (cache / "demo.csv").read_bytes() == DATA
+    (tmp_path / "mirror" / "demo_100s.csv").write_bytes(CUT)  # a mirror holding the cut
+    (tmp_path / "mirror" / "demo.csv").unlink()
+    assert fetch("demo-100s", tmp_path / "d", mirror).read_bytes() == CUT
+    assert not (tmp_path / "d" / "demo.csv").exists()  # the parent was not needed
+    (tmp_path / "mirror" / "demo_100s.csv").write_bytes(CUT[:-2] + b"9\n")  # a bad copy there
+    with pytest.raises(DownloadError, match="needed to make demo-100s"):  # parent gone too
+        fetch("demo-100s", tmp_path / "e", mirror)
+    assert not (tmp_path / "e" / "demo_100s.csv").exists()
+    (tmp_path / "mirror" / "demo.csv").write_bytes(DATA)
     bad = make_registry(**{"demo-100s": {"cut": {"seconds": 99, "field": "arrival_s"}}})
     with pytest.raises(DownloadError, match="not the registered"):
         fetch("demo-100s", tmp_path / "c", mirror, bad)
