@@ -8,6 +8,8 @@
     nanosim trace list | info NAME | download NAME...   (registered public traces)
     nanosim trace stats SOURCE    |  nanosim trace convert SOURCE OUT
     nanosim sweep SPEC [--out DIR] [--ray auto|ADDRESS]  |  nanosim report DIR
+    nanosim serve [--sim --gpu G] --model M [--port 8000]           (OpenAI-compatible server)
+    nanosim bench serve --endpoint URL --trace FILE --out DIR        (replay against a server)
 """
 from __future__ import annotations
 
@@ -360,11 +362,17 @@ def _sweep_parsers(sub) -> None:
     r.set_defaults(func=cmd_report)
 
 
+def _serve_parsers(sub) -> None:
+    from nanosim.serve.commands import add_parsers
+
+    add_parsers(sub, _engine_args, _workload_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nanosim", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_simulate_parser, _real_parsers, _tool_parsers, _sweep_parsers):
+    for add in (_simulate_parser, _real_parsers, _tool_parsers, _sweep_parsers, _serve_parsers):
         add(sub)
     return p
 

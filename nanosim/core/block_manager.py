@@ -195,6 +195,11 @@ class BlockManager:
         self.free_seq(seq)
         return pairs
 
+    def free_host(self, seq: Sequence) -> None:
+        """Release a swapped-out seq's host blocks (it was aborted while swapped)."""
+        self.host_free.extend(reversed(seq.host_blocks))
+        seq.host_blocks = []
+
     def can_swap_in(self, seq: Sequence) -> bool:
         # one spare block so the resumed decode can grow at once
         return len(seq.host_blocks) + 1 <= len(self.free)

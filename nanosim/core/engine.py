@@ -47,6 +47,15 @@ class Engine:
         self._collect()
         return seq
 
+    def abort(self, request_id: int, now: float, reason: str = "abort") -> bool:
+        """End a request early (see Scheduler.abort); its row is recorded as not finished
+        for "abort", as finished at ``now`` for another reason. False if already ended."""
+        seq = self.seqs.get(request_id)
+        if seq is None or not self.scheduler.abort(seq, now, reason):
+            return False
+        self._collect()
+        return True
+
     @property
     def has_work(self) -> bool:
         return self.scheduler.has_work

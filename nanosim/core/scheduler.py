@@ -54,16 +54,7 @@ class Scheduler:
     # ---- admission --------------------------------------------------------------------
     def add(self, seq: Sequence) -> bool:
         """Queue a request, or reject it with a reason if it can never be served."""
-        cfg, r = self.cfg, seq.req
-        reason = ""
-        if r.prompt_tokens > cfg.max_model_len:
-            reason = f"prompt of {r.prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
-        elif r.prompt_tokens + seq.max_tokens > cfg.max_model_len:
-            reason = (f"prompt {r.prompt_tokens} + output {seq.max_tokens} tokens exceeds "
-                      f"max_model_len {cfg.max_model_len}")
-        elif self.bm.blocks_for(r.prompt_tokens + seq.max_tokens - 1) > self.bm.num_blocks:
-            reason = (f"needs {self.bm.blocks_for(r.prompt_tokens + seq.max_tokens - 1)} KV blocks, "
-                      f"the cache has {self.bm.num_blocks}")
+        reason = self.reject_reason(seq.req.prompt_tokens, seq.max_tokens)
         if reason:
             seq.status, seq.reject_reason = Status.REJECTED, reason
             self.finished.append(seq)
@@ -71,6 +62,19 @@ class Scheduler:
         self.waiting.push(seq)
         self.quiet = False
         return True
+
+    def reject_reason(self, prompt_tokens: int, max_tokens: int) -> str:
+        """Why a request of these lengths can never be served ("" if it can)."""
+        cfg, bm = self.cfg, self.bm
+        if prompt_tokens > cfg.max_model_len:
+            return f"prompt of {prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
+        if prompt_tokens + max_tokens > cfg.max_model_len:
+            return (f"prompt {prompt_tokens} + output {max_tokens} tokens exceeds "
+                    f"max_model_len {cfg.max_model_len}")
+        if bm.blocks_for(prompt_tokens + max_tokens - 1) > bm.num_blocks:
+            return (f"needs {bm.blocks_for(prompt_tokens + max_tokens - 1)} KV blocks, "
+                    f"the cache has {bm.num_blocks}")
+        return ""
 
     @property
     def has_work(self) -> bool:
@@ -262,7 +266,11 @@ class Scheduler:
     @staticmethod
     def _stops(seq: Sequence, tok: int) -> bool:
         stop_ids = getattr(seq.sampling, "stop_ids", None)
-        return bool(stop_ids) and tok in stop_ids
+        if not stop_ids or tok not in stop_ids:
+            return False
+        # vLLM's min_tokens: no stop before that many outputs (here the stop token is still
+        # sampled and kept, not masked out of the logits as vLLM does)
+        return len(seq.output_ids) > getattr(seq.sampling, "min_tokens", 0)
 
     def _finish(self, seq: Sequence, end_s: float, reason: str) -> None:
         if seq.group is not None:
@@ -273,6 +281,34 @@ class Scheduler:
         seq.prompt_ids = None if seq.output_ids is None else seq.prompt_ids
         self.finished.append(seq)
         self.quiet = False
+
+    def abort(self, seq: Sequence, end_s: float, reason: str = "abort") -> bool:
+        """End ``seq`` now, wherever it is (waiting, swapped, prefilling or decoding), and free
+        its GPU and host blocks. reason "abort" (a client went away) leaves it ABORTED; any
+        other reason (e.g. "stop" for a stop string found by the server) FINISHED with it.
+        Returns False when it had already left the engine."""
+        st = seq.status
+        if st is Status.WAITING:
+            self.waiting.remove(seq)
+        elif st is Status.SWAPPED:
+            self.swapped.remove(seq)
+            self.bm.free_host(seq)
+        elif st is Status.RUNNING:
+            if seq.group is not None:
+                self.group.leave(seq)
+            self.prefilling.pop(seq.seq_id, None)
+            del self.running[seq.seq_id]
+            self.bm.free_seq(seq)
+        else:
+            return False
+        seq.finish_reason = reason
+        if reason == "abort":
+            seq.status = Status.ABORTED
+        else:
+            seq.status, seq.finish_s = Status.FINISHED, end_s
+        self.finished.append(seq)
+        self.quiet = False
+        return True
 
     # ---- fast-forward of decode-only runs (sim) ------------------------------------
     def decode_run_limit(self) -> int:

@@ -24,6 +24,7 @@ class Status(Enum):
     SWAPPED = "swapped"  # preempted by swap: KV blocks live in host memory
     FINISHED = "finished"
     REJECTED = "rejected"
+    ABORTED = "aborted"  # ended early by the caller (a client went away); blocks freed
 
 
 class Sequence:

@@ -51,6 +51,14 @@ class WaitQueue:
         else:
             self.push(seq)
 
+    def remove(self, seq: Sequence) -> None:
+        """Take ``seq`` out wherever it is (an aborted request): O(queue length)."""
+        if self.policy == "fcfs":
+            self._fifo.remove(seq)
+        else:
+            self._heap = [e for e in self._heap if e[1] is not seq]
+            heapq.heapify(self._heap)
+
     def peek(self) -> Sequence:
         return self._fifo[0] if self.policy == "fcfs" else self._heap[0][1]
 

@@ -17,6 +17,7 @@ class SamplingParams:
     ignore_eos: bool = False
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
+    min_tokens: int = 0  # stop tokens do not end the request before this many outputs
     eos_token_id: int | None = field(default=None, repr=False)  # filled from the model
 
     def __post_init__(self) -> None:

@@ -1,0 +1,219 @@
+"""The engine loop of `nanosim serve`: the same Engine.step as offline runs, driven by asyncio.
+
+    handler --submit()--> pending --(arrival_s <= step start)--> engine.add_request
+    loop:  t = pacer.start(...); admit; end = await pacer.step(engine, t); emit(end)
+    emit:  every live request's new output tokens -> its asyncio.Queue (one item per step)
+
+Only the loop touches the engine; handlers append to ``pending`` and ``_ending`` (abort on
+disconnect, or a stop string found), which the loop applies between steps. ``max_waiting``
+bounds requests received and not yet running (HTTP 503 beyond it).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from nanosim.core.request import Request
+from nanosim.core.sequence import Sequence, Status
+from nanosim.serve.protocol import RequestError
+
+log = logging.getLogger("nanosim.serve")
+_ENDED = (Status.FINISHED, Status.ABORTED, Status.REJECTED)
+
+
+@dataclass(eq=False)
+class Job:
+    """One request inside the server."""
+
+    index: int  # the engine's request id (order of arrival)
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: object  # SamplingParams (real mode) or None
+    arrival_s: float
+    draw: object = None  # sim mode: n -> n made-up token ids
+    seq: Sequence | None = None
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # (ids, end_s) per step; None at the end
+    sent: int = 0  # output tokens put on the queue
+    last_token_s: float | None = None
+    preemptions: int = 0
+    finish_reason: str | None = None
+    cached_tokens: int = 0
+
+
+class EngineDriver:
+    def __init__(self, engine, pacer, metrics, max_waiting: int, tokens_src=None) -> None:
+        self.engine, self.pacer, self.metrics = engine, pacer, metrics
+        self.max_waiting = max_waiting
+        self.tokens_src = tokens_src  # SimTokenSource in sim mode
+        self.pending: list[Job] = []
+        self.live: dict[int, Job] = {}
+        self._ending: list[tuple[Job, str]] = []
+        self._wake = asyncio.Event()
+        self._next_index = 0
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self.error: BaseException | None = None  # set if the loop died (health turns 503)
+
+    # ---- called by handlers -----------------------------------------------------------
+    def check_lengths(self, prompt_tokens: int, max_tokens: int) -> None:
+        reason = self.engine.scheduler.reject_reason(prompt_tokens, max_tokens)
+        if reason:
+            raise RequestError(f"this model's maximum context length is "
+                               f"{self.engine.cfg.max_model_len} tokens: {reason}",
+                               "max_tokens" if prompt_tokens < self.engine.cfg.max_model_len else "prompt")
+
+    def submit(self, prompt_ids: list[int], max_tokens: int, sampling=None,
+               seed: int | None = None) -> Job:
+        if self._stopping or self.error is not None:
+            raise RequestError("the server is shutting down", status=503)
+        if len(self.pending) + len(self.engine.scheduler.waiting) >= self.max_waiting:
+            raise RequestError(f"too many waiting requests (--max-waiting {self.max_waiting}); "
+                               "retry later", status=503)
+        self.check_lengths(len(prompt_ids), max_tokens)
+        job = Job(self._next_index, prompt_ids, max_tokens, sampling, self.pacer.now())
+        if self.tokens_src is not None:
+            job.draw = self.tokens_src.generator(job.index, seed)
+        self._next_index += 1
+        self.pending.append(job)
+        self.metrics.req_max_tokens.observe(max_tokens)
+        self._wake.set()
+        return job
+
+    def end(self, job: Job, reason: str = "abort") -> None:
+        """Abort (client gone) or finish early ("stop": a stop string); applied between steps."""
+        if job.finish_reason is None:
+            self._ending.append((job, reason))
+            self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop stepping (after the step in flight) and end every open request with abort."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except BaseException:  # already logged by _run
+                pass
+        for job in list(self.live.values()) + self.pending:
+            self._close(job, "abort")
+        self.pending.clear()
+        self.live.clear()
+        self.pacer.close()
+
+    # ---- the loop -----------------------------------------------------------------------
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except BaseException as e:
+            self.error = e
+            log.exception("engine loop failed")
+            for job in list(self.live.values()) + self.pending:
+                self._close(job, "abort")
+            raise
+
+    async def _loop(self) -> None:
+        engine, pacer = self.engine, self.pacer
+        t = 0.0
+        while not self._stopping:
+            self._apply_ending(t)
+            first = min((j.arrival_s for j in self.pending), default=None)
+            if not engine.has_work:
+                if first is None:
+                    self._wake.clear()
+                    self._update_gauges()
+                    await self._wake.wait()
+                    continue
+            t = pacer.start(t, None if engine.has_work else first)
+            self._admit(t)
+            if not engine.has_work:  # only rejected requests came in
+                self._emit(t)
+                continue
+            t = await pacer.step(engine, t)
+            self._emit(t)
+            await asyncio.sleep(0)  # let handlers run between back-to-back steps
+
+    def _admit(self, t: float) -> None:
+        keep = []
+        for job in self.pending:
+            if job.arrival_s > t:
+                keep.append(job)
+                continue
+            req = Request(job.index, job.arrival_s, len(job.prompt_ids), job.max_tokens,
+                          prompt_token_ids=tuple(job.prompt_ids))
+            job.seq = self.engine.add_request(req, job.max_tokens, job.sampling)
+            self.live[job.index] = job
+        self.pending = keep
+
+    def _apply_ending(self, t: float) -> None:
+        for job, reason in self._ending:
+            if job in self.pending:
+                self.pending.remove(job)
+                self._close(job, reason)
+            elif job.index in self.live:
+                self.engine.abort(job.index, t, reason)
+                self._emit_job(job, t)
+        self._ending.clear()
+
+    def _emit(self, end_s: float) -> None:
+        """Hand each live request its tokens of the step that ended at end_s."""
+        m = self.metrics
+        for job in list(self.live.values()):
+            self._emit_job(job, end_s)
+        steps = self.engine.metrics.steps
+        if steps["step"]:
+            m.iteration_tokens.observe(steps["prefill_tokens"][-1] + steps["num_decode_seqs"][-1])
+        m.sim_lag.set(self.pacer.lag_s)
+        self._update_gauges()
+
+    def _emit_job(self, job: Job, end_s: float) -> None:
+        seq, m = job.seq, self.metrics
+        n = len(seq.output_ids) if seq.output_ids is not None else seq.num_output_tokens
+        if seq.status is Status.ABORTED:
+            n = job.sent
+        if seq.num_preemptions > job.preemptions:
+            m.preemptions.inc(seq.num_preemptions - job.preemptions)
+            job.preemptions = seq.num_preemptions
+        if n > job.sent:
+            ids = seq.output_ids[job.sent:n] if seq.output_ids is not None else job.draw(n - job.sent)
+            if job.sent == 0:
+                job.cached_tokens = seq.num_cached_tokens
+                m.ttft.observe(end_s - job.arrival_s)
+                m.prompt_tokens.inc(len(job.prompt_ids))
+            else:
+                m.itl.observe(end_s - job.last_token_s)
+            m.generation_tokens.inc(n - job.sent)
+            job.sent, job.last_token_s = n, end_s
+            job.queue.put_nowait((ids, end_s))
+        if seq.status in _ENDED:
+            reason = seq.finish_reason or ("abort" if seq.status is not Status.FINISHED else "length")
+            if seq.status is Status.FINISHED:
+                m.e2e.observe(end_s - job.arrival_s)
+                m.req_prompt.observe(len(job.prompt_ids))
+                m.req_generation.observe(n)
+                if n > 1 and seq.first_token_s is not None:
+                    m.tpot.observe((end_s - seq.first_token_s) / (n - 1))
+            self._close(job, reason)
+            self.live.pop(job.index, None)
+            self.engine.seqs.pop(job.index, None)  # a server runs for long: do not keep them
+
+    def _close(self, job: Job, reason: str) -> None:
+        if job.finish_reason is None:
+            job.finish_reason = reason
+            self.metrics.success[reason if reason in self.metrics.success else "abort"].inc()
+            job.queue.put_nowait(None)
+
+    def _update_gauges(self) -> None:
+        e, m = self.engine, self.metrics
+        m.running.set(len(e.scheduler.running))
+        m.waiting.set(len(e.scheduler.waiting) + len(e.scheduler.swapped) + len(self.pending))
+        m.kv_usage.set(e.bm.num_used / e.bm.num_blocks if e.bm.num_blocks else 0.0)
+        m.observe_cache(e.bm.stat_query_tokens, e.bm.stat_hit_tokens)

@@ -1,0 +1,119 @@
+"""Building a server from `nanosim serve` flags and running it under uvicorn.
+
+Sim mode (--sim): the simulator's engine (the same build_engine as `nanosim simulate`, so the
+same KV capacity, cost model and step jitter) on a SimPacer. Real mode: an LLM (the Qwen3
+runner; warmed up on a GPU) on a RealPacer. uvicorn runs in this process (no workers): on
+SIGTERM/SIGINT it stops accepting, lets in-flight requests finish for --shutdown-timeout
+seconds, then cancels them (their requests are aborted) and the engine loop stops.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+from nanosim.serve.app import ServerState, build_app
+from nanosim.serve.driver import EngineDriver
+from nanosim.serve.metrics import ServerMetrics
+from nanosim.serve.pacing import RealPacer, SimPacer
+from nanosim.serve.tokens import SimTokenSource, Tokens
+
+log = logging.getLogger("nanosim.serve")
+
+
+def load_tokenizer(path: str):
+    p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"--tokenizer {path}: not a directory")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+
+
+def sim_state(a) -> ServerState:
+    from nanosim.cli import _config
+    from nanosim.config import get_gpu, get_model
+    from nanosim.sim.job import build_engine
+
+    model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), _config(a)
+    profile = None if a.profile.lower() == "none" else a.profile
+    engine = build_engine(model, gpu, cfg, profile, step_jitter=not a.no_step_jitter)
+    tok = load_tokenizer(a.tokenizer) if a.tokenizer else None
+    vocab = len(tok) if tok is not None else model.vocab_size
+    name = a.served_model_name or a.model
+    cost = engine.backend.cost_model
+    log.info("sim server: %s on %s, %d KV blocks, cost model %s, speedup %g", model.name,
+             gpu.name, engine.bm.num_blocks, getattr(cost, "description", cost.name), a.speedup)
+
+    def make_driver():
+        return EngineDriver(engine, SimPacer(a.speedup), ServerMetrics(name, cfg.max_model_len),
+                            a.max_waiting, SimTokenSource(a.seed, vocab))
+
+    return ServerState(name, cfg.max_model_len, Tokens(tok, vocab), make_driver,
+                       lambda body, max_tokens: None)
+
+
+def real_state(a) -> ServerState:
+    from nanosim.cli import _llm
+    from nanosim.gpu.backend import SamplingParams
+
+    llm = _llm(a)
+    try:
+        if llm.device.type != "cpu":
+            llm.warmup()  # no kernel compile inside served requests
+        if a.tokenizer:
+            llm.tokenizer = load_tokenizer(a.tokenizer)
+            llm.eos_token_id = getattr(llm.tokenizer, "eos_token_id", None)
+    except BaseException:
+        llm.close()
+        raise
+    name = a.served_model_name or a.model
+    eos = llm.eos_token_id
+
+    def make_sampling(body, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_k=body.top_k if body.top_k and body.top_k > 0 else 0,
+            top_p=1.0 if body.top_p is None else body.top_p, max_tokens=max_tokens,
+            ignore_eos=body.ignore_eos, stop_token_ids=tuple(body.stop_token_ids or ()),
+            seed=body.seed, min_tokens=body.min_tokens, eos_token_id=eos)
+
+    def make_driver():
+        return EngineDriver(llm.engine, RealPacer(), ServerMetrics(name, llm.cfg.max_model_len),
+                            a.max_waiting)
+
+    log.info("real server: %s on %s (%s attention, CUDA graphs %s), %d KV blocks", llm.spec.name,
+             llm.device, llm.runner.backend.name, getattr(llm.runner, "graphs", None) is not None,
+             llm.engine.bm.num_blocks)
+    return ServerState(name, llm.cfg.max_model_len, Tokens(llm.tokenizer, llm.spec.vocab_size),
+                       make_driver, make_sampling, on_close=llm.close)
+
+
+def make_server(a):
+    """(uvicorn.Server, ServerState) for parsed `nanosim serve` flags; run with
+    server.run(sockets=[...]) or serve()."""
+    import uvicorn
+
+    state = sim_state(a) if a.sim else real_state(a)
+    config = uvicorn.Config(build_app(state), host=a.host, port=a.port, log_level=a.log_level,
+                            access_log=False, timeout_graceful_shutdown=a.shutdown_timeout,
+                            lifespan="on")
+    return uvicorn.Server(config), state
+
+
+def serve(a) -> int:
+    logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:  # before the (slow) engine build: a busy port is reported at once
+        sock.bind((a.host, a.port))
+    except OSError as e:
+        sock.close()
+        raise RuntimeError(f"--port {a.port}: cannot listen on {a.host}:{a.port} ({e})") from None
+    try:
+        server, _ = make_server(a)
+        print(f"nanosim serve: listening on http://{a.host}:{sock.getsockname()[1]}", flush=True)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
