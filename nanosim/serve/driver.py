@@ -54,6 +54,7 @@ class EngineDriver:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self.error: BaseException | None = None  # set if the loop died (health turns 503)
+        self.draining = False  # the server is shutting down: refuse new requests
 
     # ---- called by handlers -----------------------------------------------------------
     def check_lengths(self, prompt_tokens: int, max_tokens: int) -> None:
@@ -65,7 +66,7 @@ class EngineDriver:
 
     def submit(self, prompt_ids: list[int], max_tokens: int, sampling=None,
                seed: int | None = None) -> Job:
-        if self._stopping or self.error is not None:
+        if self._stopping or self.draining or self.error is not None:
             raise RequestError("the server is shutting down", status=503)
         if len(self.pending) + len(self.engine.scheduler.waiting) >= self.max_waiting:
             raise RequestError(f"too many waiting requests (--max-waiting {self.max_waiting}); "
@@ -85,6 +86,11 @@ class EngineDriver:
         if job.finish_reason is None:
             self._ending.append((job, reason))
             self._wake.set()
+
+    def abort_all(self) -> None:
+        """End every request received so far (shutdown grace period over)."""
+        for job in list(self.live.values()) + self.pending:
+            self.end(job, "abort")
 
     @property
     def running(self) -> bool:

@@ -8,6 +8,7 @@ seconds, then cancels them (their requests are aborted) and the engine loop stop
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -94,16 +95,41 @@ def make_server(a):
     server.run(sockets=[...]) or serve()."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """On shutdown, in-flight requests get --shutdown-timeout seconds; then the engine
+        aborts them, so their streams end cleanly (finish_reason "abort", then [DONE])
+        before uvicorn's own deadline (5 s later) would cancel their tasks."""
+
+        async def shutdown(self, sockets=None):
+            driver = state.driver
+            timer = None
+            if driver is not None:
+                driver.draining = True  # new requests: 503
+                timer = asyncio.get_running_loop().call_later(a.shutdown_timeout, driver.abort_all)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
     state = sim_state(a) if a.sim else real_state(a)
     config = uvicorn.Config(build_app(state), host=a.host, port=a.port, log_level=a.log_level,
-                            access_log=False, timeout_graceful_shutdown=a.shutdown_timeout,
+                            access_log=False, timeout_graceful_shutdown=a.shutdown_timeout + 5.0,
                             lifespan="on")
-    return uvicorn.Server(config), state
+    return Server(config), state
+
+
+def listen_socket(host: str) -> socket.socket:
+    """A TCP socket whose proto is IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections
+    accepted from such a socket (a plain socket.socket() has proto 0, and each small SSE
+    write then waits on the client's delayed ACK, ~40 ms)."""
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                         socket.IPPROTO_TCP)
 
 
 def serve(a) -> int:
     logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    sock = socket.socket(socket.AF_INET6 if ":" in a.host else socket.AF_INET)
+    sock = listen_socket(a.host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:  # before the (slow) engine build: a busy port is reported at once
         sock.bind((a.host, a.port))
