@@ -2,6 +2,8 @@
 (cli.py adds them; the server stack is imported only when a command runs)."""
 from __future__ import annotations
 
+import argparse
+
 
 def _need_serve_extra() -> None:
     try:
@@ -105,6 +107,9 @@ def add_parsers(sub, engine_args, workload_args) -> None:
     real.add_argument("--dtype", default="bfloat16")
     real.add_argument("--attention", default="auto", choices=["auto", "flash", "triton", "torch"])
     real.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    real.add_argument("--step-thread", action=argparse.BooleanOptionalAction, default=True,
+                      help="run engine steps in a worker thread (default) or inline in the "
+                           "event loop (--no-step-thread)")
     engine_args(s)
     s.set_defaults(func=cmd_serve)
 

@@ -178,6 +178,7 @@ class EngineDriver:
         if steps["step"]:
             m.iteration_tokens.observe(steps["prefill_tokens"][-1] + steps["num_decode_seqs"][-1])
         m.sim_lag.set(self.pacer.lag_s)
+        m.sim_lag_max.set(self.pacer.max_lag_s)
         self._update_gauges()
 
     def _emit_job(self, job: Job, end_s: float) -> None:

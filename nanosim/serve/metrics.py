@@ -73,6 +73,8 @@ class ServerMetrics:
         self.sim_lag = g("nanosim:sim_lag_seconds",
                          "Sim mode: how far the last token emission ran behind its predicted "
                          "wall time (0 in real mode).")
+        self.sim_lag_max = g("nanosim:sim_lag_max_seconds",
+                             "Sim mode: the largest such lateness since the server started.")
         self._hits = self._queries = 0
 
     def observe_cache(self, query_tokens: int, hit_tokens: int) -> None:

@@ -1,8 +1,10 @@
 """The two clocks the engine loop runs on (times in seconds since the server started).
 
 RealPacer  Engine.step runs in one worker thread (the event loop keeps serving HTTP while the
-           GPU works); a step starts when the previous one ends, or at an arrival when idle;
-           time is the wall clock.
+           GPU works), or inline in the event loop (in_thread=False: no GIL hand-offs; with
+           async decoding the GPU still runs the step launched ahead while the loop streams);
+           a step starts when the previous one ends, or at an arrival when idle; time is the
+           wall clock.
 SimPacer   Engine.step runs inline (microseconds: the cost model only predicts) and the loop
            then sleeps until the step's predicted end, mapped to wall time as
            start + end_s / speedup. Simulated time advances exactly as in `nanosim simulate`
@@ -19,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 class RealPacer:
     sim = False
 
-    def __init__(self) -> None:
+    def __init__(self, in_thread: bool = True) -> None:
         self.t0 = time.perf_counter()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nanosim-engine")
-        self.lag_s = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nanosim-engine") if in_thread else None
+        self.lag_s = self.max_lag_s = 0.0
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -31,11 +33,14 @@ class RealPacer:
         return self.now()
 
     async def step(self, engine, t: float) -> float:
+        if self._pool is None:
+            return t + engine.step(t)
         dur = await asyncio.get_running_loop().run_in_executor(self._pool, engine.step, t)
         return t + dur
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class SimPacer:
@@ -47,6 +52,7 @@ class SimPacer:
         self.speedup = speedup
         self.t0 = time.perf_counter()
         self.lag_s = 0.0  # how late the last emission was against its predicted wall time
+        self.max_lag_s = 0.0
 
     def now(self) -> float:
         return (time.perf_counter() - self.t0) * self.speedup
@@ -64,6 +70,7 @@ class SimPacer:
         if delay > 0:
             await asyncio.sleep(delay)
         self.lag_s = max(0.0, time.perf_counter() - due)
+        self.max_lag_s = max(self.max_lag_s, self.lag_s)
         return end
 
     def close(self) -> None:

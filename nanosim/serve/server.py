@@ -80,7 +80,7 @@ def real_state(a) -> ServerState:
             seed=body.seed, min_tokens=body.min_tokens, eos_token_id=eos)
 
     def make_driver():
-        return EngineDriver(llm.engine, RealPacer(), ServerMetrics(name, llm.cfg.max_model_len),
+        return EngineDriver(llm.engine, RealPacer(a.step_thread), ServerMetrics(name, llm.cfg.max_model_len),
                             a.max_waiting)
 
     log.info("real server: %s on %s (%s attention, CUDA graphs %s), %d KV blocks", llm.spec.name,
