@@ -8,14 +8,17 @@ group's clock (see decode_group.py).
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from nanosim.core.request import Request
 
-if TYPE_CHECKING:  # pragma: no cover
-    from nanosim.core.decode_group import DecodeGroup
+class DecodeClock(Protocol):
+    """What a sequence reads of the decode group it is in (decode_group.DecodeGroup): the
+    group's decode clock, steps taken since the group began."""
+
+    clock: int
 
 
 class Status(Enum):
@@ -54,7 +57,7 @@ class Sequence:
         self.reject_reason = ""
         self.finish_reason = ""
         self._num_tokens = req.prompt_tokens
-        self.group: DecodeGroup | None = None
+        self.group: DecodeClock | None = None
         self.join_clock = 0
         self.epoch = 0  # bumped whenever the sequence leaves the decode group (stale heap entries)
         self.admit_order = 0

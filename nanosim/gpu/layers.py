@@ -8,24 +8,11 @@ fused kernels, benchmarks/compile_ab.py).
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-COMPILE_BACKEND = "inductor"  # torch.compile backend of compile_elementwise (tests: aot_eager)
-
-
-@functools.cache
-def compiled(fn, backend: str):
-    """fn under torch.compile, dynamic shapes (one graph for every token count)."""
-    return torch.compile(fn, dynamic=True, backend=backend)
-
-
-def maybe_compiled(fn, on: bool):
-    return compiled(fn, COMPILE_BACKEND) if on else fn
-
+from nanosim.gpu.compiled import maybe_compiled
 
 def rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, eps: float,
                  residual: torch.Tensor | None = None):

@@ -1,8 +1,8 @@
 """Replaying a trace on the real GPU, with one of two clocks.
 
 virtual  time advances by each step's measured duration and arrivals are admitted by that
-         clock: the simulator's exact semantics (the same SimPy loop runs it), so a replay
-         can be compared with a simulation step by step;
+         clock: the simulator's exact semantics for one engine (core/clock.run_virtual), so a
+         replay can be compared with a simulation step by step;
 wall     arrivals are released in real time (time.perf_counter since the start); a step
          starts when the previous one ends, or at the next arrival when idle.
 Every request generates exactly its trace's output tokens (ignore_eos).
@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
+from nanosim.core.clock import run_virtual
 from nanosim.core.metrics import summarize
 from nanosim.gpu.backend import SamplingParams
-from nanosim.sim.simulator import simulate
 
 
 def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, progress=None):
@@ -30,7 +30,7 @@ def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, prog
     try:
         if clock == "virtual":
             llm.backend.async_decode = False
-            end = simulate(engine, requests, fast_forward=False, progress=progress)
+            end = run_virtual(engine, requests, progress)
         else:
             end = _wall_clock(engine, requests, progress)
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nanosim.gpu.compiled import maybe_compiled
+
 
 def rope_cos_sin_cache(head_dim: int, max_positions: int, theta: float) -> torch.Tensor:
     """(max_positions, head_dim) fp32: [cos(p * f_i) | sin(p * f_i)] for i < head_dim/2.
@@ -35,8 +37,6 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
         """positions (T,) int; q (T, Hq, D), k (T, Hkv, D) -> rotated (q, k), same dtypes."""
-        from nanosim.gpu.layers import maybe_compiled
-
         return maybe_compiled(rope_ref, self.compiled)(self.cos_sin_cache, positions, q, k)
 
 

@@ -69,7 +69,7 @@ from nanosim.gpu.dist import (STARTUP_TIMEOUT_S, RankGroup, check_tp_config, ini
                               rank_device, wait_for_keys)
 from nanosim.gpu.inputs import SeqWork
 from nanosim.gpu.runner import ModelRunner
-from nanosim.gpu.worker import WorkerArgs, worker_main
+from nanosim.gpu.worker import WorkerArgs, decode_works, encode_works, worker_main
 
 __all__ = ["TPRunner", "WorkerDied", "decode_works", "encode_works"]
 
@@ -79,16 +79,6 @@ EXIT_WAIT_S = 10.0  # close(): how long a worker may take to leave before it is 
 
 class WorkerDied(RuntimeError):
     """A tensor-parallel worker exited; the message has its rank, exit code and traceback."""
-
-
-def encode_works(works: list[SeqWork]) -> list[tuple]:
-    """SeqWorks as plain tuples: ~2x cheaper to pickle than the slotted dataclass."""
-    return [(w.token_ids, w.start_pos, w.block_table, w.samples, w.temperature, w.top_k,
-             w.top_p, w.seed) for w in works]
-
-
-def decode_works(msg: list[tuple]) -> list[SeqWork]:
-    return [SeqWork(*t) for t in msg]
 
 
 def channel_bytes(max_tokens: int, max_seqs: int, max_width: int) -> int:

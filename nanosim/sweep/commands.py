@@ -1,4 +1,4 @@
-"""Bodies of `nanosim sweep` and `nanosim report` (cli.py keeps only the parsers)."""
+"""Body of `nanosim sweep` (cli.py keeps only the parsers); `nanosim report` is report/html.py."""
 from __future__ import annotations
 
 import sys
@@ -48,14 +48,6 @@ def _failed_in_store(out: Path) -> int:
     except ConfigError:  # no point finished yet
         return 0
     return int((pts["status"] == "failed").sum())
-
-
-def report(a) -> int:
-    from nanosim.report.html import write_report
-
-    path = write_report(a.dir, a.out, max_curves=a.max_curves)
-    print(f"wrote {path}")
-    return 0
 
 
 def format_keys(point_cls) -> str:

@@ -116,12 +116,12 @@ def test_compiled_elementwise_ops_give_the_same_tokens(hf_untied, monkeypatch):
     """compile_ops: norms, activation and rotary under torch.compile (aot_eager here: the
     plumbing and dynamic shapes without a C++ build; the GPU A/B uses inductor) give the same
     tokens as the plain torch path, and cannot be combined with the fused kernels."""
-    from nanosim.gpu import layers
+    from nanosim.gpu import compiled, layers
     from nanosim.gpu.rotary import RotaryEmbedding
 
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(layers, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(compiled, "COMPILE_BACKEND", "aot_eager")
     counters.clear()
     _, path = hf_untied
     prompts = prompts_for(256)
