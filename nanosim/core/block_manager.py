@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import islice
 
 import xxhash
 
@@ -96,6 +97,25 @@ class BlockManager:
             if not copies:
                 break
             hits.append(next(iter(copies)))
+        return hits
+
+    def lookup_after(self, seq: Sequence, num_taken: int) -> list[int]:
+        """The lookup as it will be once the next ``num_taken`` blocks are taken from the
+        free queue's head (decode block appends, nothing freed in between): a copy taken is
+        evicted, so a hash hits on its first copy left, and the hits stop at a hash with
+        none. (Lazy cluster replicas report a pending decode run's cache this way.)"""
+        if not num_taken:
+            return self.lookup(seq)
+        if not self.enable_caching or (seq.prompt_ids is None and seq.num_preemptions == 0):
+            return []
+        taken = set(islice(self.free, num_taken))
+        hits = []
+        for i in range((seq.num_tokens - 1) // self.block_size):
+            copies = self.cached.get(self.seq_hash(seq, i))
+            b = next((c for c in copies if c not in taken), None) if copies else None
+            if b is None:
+                break
+            hits.append(b)
         return hits
 
     def can_allocate(self, seq: Sequence, num_slots: int, hits: list[int] = ()) -> bool:

@@ -29,14 +29,19 @@ class NoProgressError(RuntimeError):
 
 class Engine:
     def __init__(self, cfg: EngineConfig, backend: Backend, num_blocks: int,
-                 num_host_blocks: int = 0) -> None:
+                 num_host_blocks: int = 0, step_rows: bool = True) -> None:
+        """step_rows=False: the steps table aggregates per step kind (MetricsRecorder)."""
         self.cfg = cfg
         self.backend = backend
         self.bm = BlockManager(num_blocks, cfg.block_size_tokens, num_host_blocks,
                                cfg.enable_prefix_caching)
         self.scheduler = Scheduler(cfg, self.bm, getattr(backend, "needs_tokens", False))
-        self.metrics = MetricsRecorder(num_blocks)
+        self.metrics = MetricsRecorder(num_blocks, step_rows)
         self.seqs: dict[int, Sequence] = {}
+        # False: a finished or rejected sequence leaves ``seqs`` once its row is recorded
+        # (a million-request replay need not keep them)
+        self.keep_finished = True
+        self.done_tokens = 0  # prompt + max output tokens of the finished / rejected requests
 
     def add_request(self, req: Request, max_tokens: int | None = None, sampling=None) -> Sequence:
         seq = Sequence(req, max_tokens, sampling)
@@ -141,6 +146,9 @@ class Engine:
         if fin:
             for seq in fin:
                 self.metrics.record_request(seq)
+                self.done_tokens += seq.req.prompt_tokens + seq.max_tokens
+                if not self.keep_finished:
+                    del self.seqs[seq.seq_id]
             fin.clear()
 
     def check(self) -> None:

@@ -25,24 +25,49 @@ STEP_COLUMNS = ("step", "start_s", "duration_s", "num_prefill_seqs", "prefill_to
                 "kv_blocks_used", "kv_blocks_total", "preemptions", *CACHE_COLUMNS,
                 "prefix_cache_hit_rate_window")
 FLOAT_COLUMNS = ("prefix_cache_hit_rate_window",)  # besides the times (``*_s``)
+# step_rows=False: the steps table is one row per step kind (decode-only, prefill-only,
+# mixed, other: swaps alone) with these aggregates; the per-step timeline is dropped
+STEP_KINDS = ("decode", "prefill", "mixed", "other")
+_SUMS = ("num_prefill_seqs", "prefill_tokens", "num_decode_seqs", "decode_context_tokens",
+         "preemptions", *CACHE_COLUMNS)
+STEP_SUMMARY_COLUMNS = ("kind", "steps", "duration_s", "max_duration_s", *_SUMS,
+                        "max_kv_blocks_used", "kv_blocks_total", "first_start_s", "last_end_s")
 REQUEST_COLUMNS = ("request_id", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
                    "output_tokens", "cached_prompt_tokens", "preemptions", "rejected",
                    "ttft_s", "tpot_s", "e2e_s")
 
 
 class MetricsRecorder:
-    def __init__(self, kv_blocks_total: int) -> None:
+    def __init__(self, kv_blocks_total: int, step_rows: bool = True) -> None:
         self.kv_blocks_total = kv_blocks_total
+        self.step_rows = step_rows
         self.steps: dict[str, list] = {c: [] for c in STEP_COLUMNS}
         self.requests: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.num_steps = 0
         self.window = CachingMetrics()
+        # step_rows=False, per kind: [steps, duration sum, longest, *_SUMS, most KV used,
+        # first start, last end]
+        self._agg = {k: [0, 0.0, 0.0] + [0] * len(_SUMS) + [0, math.inf, -math.inf] for k in STEP_KINDS}
 
     def record_step(self, start_s: float, duration_s: float, shape: StepShape, kv_used: int,
                     preemptions: int = 0, cache: tuple[int, ...] = (0,) * 6,
                     cache_reset: bool = False) -> None:
         """cache: the step's PrefixCacheStats deltas in CACHE_COLUMNS order; cache_reset: the
         prefix cache was reset since the previous step (the window restarts)."""
+        if not self.step_rows:
+            p, d = shape.num_prefill_seqs, shape.num_decode_seqs
+            a = self._agg["mixed" if p and d else "prefill" if p else "decode" if d else "other"]
+            a[0] += 1
+            a[1] += duration_s
+            a[2] = max(a[2], duration_s)
+            for i, v in enumerate((p, shape.prefill_tokens, d, shape.decode_context_tokens,
+                                   preemptions, *cache), 3):
+                a[i] += v
+            a[-3] = max(a[-3], kv_used)
+            a[-2] = min(a[-2], start_s)
+            a[-1] = max(a[-1], start_s + duration_s)
+            self.num_steps += 1
+            return
         s = self.steps
         s["step"].append(self.num_steps)
         s["start_s"].append(start_s)
@@ -66,6 +91,18 @@ class MetricsRecorder:
         """k decode-only steps at once; context grows by num_seqs per step, the longest
         sequence's by 1."""
         k = len(durations)
+        if not self.step_rows:
+            a = self._agg["decode"]
+            a[0] += k
+            a[1] += float(np.sum(durations))
+            a[2] = max(a[2], float(np.max(durations)))
+            a[5] += num_seqs * k  # num_decode_seqs, decode_context_tokens (an arithmetic series)
+            a[6] += context0 * k + num_seqs * (k * (k - 1) // 2)
+            a[-3] = max(a[-3], int(np.max(kv_used)))
+            a[-2] = min(a[-2], float(starts[0]))
+            a[-1] = max(a[-1], float(starts[-1] + durations[-1]))
+            self.num_steps += k
+            return
         s = self.steps
         s["step"].extend(range(self.num_steps, self.num_steps + k))
         s["start_s"].extend(starts.tolist())
@@ -105,13 +142,31 @@ class MetricsRecorder:
 
         req = pd.DataFrame(self.requests, columns=list(REQUEST_COLUMNS))
         req = req.sort_values("request_id", kind="stable").reset_index(drop=True)
+        if not self.step_rows:
+            return req, pd.DataFrame(self.step_summary())
         steps = pd.DataFrame(self.steps, columns=list(STEP_COLUMNS))
         return req, steps
+
+    def step_summary(self) -> dict:
+        """The aggregated steps table (step_rows=False): the kinds that occurred, in
+        STEP_KINDS order, as {column: array} (``kind``: a list of str)."""
+        rows = [(k, a) for k, a in self._agg.items() if a[0]]
+        vals = [[k] + a[:-3] + [a[-3], self.kv_blocks_total] + a[-2:] for k, a in rows]
+        return {c: [v[i] for v in vals] if c == "kind" else
+                np.asarray([v[i] for v in vals], dtype=np.float64 if c.endswith("_s") else np.int64)
+                for i, c in enumerate(STEP_SUMMARY_COLUMNS)}
 
     def columns(self) -> tuple[dict, dict]:
         """(requests, steps) as {column: numpy array} (``rejected``: a list of str), the
         same values and dtypes as frames() gives, without pandas. Requests are sorted by id
         (stable). Empty tables: None (frames() types their columns as object)."""
+        if not self.step_rows:
+            if not self.requests["request_id"] or not self.num_steps:
+                return None, None
+            req = _arrays(self.requests, REQUEST_COLUMNS)
+            order = np.argsort(req["request_id"], kind="stable")
+            return ({c: ([v[i] for i in order.tolist()] if c == "rejected" else v[order])
+                     for c, v in req.items()}, self.step_summary())
         if not self.requests["request_id"] or not self.steps["step"] or not all(
                 isinstance(cols[c][0], float) for cols in (self.requests, self.steps) for c in cols
                 if c.endswith("_s")):  # edge cases (empty, int times): frames() types them
@@ -144,10 +199,21 @@ def summarize(requests, steps, hit_tokens: int, query_tokens: int, extra: dict |
     rej = np.asarray(requests["rejected"], dtype=object) == ""
     fin = np.asarray(requests["finish_s"], dtype=np.float64)
     done = rej & ~np.isnan(fin)
-    n_done, n_steps = int(done.sum()), len(steps["step"])
+    n_done = int(done.sum())
+    col = lambda c: np.asarray(steps[c])  # noqa: E731
+    if "kind" in steps:  # aggregated (step_rows=False): the same figures from exact int sums
+        n_steps = int(col("steps").sum())
+        batch = ((int(col("num_prefill_seqs").sum()) + int(col("num_decode_seqs").sum())) / n_steps
+                 if n_steps else 0.0)
+        peak = float((col("max_kv_blocks_used") / col("kv_blocks_total")).max()) if n_steps else 0.0
+    else:
+        n_steps = len(steps["step"])
+        # pandas' mean of an int column: a float64 sum over the count
+        batch = float((col("num_prefill_seqs") + col("num_decode_seqs")).sum(dtype=np.float64)
+                      / n_steps) if n_steps else 0.0
+        peak = float((col("kv_blocks_used") / col("kv_blocks_total")).max()) if n_steps else 0.0
     span = float(fin[done].max() - np.asarray(requests["arrival_s"]).min()) if n_done else 0.0
     out_tokens = int(np.asarray(requests["output_tokens"])[done].sum())
-    col = lambda c: np.asarray(steps[c])  # noqa: E731
     summary = {
         "requests": int(len(fin)),
         "finished": n_done,
@@ -164,10 +230,8 @@ def summarize(requests, steps, hit_tokens: int, query_tokens: int, extra: dict |
         "ttft_s": _pct(np.asarray(requests["ttft_s"], dtype=np.float64)[done]),
         "tpot_s": _pct(np.asarray(requests["tpot_s"], dtype=np.float64)[done]),
         "e2e_s": _pct(np.asarray(requests["e2e_s"], dtype=np.float64)[done]),
-        # pandas' mean of an int column: a float64 sum over the count
-        "mean_batch_size": float((col("num_prefill_seqs") + col("num_decode_seqs")).sum(dtype=np.float64)
-                                 / n_steps) if n_steps else 0.0,
-        "peak_kv_usage": float((col("kv_blocks_used") / col("kv_blocks_total")).max()) if n_steps else 0.0,
+        "mean_batch_size": batch,
+        "peak_kv_usage": peak,
     }
     if extra:
         summary.update(extra)

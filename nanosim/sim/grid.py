@@ -44,6 +44,7 @@ class Grid2D:
                 ok[i, j] = measured[i, j] & measured[i1, j] & measured[i, j1] & measured[i1, j1]
         self.cell_ok, self.cell_okl = ok, ok.tolist()
         self._rows: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # at_y's per-x rows
+        self._memo: dict[tuple[float, float], tuple[float, bool]] = {}  # at's results
 
     @staticmethod
     def _locate(axis: list[float], v: float) -> tuple[int, int, float]:
@@ -55,6 +56,10 @@ class Grid2D:
         return i, i + 1, (vc - axis[i]) / (axis[i + 1] - axis[i])
 
     def at(self, x: float, y: float) -> tuple[float, bool]:
+        key = (x, y)
+        hit = self._memo.get(key)  # steps repeat (bucket, cached) and (rows, context) pairs
+        if hit is not None:
+            return hit
         i, i1, tx = self._locate(self.xs, x)
         j, j1, ty = self._locate(self.ys, y)
         V = self.Vl
@@ -62,6 +67,9 @@ class Grid2D:
              + (V[i][j1] * (1.0 - tx) + V[i1][j1] * tx) * ty)
         inside = (self.xs[0] <= x <= self.xs[-1] and self.ys[0] <= y <= self.ys[-1]
                   and self.cell_okl[i][j])
+        if len(self._memo) >= 1 << 16:  # bounded: contexts are many
+            self._memo.clear()
+        self._memo[key] = (r, inside)
         return r, inside
 
     def at_y(self, x: float, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

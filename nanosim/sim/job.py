@@ -1,6 +1,7 @@
 """One simulated replay: capacity -> cost model -> engine -> SimPy -> tables + summary."""
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict
 
@@ -18,25 +19,37 @@ from nanosim.sim.simulator import simulate_cluster
 
 
 def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None,
-                 step_jitter: bool = True, seed: int = 0) -> Engine:
-    """step_jitter: draw each step's jitter factor from the profile's, when it recorded one."""
+                 step_jitter: bool = True, seed: int = 0, step_rows: bool = True,
+                 cost=None) -> Engine:
+    """step_jitter: draw each step's jitter factor from the profile's, when it recorded one.
+    step_rows=False: aggregated step statistics instead of one row per step. cost: a fresh
+    cost model to use (else made from ``profile``)."""
     cap = kv_capacity(model, gpu, cfg)
     host_blocks = cfg.swap_space_bytes // cap.block_bytes
-    cost = make_cost_model(model, gpu, cfg.tp, profile)
-    return Engine(cfg, SimBackend.for_cost(cost, step_jitter, seed), cap.num_blocks, host_blocks)
+    if cost is None:
+        cost = make_cost_model(model, gpu, cfg.tp, profile)
+    return Engine(cfg, SimBackend.for_cost(cost, step_jitter, seed), cap.num_blocks, host_blocks,
+                  step_rows)
 
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
                    profile=None, progress: bool = False, fast_forward: bool = True,
                    replicas: int = 1, router: str | RouterConfig = "round_robin",
-                   step_jitter: bool = True, frames: bool = True):
+                   step_jitter: bool = True, frames: bool = True, step_rows: bool = True):
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
     both tables get a ``replica`` column and the summary a per-replica list. router: a
     policy name (default thresholds) or a RouterConfig. step_jitter: see build_engine (each
     replica draws its own, seeded by its index). frames=False: the tables as column dicts
-    (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas."""
+    (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas. step_rows=False: the
+    steps table aggregates per step kind (core/metrics.py)."""
     router = RouterConfig(router) if isinstance(router, str) else router
-    engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i) for i in range(replicas)]
+    # one cost model fitted (~70 ms for a profile), a shallow copy per replica: the fit and
+    # grids are shared read-only, each copy keeps its own path state and counts
+    cost = make_cost_model(model, gpu, cfg.tp, profile)
+    engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i, step_rows=step_rows,
+                            cost=copy.copy(cost)) for i in range(replicas)]
+    for e in engines:
+        e.keep_finished = False  # the tables hold what finished sequences leave behind
     bar = _progress_bar(len(requests)) if progress else None
     t0 = time.perf_counter()
     end_s = simulate_cluster(engines, requests, Router(router) if replicas > 1 else None,
@@ -100,13 +113,13 @@ def _concat(cols: list[tuple[dict, dict]]) -> tuple[dict, dict]:
     out = []
     for part in (0, 1):
         tables = [c[part] for c in cols]
-        t = {k: (sum((tb[k] for tb in tables), []) if k == "rejected" else
-                 np.concatenate([tb[k] for tb in tables])) for k in tables[0]}
+        t = {k: (sum((tb[k] for tb in tables), []) if isinstance(v, list) else
+                 np.concatenate([tb[k] for tb in tables])) for k, v in tables[0].items()}
         t["replica"] = np.repeat(np.arange(len(tables), dtype=np.int64),
-                                 [len(tb["request_id" if part == 0 else "step"]) for tb in tables])
+                                 [len(next(iter(tb.values()))) for tb in tables])
         if part == 0:
             order = np.argsort(t["request_id"], kind="stable")
-            t = {k: ([v[i] for i in order.tolist()] if k == "rejected" else v[order]) for k, v in t.items()}
+            t = {k: ([v[i] for i in order.tolist()] if isinstance(v, list) else v[order]) for k, v in t.items()}
         out.append(t)
     return out[0], out[1]
 

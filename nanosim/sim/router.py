@@ -65,7 +65,7 @@ class Router:
         if self.policy == "least_tokens":
             return min(replicas, key=lambda r: (r.outstanding_tokens, rotate(r)))
         if self.policy == "least_kv":
-            return min(replicas, key=lambda r: (r.engine.bm.num_used / r.engine.bm.num_blocks,
+            return min(replicas, key=lambda r: (r.kv_blocks_used() / r.engine.bm.num_blocks,
                                                 r.outstanding_tokens, rotate(r)))
         least_loaded = lambda r: (r.outstanding_requests, r.outstanding_tokens, rotate(r))  # noqa: E731
         cfg = self.config
@@ -86,4 +86,4 @@ class Router:
             return [0] * len(replicas)
         probe = Sequence(req)
         probe.prompt_ids = req.token_ids()
-        return [len(r.engine.bm.lookup(probe)) * r.engine.bm.block_size for r in replicas]
+        return [r.prefix_hit_blocks(probe) * r.engine.bm.block_size for r in replicas]

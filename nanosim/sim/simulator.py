@@ -32,37 +32,29 @@ class Replica:
         self.wake: simpy.Event | None = None
         self.routed_tokens = 0
         self.routed_requests = 0
-        self._done_tokens = 0
-        self._done_requests = 0
-        self._done_rows = 0
 
     def release(self) -> None:
         for r in self.pending:
             self.engine.add_request(r)
         self.pending.clear()
 
+    def kv_blocks_used(self) -> int:
+        """KV blocks in use (what least_kv reads)."""
+        return self.engine.bm.num_used
+
+    def prefix_hit_blocks(self, probe) -> int:
+        """Cached leading blocks of the probe's prompt (what prefix reads)."""
+        return len(self.engine.bm.lookup(probe))
+
     @property
     def outstanding_tokens(self) -> int:
         """Prompt + output tokens of requests routed here and not finished or rejected."""
-        self._count_done()
-        return self.routed_tokens - self._done_tokens
+        return self.routed_tokens - self.engine.done_tokens
 
     @property
     def outstanding_requests(self) -> int:
         """Requests routed here and not finished or rejected (a router's in-flight load)."""
-        self._count_done()
-        return self.routed_requests - self._done_requests
-
-    def _count_done(self) -> None:
-        rows = self.engine.metrics.requests
-        n = len(rows["request_id"])
-        if n > self._done_rows:
-            seqs = self.engine.seqs
-            for rid in rows["request_id"][self._done_rows:n]:
-                s = seqs[rid]
-                self._done_tokens += s.req.prompt_tokens + s.max_tokens
-            self._done_requests += n - self._done_rows
-            self._done_rows = n
+        return self.routed_requests - len(self.engine.metrics.requests["request_id"])
 
 
 class _Arrivals:
@@ -106,6 +98,10 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
     """
     if len(engines) > 1 and router is None:
         raise ValueError("several engines need a router")
+    if len(engines) > 1 and fast_forward:  # replicas advanced lazily (same tables as stepping)
+        from nanosim.sim.lazy_cluster import simulate_cluster_lazy
+
+        return simulate_cluster_lazy(engines, requests, router, progress, check_every_step)
     env = simpy.Environment()
     replicas = [Replica(e, i) for i, e in enumerate(engines)]
     src = _Arrivals(requests, replicas, router)

@@ -66,6 +66,38 @@ def read_csv(path: Path_, required: Sequence[str]) -> "pd.DataFrame":
     return df
 
 
+def arrow_csv(path: Path_, types: dict, optional: Sequence[str] = ()):
+    """The file as an Arrow table of the ``types`` columns (those in ``optional`` may be
+    missing), parsed by Arrow's CSV reader (no pandas: ~100x faster than read_csv's checks
+    on a million rows), or None when the file is anything but plain: a BOM, quotes, blank
+    lines, a missing column, a cell the type does not parse, an empty cell. The loaders
+    then take their checking path (read_csv), which reports the first bad line."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw.startswith(b"\xef\xbb\xbf") or b'"' in raw:
+        return None
+    rows = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1) - 1  # lines after the header
+    header = {c.strip() for c in raw.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")}
+    wanted = [c for c in types if c in header or c not in optional]
+    try:
+        table = pcsv.read_csv(pa.BufferReader(raw), convert_options=pcsv.ConvertOptions(
+            column_types={c: types[c] for c in wanted}, include_columns=wanted,
+            strings_can_be_null=False))
+    except (pa.ArrowInvalid, KeyError):
+        return None
+    if table.num_rows != rows or rows == 0 or any(c.null_count for c in table.columns):
+        return None  # blank lines (Arrow skips them), no rows, empty cells
+    return table
+
+
+def arrow_column(table, name: str, dtype) -> np.ndarray:
+    """A column as a numpy array (Arrow's to_numpy would import pandas: pyarrow checks it)."""
+    return np.array(table[name].to_pylist(), dtype=dtype)
+
+
 def _line_from(msg: str) -> int:
     import re
 

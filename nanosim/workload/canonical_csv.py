@@ -24,7 +24,8 @@ from os import PathLike
 import numpy as np
 
 from nanosim.core.request import Request
-from nanosim.workload._parse import build_trace, csv_header, csv_numbers, read_csv
+from nanosim.workload._parse import (arrow_column, arrow_csv, build_trace, csv_header, csv_numbers,
+                                     read_csv)
 from nanosim.workload.errors import TraceError
 
 NAME = "canonical_csv"
@@ -53,6 +54,9 @@ def _int_lists(path, cells, col: str, min_value: int) -> list[tuple[int, ...] | 
 
 
 def load(path) -> list[Request]:
+    fast = _read_fast(path)
+    if fast is not None:
+        return fast
     df = read_csv(path, COLUMNS)
     lines = np.arange(len(df)) + 2
     t = csv_numbers(path, df, "arrival_s", integer=False, min_value=0)
@@ -71,6 +75,47 @@ def load(path) -> list[Request]:
     if "prompt_token_ids" in df.columns:
         opt["token_ids"] = _int_lists(path, df["prompt_token_ids"], "prompt_token_ids", 0)
     return build_trace(path, t, prompt, output, lines, time_col="arrival_s", **opt)
+
+
+def _read_fast(path) -> list[Request] | None:
+    """The trace of a plain file (no token ids, every cell filled) read by Arrow, or None:
+    load() then takes the checking path, which names the first bad line."""
+    import pyarrow as pa
+
+    table = arrow_csv(path, {"arrival_s": pa.float64(), "prompt_tokens": pa.int64(),
+                             "output_tokens": pa.int64(), "priority": pa.int64(),
+                             "prefix_blocks": pa.string(), "prefix_block_tokens": pa.int64()},
+                      optional=("priority", "prefix_blocks", "prefix_block_tokens"))
+    if table is None or "prompt_token_ids" in _header(path):
+        return None
+    t = arrow_column(table, "arrival_s", np.float64)
+    prompt, output = (arrow_column(table, c, np.int64) for c in COLUMNS[1:])
+    if not np.isfinite(t).all() or t.min() < 0 or (np.diff(t) < 0).any() or prompt.min() < 1 \
+            or output.min() < 1:
+        return None
+    opt = {}
+    names = table.column_names
+    if "priority" in names:
+        opt["priority"] = arrow_column(table, "priority", np.int64)
+    if "prefix_block_tokens" in names:
+        opt["prefix_block_tokens"] = arrow_column(table, "prefix_block_tokens", np.int64)
+        if opt["prefix_block_tokens"].min() < 1:
+            return None
+    if "prefix_blocks" in names:
+        try:
+            blocks = [tuple(int(x) for x in c.split()) or None for c in table["prefix_blocks"].to_pylist()]
+        except ValueError:
+            return None
+        if any(b is not None and min(b) < 0 for b in blocks):
+            return None
+        opt["prefix_blocks"] = blocks
+    return build_trace(path, t, prompt.astype(np.float64), output.astype(np.float64),
+                       np.arange(len(t)) + 2, time_col="arrival_s", **opt)
+
+
+def _header(path) -> set[str]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return {c.strip() for c in f.readline().split(",")}
 
 
 def write(requests: list[Request], path: str | PathLike) -> None:

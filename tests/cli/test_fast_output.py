@@ -84,3 +84,32 @@ def test_simulate_imports_no_pandas(tmp_path):
             f"{str(tmp_path)!r}, '--no-progress']) == 0; print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_canonical_csv_fast_path_equals_checking_path(tmp_path, monkeypatch):
+    from nanosim.workload import canonical_csv, write_canonical
+    from nanosim.workload.synthetic import make_sessions, with_priorities
+
+    reqs = with_priorities(make_sessions(1.0, num_sessions=30, seed=2, system_prompt_tokens=300),
+                           {0: 0.3, 1: 0.7})
+    path = tmp_path / "t.csv"
+    write_canonical(reqs, path)
+    assert canonical_csv._read_fast(path) is not None
+    fast = load_trace(path)
+    monkeypatch.setattr(canonical_csv, "_read_fast", lambda p: None)
+    assert load_trace(path) == fast == reqs
+
+
+@pytest.mark.parametrize("body", [
+    "0,5,5\n\n1,5,5\n",  # blank line inside
+    "0,5,5\n1,,5\n",  # empty cell
+    "0,5,5\n1,5.5,5\n",  # not an integer
+    "0,5,5\n-1,5,5\n",  # negative time, unsorted
+    "0,5,5\ninf,5,5\n",
+])
+def test_canonical_fast_path_leaves_odd_files_to_the_checking_path(tmp_path, body):
+    from nanosim.workload import canonical_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n" + body)
+    assert canonical_csv._read_fast(path) is None

