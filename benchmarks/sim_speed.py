@@ -1,76 +1,102 @@
-"""Simulator speed: replay azure2023_conv (20 min) for qwen3-8b on h100, as recorded and with
-its arrival rate scaled up until the GPU saturates. Prints simulated seconds per wall second,
-engine steps per second and requests per second (wall), with request and step counts.
+"""Simulator speed on azure2023_conv (first 20 min, 5,985 requests), qwen3-8b on h100: the
+WHOLE `nanosim simulate` process as a user runs it (a fresh interpreter, command line to the
+three files written; median of --runs) and the engine alone (the replay inside one process,
+no imports, loading or writing; median of --engine-runs), as recorded and with arrivals
+compressed x8 (saturated), with the shipped profile (the default, 'auto') and the roofline
+('none').
 
-    python benchmarks/sim_speed.py [--trace FILE] [--profile] [--cost-profile auto]
-    (--profile: cProfile top 15; --cost-profile: the profile cost model instead of the roofline)
+    python benchmarks/sim_speed.py [--runs 5] [--engine-runs 3] [--scales 1 8]
+        [--cost auto none] [--trace FILE] [--cprofile]
 
-Target (issue 3): >= 1000x real time on one core at both loads. The run is single-threaded.
+Targets (issue 25): whole process <= 0.9 s (median of 5) as recorded with the shipped profile
+on the 2-core dev VM; the engine >= 1000x real time. Single-threaded.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import pstats
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from nanosim.config import EngineConfig, get_gpu, get_model
-from nanosim.sim.job import build_engine
-from nanosim.sim.simulator import simulate
-from nanosim.workload import load_trace
-from nanosim.workload.transforms import scale_rate
-
-TRACE = "azure2023-conv-20min"  # registered name: nanosim trace download azure2023-conv-20min
+ROOT = Path(__file__).resolve().parents[1]
+TRACE = ROOT.parent / "shared" / "traces" / "azure2023_conv_first20min.csv"
 
 
-def replay(reqs, fast_forward=True, profile=None):
-    engine = build_engine(get_model("qwen3-8b"), get_gpu("h100"), EngineConfig(), profile)
+def command(trace: str, scale: float, cost: str, out: str) -> list[str]:
+    cmd = ["-m", "nanosim", "simulate", "--trace", trace, "--model", "qwen3-8b", "--gpu", "h100",
+           "--out", out, "--no-progress"]
+    if scale != 1:
+        cmd += ["--rate-scale", f"{scale:g}"]
+    if cost != "auto":
+        cmd += ["--profile", cost]
+    return cmd
+
+
+def whole_process(trace: str, scale: float, cost: str, runs: int) -> list[float]:
+    """Wall seconds of `python -m nanosim simulate ...`, each in a fresh interpreter."""
+    times = []
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, *command(trace, scale, cost, out)]
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def engine_alone(reqs, cost: str) -> dict:
+    from nanosim.config import EngineConfig, get_gpu, get_model
+    from nanosim.sim.job import build_engine
+    from nanosim.sim.simulator import simulate
+
+    engine = build_engine(get_model("qwen3-8b"), get_gpu("h100"), EngineConfig(),
+                          None if cost == "none" else cost)
     t0 = time.perf_counter()
-    end = simulate(engine, reqs, fast_forward=fast_forward)
+    end = simulate(engine, reqs)
     wall = time.perf_counter() - t0
-    req_df, steps = engine.results()
-    done = req_df[req_df.rejected == ""]
-    achieved = len(done) / (done.finish_s.max() - req_df.arrival_s.min())
-    return dict(sim_s=end, wall_s=wall, steps=len(steps), requests=len(req_df),
-                achieved_rps=achieved, offered_rps=len(reqs) / max(r.arrival_s for r in reqs),
-                preemptions=int(req_df.preemptions.sum()), ttft_p50=float(done.ttft_s.median()))
+    steps = engine.metrics.num_steps
+    return {"sim_s": end, "wall_s": wall, "steps": steps}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--trace", default=TRACE)
-    ap.add_argument("--profile", action="store_true", help="cProfile the saturated replay")
-    ap.add_argument("--cost-profile", default=None,
-                    help="measured profile for the cost model ('auto': shipped; default: roofline)")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trace", default=str(TRACE))
+    ap.add_argument("--runs", type=int, default=5, help="whole-process runs per case (median)")
+    ap.add_argument("--engine-runs", type=int, default=3, help="engine-only runs per case (median)")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 8.0])
+    ap.add_argument("--cost", nargs="+", default=["auto", "none"],
+                    help="cost models: auto (shipped profile, the default) and/or none (roofline)")
+    ap.add_argument("--cprofile", action="store_true", help="cProfile one engine replay per case")
     a = ap.parse_args()
+
+    from nanosim.workload import load_trace
+    from nanosim.workload.transforms import scale_rate
+
     base = load_trace(a.trace)
-    rows = []
-    scale = 1.0
-    while True:  # as recorded, then double the rate until achieved < 90% of offered
-        r = replay(scale_rate(base, scale) if scale != 1 else base, profile=a.cost_profile)
-        r["scale"] = scale
-        rows.append(r)
-        if r["achieved_rps"] < 0.9 * r["offered_rps"] or scale >= 64:
-            break
-        scale *= 2
-    print(f"{'load':>12} {'req':>6} {'steps':>8} {'sim s':>8} {'wall s':>7} {'sim/wall':>9} "
-          f"{'steps/s':>9} {'req/s':>8} {'offered':>8} {'achieved':>8} {'preempt':>7}")
-    for r in rows:
-        label = "as recorded" if r["scale"] == 1 else f"rate x{r['scale']:g}"
-        print(f"{label:>12} {r['requests']:6d} {r['steps']:8d} {r['sim_s']:8.1f} {r['wall_s']:7.3f} "
-              f"{r['sim_s'] / r['wall_s']:8.0f}x {r['steps'] / r['wall_s']:9.0f} "
-              f"{r['requests'] / r['wall_s']:8.0f} {r['offered_rps']:8.2f} {r['achieved_rps']:8.2f} "
-              f"{r['preemptions']:7d}")
-    sat = rows[-1]
-    print(f"saturated at rate x{sat['scale']:g}: {sat['sim_s'] / sat['wall_s']:.0f}x real time; "
-          f"as recorded: {rows[0]['sim_s'] / rows[0]['wall_s']:.0f}x")
-    if a.profile:
-        reqs = scale_rate(base, sat["scale"])
-        prof = cProfile.Profile()
-        prof.enable()
-        replay(reqs)
-        prof.disable()
-        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    print(f"{'cost':>5} {'load':>9} {'req':>5} {'steps':>7} {'sim s':>7} | {'engine s':>8} "
+          f"{'sim/wall':>8} {'steps/s':>8} | {'process s (median)':>18}  runs")
+    for cost in a.cost:
+        for scale in a.scales:
+            reqs = base if scale == 1 else scale_rate(base, scale)
+            eng = [engine_alone(reqs, cost) for _ in range(a.engine_runs)]
+            e = sorted(eng, key=lambda r: r["wall_s"])[len(eng) // 2]
+            proc = whole_process(a.trace, scale, cost, a.runs)
+            label = "recorded" if scale == 1 else f"x{scale:g}"
+            print(f"{cost:>5} {label:>9} {len(reqs):5d} {e['steps']:7d} {e['sim_s']:7.1f} | "
+                  f"{e['wall_s']:8.3f} {e['sim_s'] / e['wall_s']:7.0f}x {e['steps'] / e['wall_s']:8.0f} | "
+                  f"{statistics.median(proc):18.3f}  {' '.join(f'{t:.2f}' for t in proc)}")
+            print(f"{'':>5} python {' '.join(command(a.trace, scale, cost, 'OUT'))}")
+            if a.cprofile:
+                prof = cProfile.Profile()
+                prof.enable()
+                engine_alone(reqs, cost)
+                prof.disable()
+                pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":
