@@ -34,7 +34,7 @@ import simpy
 
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
-from nanosim.sim.simulator import Replica
+from nanosim.sim.replica import Replica
 
 _FIRST_CHUNK = 64  # steps priced when a run starts; doubled while arrivals need more
 
