@@ -119,7 +119,8 @@ def stop(proc) -> None:
 def bench(url: str, trace: Path, out: Path) -> dict:
     cmd = [sys.executable, "-m", "nanosim", "bench", "serve", "--endpoint", url, "--trace",
            str(trace), "--out", str(out), "--no-progress", "--temperature", "0.6",
-           "--max-concurrency", "1024", "--slo-ttft-ms", "1000", "--slo-tpot-ms", "50"]
+           "--max-concurrency", "1024", "--client-processes", "4", "--slo-ttft-ms", "1000",
+           "--slo-tpot-ms", "50"]
     subprocess.run(cmd, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
     return figures(json.loads((out / "summary.json").read_text()))
 

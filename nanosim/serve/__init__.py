@@ -12,6 +12,6 @@ Data flow, one file per step:
     server.py    building the engine from CLI flags and running uvicorn
     bench.py / bench_stats.py   the load generator and its tables
 
-Needs the ``serve`` extra (fastapi, uvicorn, prometheus-client, httpx); only these commands
+Needs the ``serve`` extra (fastapi, uvicorn, prometheus-client, aiohttp); only these commands
 import it.
 """

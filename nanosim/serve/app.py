@@ -173,7 +173,7 @@ async def _sse(gen, out: Responses, job, include_usage: bool, chat: bool):
     n, first = 0, True
     async for text, ids, reason in gen:
         n += len(ids)
-        yield _dumps(out.chunk(text, ids, reason, role=chat and first))
+        yield out.sse(text, ids, reason, role=chat and first)
         first = False
     if include_usage:
         yield _dumps(out.usage_chunk(usage(len(job.prompt_ids), n, job.cached_tokens)))

@@ -2,7 +2,8 @@
 
 Each request is sent at its arrival time (time.perf_counter from the start; a request sent
 late, because the client fell behind or --max-concurrency connections were busy, records its
-lateness) as a streaming /v1/completions call: the prompt as token ids of the trace's length
+lateness) as a streaming /v1/completions call (aiohttp; --client-processes N deals the requests
+to N processes when one event loop cannot read the chunks fast enough): the prompt as token ids of the trace's length
 (the same ids the simulator hashes for prefix caching), max_tokens = the trace's output
 length, ignore_eos, include_usage and return_token_ids (vLLM's extension; without it each
 chunk counts as one token). Every chunk's receive time and token count is kept.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nanosim.core.request import Request, unique_tokens
 
@@ -45,6 +46,7 @@ class BenchOptions:
     ignore_eos: bool = True
     token_ids: bool = True  # ask for return_token_ids
     progress: bool = False
+    processes: int = 1  # client processes (one event loop each)
 
 
 def base_url(endpoint: str) -> str:
@@ -62,47 +64,122 @@ def prompt_ids(r: Request) -> list[int]:
     return (ids if ids is not None else unique_tokens(r.request_id, r.prompt_tokens)).tolist()
 
 
-async def resolve_model(client, url: str) -> str:
-    resp = await client.get(url + "/v1/models")
-    resp.raise_for_status()
-    data = resp.json().get("data") or []
+async def resolve_model(session, url: str) -> str:
+    async with session.get(url + "/v1/models") as resp:
+        resp.raise_for_status()
+        data = (await resp.json()).get("data") or []
     if not data:
         raise RuntimeError(f"{url}/v1/models lists no model; pass --model")
     return data[0]["id"]
 
 
-async def replay(requests: list[Request], opts: BenchOptions) -> tuple[list[Record], dict]:
-    """Send every request at its arrival time; returns (records, run info)."""
-    import httpx
+def _session(opts: BenchOptions):
+    import aiohttp
+
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=opts.max_concurrency, force_close=False),
+        timeout=aiohttp.ClientTimeout(total=opts.timeout_s, connect=30.0))
+
+
+def replay(requests: list[Request], opts: BenchOptions) -> tuple[list[Record], dict]:
+    """Send every request at its arrival time; returns (records, run info). With
+    opts.processes > 1 the requests are dealt round-robin to that many client processes
+    (one event loop each) sharing one start time: time.perf_counter is the system-wide
+    monotonic clock on Linux, so their times compare."""
+    import asyncio
 
     url = base_url(opts.endpoint)
-    limits = httpx.Limits(max_connections=opts.max_concurrency,
-                          max_keepalive_connections=opts.max_concurrency)
-    timeout = httpx.Timeout(opts.timeout_s, connect=30.0)
+    model = opts.model or asyncio.run(_model(url, opts))
     reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
+    if opts.processes <= 1:
+        records, bodies = _prepare(reqs, model, opts)  # built before the clock starts
+        t0 = time.perf_counter() + 0.05
+        records = asyncio.run(_replay_part(records, bodies, url, opts, t0, opts.progress))
+    else:
+        records = _replay_processes(reqs, model, url, opts)
+    records.sort(key=lambda r: r.request_id)
+    wall = max((r.chunk_times_s[-1] for r in records if r.chunk_times_s), default=0.0)
+    return records, {"model": model, "endpoint": url, "wall_s": wall,
+                     "client_processes": max(1, opts.processes)}
+
+
+async def _model(url: str, opts: BenchOptions) -> str:
+    import aiohttp
+
+    try:
+        async with _session(opts) as session:
+            return await resolve_model(session, url)
+    except (aiohttp.ClientError, OSError) as e:
+        raise RuntimeError(f"--endpoint {opts.endpoint}: {e!r}") from None
+
+
+def _prepare(reqs, model: str, opts: BenchOptions):
     records = [Record(r.request_id, r.arrival_s, r.prompt_tokens, r.output_tokens) for r in reqs]
-    bodies = [None] * len(reqs)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        try:
-            model = opts.model or await resolve_model(client, url)
-        except httpx.HTTPError as e:
-            raise RuntimeError(f"--endpoint {opts.endpoint}: {e!r}") from None
-        for i, r in enumerate(reqs):  # built before the clock starts
-            bodies[i] = _body(r, model, opts)
-        sem = asyncio.Semaphore(opts.max_concurrency)
-        bar = _bar(len(reqs)) if opts.progress else None
-        t0 = time.perf_counter()
+    return records, [_body(r, model, opts) for r in reqs]
+
+
+async def _replay_part(records, bodies, url: str, opts: BenchOptions, t0: float,
+                       progress: bool) -> list[Record]:
+    """This process's share, each request sent at t0 + arrival_s (t0 a perf_counter value)."""
+    sem = asyncio.Semaphore(opts.max_concurrency)
+    bar = _bar(len(records)) if progress else None
+    async with _session(opts) as session:
         tasks = []
         for rec, body in zip(records, bodies):
             delay = t0 + rec.arrival_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_one(client, url, body, rec, sem, t0, bar)))
+            tasks.append(asyncio.create_task(_one(session, url, body, rec, sem, t0, bar)))
         await asyncio.gather(*tasks)
-        wall = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
-    return records, {"model": model, "endpoint": url, "wall_s": wall}
+    if bar is not None:
+        bar.close()
+    return records
+
+
+def _replay_processes(reqs, model: str, url: str, opts: BenchOptions) -> list[Record]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    n = opts.processes
+    per = replace(opts, max_concurrency=max(1, -(-opts.max_concurrency // n)))
+    ready, results = ctx.Queue(), ctx.Queue()
+    starts = [ctx.Queue() for _ in range(n)]
+    procs = [ctx.Process(target=_worker, args=(reqs[i::n], model, url, per, ready, starts[i], results),
+                         daemon=True) for i in range(n)]
+    try:
+        for p in procs:
+            p.start()
+        for _ in range(n):
+            ready.get(timeout=120)
+        t0 = time.perf_counter() + 0.2  # every worker is waiting: a common start
+        for q in starts:
+            q.put(t0)
+        out: list[Record] = []
+        for _ in range(n):
+            part = results.get()
+            if isinstance(part, str):
+                raise RuntimeError(f"a bench client process failed: {part}")
+            out.extend(part)
+        for p in procs:
+            p.join(timeout=30)
+        return out
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+
+
+def _worker(reqs, model, url, opts, ready, start, results) -> None:
+    import asyncio
+
+    try:
+        records, bodies = _prepare(reqs, model, opts)
+        ready.put(True)
+        t0 = start.get()
+        results.put(asyncio.run(_replay_part(records, bodies, url, opts, t0, False)))
+    except BaseException as e:  # reported by the parent
+        results.put(f"{type(e).__name__}: {e}")
 
 
 def _body(r: Request, model: str, opts: BenchOptions) -> bytes:
@@ -116,20 +193,20 @@ def _body(r: Request, model: str, opts: BenchOptions) -> bytes:
     return json.dumps(body).encode()
 
 
-async def _one(client, url: str, body: bytes, rec: Record, sem, t0: float, bar) -> None:
-    import httpx
+async def _one(session, url: str, body: bytes, rec: Record, sem, t0: float, bar) -> None:
+    import aiohttp
 
     async with sem:
         rec.send_s = time.perf_counter() - t0
         try:
-            async with client.stream("POST", url + "/v1/completions", content=body,
-                                     headers={"Content-Type": "application/json"}) as resp:
-                if resp.status_code != 200:
-                    text = (await resp.aread()).decode(errors="replace")
-                    rec.error = f"HTTP {resp.status_code}: {text[:300]}"
+            async with session.post(url + "/v1/completions", data=body,
+                                    headers={"Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    text = (await resp.read()).decode(errors="replace")
+                    rec.error = f"HTTP {resp.status}: {text[:300]}"
                     return
                 await _read_stream(resp, rec, t0)
-        except (httpx.HTTPError, OSError) as e:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             rec.error = f"{type(e).__name__}: {e}"
         finally:
             if bar is not None:
@@ -138,7 +215,7 @@ async def _one(client, url: str, body: bytes, rec: Record, sem, t0: float, bar) 
 
 async def _read_stream(resp, rec: Record, t0: float) -> None:
     buf, usage_tokens = b"", None
-    async for data in resp.aiter_bytes():
+    async for data in resp.content.iter_any():
         now = time.perf_counter() - t0
         buf += data
         *events, buf = buf.split(b"\n\n")

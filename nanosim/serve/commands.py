@@ -8,7 +8,7 @@ import argparse
 def _need_serve_extra() -> None:
     try:
         import fastapi  # noqa: F401
-        import httpx  # noqa: F401
+        import aiohttp  # noqa: F401
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as e:
@@ -29,8 +29,6 @@ def cmd_serve(a) -> int:
 
 def cmd_bench_serve(a) -> int:
     _need_serve_extra()
-    import asyncio
-
     from nanosim.cli import _load_requests
     from nanosim.output import format_summary, write_run
     from nanosim.serve.bench import BenchOptions, base_url, replay
@@ -42,9 +40,12 @@ def cmd_bench_serve(a) -> int:
     reqs = _load_requests(a)
     if a.request_rate is not None:
         reqs = _retime(reqs, a.request_rate, a.burstiness, a.seed)
+    if a.client_processes < 1:
+        raise ValueError("--client-processes must be >= 1")
     opts = BenchOptions(a.endpoint, a.model, a.max_concurrency, a.temperature, a.timeout_s,
-                        not a.no_ignore_eos, not a.no_token_ids, not a.no_progress)
-    records, info = asyncio.run(replay(reqs, opts))
+                        not a.no_ignore_eos, not a.no_token_ids, not a.no_progress,
+                        a.client_processes)
+    records, info = replay(reqs, opts)
     req_df, step_df = tables(records)
     summary = bench_summary(req_df, step_df, info, a.slo_ttft_ms / 1e3, a.slo_tpot_ms / 1e3)
     summary["source"] = a.trace or f"workload:{a.workload}"
@@ -124,6 +125,8 @@ def add_parsers(sub, engine_args, workload_args) -> None:
                     help="replace the trace's arrivals by gamma arrivals at this rate (inf: all at once)")
     bs.add_argument("--burstiness", type=float, default=1.0, help="gamma shape (1: Poisson)")
     bs.add_argument("--max-concurrency", type=int, default=256, help="connections at once")
+    bs.add_argument("--client-processes", type=int, default=1,
+                    help="client processes sharing the requests (one event loop each)")
     bs.add_argument("--temperature", type=float, default=0.0)
     bs.add_argument("--timeout-s", type=float, default=600.0, help="per request")
     bs.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput SLO on TTFT")

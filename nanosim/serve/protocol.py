@@ -5,6 +5,7 @@ Response builders return plain dicts: they are serialised once per SSE chunk, th
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Union
 
@@ -78,6 +79,24 @@ class Responses:
         self.chat, self.id, self.model, self.with_ids = chat, request_id, model, with_ids
         self.created = int(time.time())
         self.object = "chat.completion.chunk" if chat else "text_completion"
+        head = json.dumps(self._head(self.object), separators=(",", ":"))[:-1]
+        if chat:
+            self._sse_pre = f'data: {head},"choices":[{{"index":0,"delta":{{"content":'
+            self._sse_pre_role = f'data: {head},"choices":[{{"index":0,"delta":{{"role":"assistant","content":'
+            self._sse_mid = '},"logprobs":null,"finish_reason":'
+        else:
+            self._sse_pre = self._sse_pre_role = f'data: {head},"choices":[{{"index":0,"text":'
+            self._sse_mid = ',"logprobs":null,"finish_reason":'
+
+    def sse(self, text: str, token_ids: list[int], finish_reason: str | None,
+            role: bool = False) -> str:
+        """``chunk`` as one SSE event, built from string pieces (the hot path: one per request
+        per engine step; the same JSON as json.dumps(self.chunk(...)))."""
+        pre = self._sse_pre_role if role else self._sse_pre
+        reason = "null" if finish_reason is None else f'"{finish_reason}"'
+        ids = f',"token_ids":[{",".join(map(str, token_ids))}]' if self.with_ids else ""
+        tail = "" if self.chat else ',"stop_reason":null'
+        return f'{pre}{json.dumps(text)}{self._sse_mid}{reason}{tail}{ids}}}]}}\n\n'
 
     def _head(self, obj: str) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model}

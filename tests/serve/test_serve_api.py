@@ -39,6 +39,22 @@ def metrics(url) -> dict:
     return out
 
 
+def test_sse_events_are_the_chunk_objects():
+    """The hot path builds SSE events from string pieces: the same JSON as the chunk dicts."""
+    import json
+
+    from nanosim.serve.protocol import Responses
+
+    for chat in (False, True):
+        for ids in (False, True):
+            out = Responses(chat, "cmpl-1", MODEL, ids)
+            for role in (False, True):
+                for reason in (None, "length"):
+                    event = out.sse('a "quoted"\n\u00e9', [1, 2], reason, role)
+                    assert event.startswith("data: ") and event.endswith("\n\n")
+                    assert json.loads(event[6:]) == out.chunk('a "quoted"\n\u00e9', [1, 2], reason, role)
+
+
 def test_models_health_and_completions(sim):
     url, _ = sim
     c = client(url)
