@@ -12,6 +12,8 @@ One process per engine, so GPU memory is free between them:
     (a separate process) with the same lengths all sent at t=0, and an Azure conv window
     (the first --azure-requests requests, clipped to max_model_len) at two loads
     (--azure-scales: multiples of the trace's rate).
+ 2b. A/B on the nano-vLLM workload: the engine step inline in the event loop
+    (--no-step-thread), and --stream-interval 4 (tokens streamed every 4 steps after the first).
  3. sim server: `nanosim serve --sim --gpu h100` (the shipped 0.6B H100 profile) and the same
     bench runs; and `nanosim simulate` of the same traces (the prediction without HTTP).
 TPOT everywhere: (last token - first token) / (output tokens - 1) per request (vLLM bench
@@ -199,6 +201,8 @@ def main() -> int:
     if not a.no_step_thread_ab:
         result["real_inline_step"] = serve_and_bench(
             "real_inline", ["--model", MODEL, *ENGINE, "--no-step-thread"], traces, tmp, ["nanovllm"])
+    result["real_stream_interval_4"] = serve_and_bench(
+        "real_si4", ["--model", MODEL, *ENGINE, "--stream-interval", "4"], traces, tmp, ["nanovllm"])
     result["sim_server"] = serve_and_bench("sim", ["--sim", "--model", MODEL, "--gpu", "h100", *ENGINE],
                                            traces, tmp)
     result["simulate"] = {name: simulate(path, tmp / f"simulate_{name}") for name, path in traces.items()}

@@ -20,6 +20,8 @@ def cmd_serve(a) -> int:
     _need_serve_extra()
     if a.max_waiting < 1:
         raise ValueError("--max-waiting must be >= 1")
+    if a.stream_interval < 1:
+        raise ValueError("--stream-interval must be >= 1")
     if a.shutdown_timeout < 0:
         raise ValueError("--shutdown-timeout must be >= 0")
     from nanosim.serve.server import serve
@@ -94,6 +96,9 @@ def add_parsers(sub, engine_args, workload_args) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--max-waiting", type=int, default=4096,
                    help="requests received and not yet running; HTTP 503 beyond it")
+    s.add_argument("--stream-interval", type=int, default=1,
+                   help="after the first token, stream a request's tokens every N tokens "
+                        "(SGLang's option; fewer SSE events per second at large batches)")
     s.add_argument("--shutdown-timeout", type=float, default=30.0,
                    help="on SIGTERM, seconds in-flight requests may finish before they are aborted")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -35,6 +35,7 @@ class Job:
     seq: Sequence | None = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)  # (ids, end_s) per step; None at the end
     sent: int = 0  # output tokens put on the queue
+    counted: int = 0  # output tokens counted in the metrics
     last_token_s: float | None = None
     preemptions: int = 0
     finish_reason: str | None = None
@@ -42,9 +43,11 @@ class Job:
 
 
 class EngineDriver:
-    def __init__(self, engine, pacer, metrics, max_waiting: int, tokens_src=None) -> None:
+    def __init__(self, engine, pacer, metrics, max_waiting: int, tokens_src=None,
+                 stream_interval: int = 1) -> None:
         self.engine, self.pacer, self.metrics = engine, pacer, metrics
         self.max_waiting = max_waiting
+        self.stream_interval = stream_interval  # tokens per stream item after the first
         self.tokens_src = tokens_src  # SimTokenSource in sim mode
         self.pending: list[Job] = []
         self.live: dict[int, Job] = {}
@@ -170,10 +173,15 @@ class EngineDriver:
         self._ending.clear()
 
     def _emit(self, end_s: float) -> None:
-        """Hand each live request its tokens of the step that ended at end_s."""
+        """Count each live request's tokens of the step that ended at end_s in the metrics,
+        and hand them to its stream: the first token at once, then every
+        ``stream_interval`` tokens, and the rest at the end."""
         m = self.metrics
+        new = 0
         for job in list(self.live.values()):
-            self._emit_job(job, end_s)
+            new += self._emit_job(job, end_s)
+        if new:
+            m.generation_tokens.inc(new)
         steps = self.engine.metrics.steps
         if steps["step"]:
             m.iteration_tokens.observe(steps["prefill_tokens"][-1] + steps["num_decode_seqs"][-1])
@@ -181,26 +189,31 @@ class EngineDriver:
         m.sim_lag_max.set(self.pacer.max_lag_s)
         self._update_gauges()
 
-    def _emit_job(self, job: Job, end_s: float) -> None:
+    def _emit_job(self, job: Job, end_s: float) -> int:
+        """Returns the job's new tokens (for the generation counter)."""
         seq, m = job.seq, self.metrics
         n = len(seq.output_ids) if seq.output_ids is not None else seq.num_output_tokens
         if seq.status is Status.ABORTED:
-            n = job.sent
+            n = job.counted
         if seq.num_preemptions > job.preemptions:
             m.preemptions.inc(seq.num_preemptions - job.preemptions)
             job.preemptions = seq.num_preemptions
-        if n > job.sent:
-            ids = seq.output_ids[job.sent:n] if seq.output_ids is not None else job.draw(n - job.sent)
-            if job.sent == 0:
+        new = n - job.counted
+        if new > 0:
+            if job.counted == 0:
                 job.cached_tokens = seq.num_cached_tokens
                 m.ttft.observe(end_s - job.arrival_s)
                 m.prompt_tokens.inc(len(job.prompt_ids))
             else:
                 m.itl.observe(end_s - job.last_token_s)
-            m.generation_tokens.inc(n - job.sent)
-            job.sent, job.last_token_s = n, end_s
+            job.counted, job.last_token_s = n, end_s
+        ended = seq.status in _ENDED
+        if n > job.sent and seq.status is not Status.ABORTED and (
+                ended or job.sent == 0 or n - job.sent >= self.stream_interval):
+            ids = seq.output_ids[job.sent:n] if seq.output_ids is not None else job.draw(n - job.sent)
+            job.sent = n
             job.queue.put_nowait((ids, end_s))
-        if seq.status in _ENDED:
+        if ended:
             reason = seq.finish_reason or ("abort" if seq.status is not Status.FINISHED else "length")
             if seq.status is Status.FINISHED:
                 m.e2e.observe(end_s - job.arrival_s)
@@ -211,6 +224,7 @@ class EngineDriver:
             self._close(job, reason)
             self.live.pop(job.index, None)
             self.engine.seqs.pop(job.index, None)  # a server runs for long: do not keep them
+        return max(new, 0)
 
     def _close(self, job: Job, reason: str) -> None:
         if job.finish_reason is None:

@@ -48,7 +48,7 @@ def sim_state(a) -> ServerState:
 
     def make_driver():
         return EngineDriver(engine, SimPacer(a.speedup), ServerMetrics(name, cfg.max_model_len),
-                            a.max_waiting, SimTokenSource(a.seed, vocab))
+                            a.max_waiting, SimTokenSource(a.seed, vocab), a.stream_interval)
 
     return ServerState(name, cfg.max_model_len, Tokens(tok, vocab), make_driver,
                        lambda body, max_tokens: None)
@@ -81,7 +81,7 @@ def real_state(a) -> ServerState:
 
     def make_driver():
         return EngineDriver(llm.engine, RealPacer(a.step_thread), ServerMetrics(name, llm.cfg.max_model_len),
-                            a.max_waiting)
+                            a.max_waiting, stream_interval=a.stream_interval)
 
     log.info("real server: %s on %s (%s attention, CUDA graphs %s), %d KV blocks", llm.spec.name,
              llm.device, llm.runner.backend.name, getattr(llm.runner, "graphs", None) is not None,

@@ -177,6 +177,15 @@ def test_disconnect_mid_stream_aborts_and_frees_blocks(sim):
     assert 3 <= after[gen] - before[gen] < 200
 
 
+def test_stream_interval_groups_tokens_after_the_first():
+    with running_server(["--sim", "--model", MODEL, "--gpu", "l40s", "--stream-interval", "4",
+                         "--max-model-len", "512"]) as (url, _):
+        chunks = client(url).completions.create(model=MODEL, prompt=[1, 2, 3], max_tokens=10,
+                                                stream=True, extra_body={"return_token_ids": True})
+        sizes = [len(ch.choices[0].model_extra["token_ids"]) for ch in chunks]
+    assert sizes == [1, 4, 4, 1]
+
+
 def test_bounded_queue_answers_503():
     async def burst(url):
         async with httpx.AsyncClient() as c:
