@@ -374,7 +374,8 @@ def _sweep_parsers(sub) -> None:
 def _serve_parsers(sub) -> None:
     from nanosim.serve.commands import add_parsers
 
-    add_parsers(sub, _engine_args, _workload_args)
+    add_parsers(sub, _engine_args, _workload_args,  # builders: serve does not import the CLI
+                dict(engine_config=_config, make_llm=_llm, load_requests=_load_requests))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,9 @@
 """Argument parsers and entry points of `nanosim serve` and `nanosim bench serve`
-(cli.py adds them; the server stack is imported only when a command runs)."""
+(cli.py adds them; the server stack is imported only when a command runs).
+
+The CLI's builders reach these commands as parser defaults (``a.engine_config(a)``,
+``a.make_llm(a)``, ``a.load_requests(a)``; see add_parsers), so this package never imports
+nanosim.cli."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +35,6 @@ def cmd_serve(a) -> int:
 
 def cmd_bench_serve(a) -> int:
     _need_serve_extra()
-    from nanosim.cli import _load_requests
     from nanosim.output import format_summary, write_run
     from nanosim.serve.bench import BenchOptions, base_url, replay
     from nanosim.serve.bench_stats import bench_summary, tables
@@ -39,7 +42,7 @@ def cmd_bench_serve(a) -> int:
     if a.max_concurrency < 1:
         raise ValueError("--max-concurrency must be >= 1")
     base_url(a.endpoint)  # a malformed URL fails before the trace is read
-    reqs = _load_requests(a)
+    reqs = a.load_requests(a)
     if a.request_rate is not None:
         reqs = _retime(reqs, a.request_rate, a.burstiness, a.seed)
     if a.client_processes < 1:
@@ -85,7 +88,9 @@ def _retime(reqs, rate: float, burstiness: float, seed: int):
     return [replace(r, arrival_s=float(t)) for r, t in zip(reqs, times)]
 
 
-def add_parsers(sub, engine_args, workload_args) -> None:
+def add_parsers(sub, engine_args, workload_args, builders: dict) -> None:
+    """builders: engine_config(a) -> EngineConfig, make_llm(a) -> LLM and load_requests(a)
+    -> requests, from the engine / real / workload flags (cli.py's)."""
     s = sub.add_parser("serve", help="OpenAI-compatible server (real runner, or --sim)")
     s.add_argument("--sim", action="store_true", help="serve the simulated GPU (no GPU needed)")
     s.add_argument("--model", default="qwen3-0.6b", help="preset name or local HF checkpoint dir")
@@ -117,7 +122,7 @@ def add_parsers(sub, engine_args, workload_args) -> None:
                       help="run engine steps in a worker thread (default) or inline in the "
                            "event loop (--no-step-thread)")
     engine_args(s)
-    s.set_defaults(func=cmd_serve)
+    s.set_defaults(func=cmd_serve, **builders)
 
     b = sub.add_parser("bench", help="load generators")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -141,4 +146,4 @@ def add_parsers(sub, engine_args, workload_args) -> None:
                     help="do not send return_token_ids (each chunk then counts as one token)")
     bs.add_argument("--seed", type=int, default=0)
     bs.add_argument("--no-progress", action="store_true")
-    bs.set_defaults(func=cmd_bench_serve, command="bench serve")
+    bs.set_defaults(func=cmd_bench_serve, command="bench serve", **builders)

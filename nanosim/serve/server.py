@@ -32,11 +32,10 @@ def load_tokenizer(path: str):
 
 
 def sim_state(a) -> ServerState:
-    from nanosim.cli import _config
     from nanosim.config import get_gpu, get_model
     from nanosim.sim.job import build_engine
 
-    model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), _config(a)
+    model, gpu, cfg = get_model(a.model), get_gpu(a.gpu), a.engine_config(a)
     profile = None if a.profile.lower() == "none" else a.profile
     engine = build_engine(model, gpu, cfg, profile, step_jitter=not a.no_step_jitter)
     tok = load_tokenizer(a.tokenizer) if a.tokenizer else None
@@ -55,10 +54,9 @@ def sim_state(a) -> ServerState:
 
 
 def real_state(a) -> ServerState:
-    from nanosim.cli import _llm
     from nanosim.gpu.backend import SamplingParams
 
-    llm = _llm(a)
+    llm = a.make_llm(a)
     try:
         if llm.device.type != "cpu":
             llm.warmup()  # no kernel compile inside served requests
