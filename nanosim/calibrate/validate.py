@@ -10,7 +10,7 @@ Both replays use the same engine code, config and KV block count; only the backe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ class RecordingBackend:
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.needs_tokens = getattr(inner, "needs_tokens", False)
+        # measured step by step: no decode runs priced at once, whatever the inner one offers
+        self.caps = replace(inner.caps, decode_runs=False)
         self.shapes: list[StepShape] = []
         self.durations: list[float] = []
 

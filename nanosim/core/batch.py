@@ -78,8 +78,30 @@ class StepResult:
     token_ids: list[int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class BackendCaps:
+    """What a backend offers beyond execute(), declared (the engine reads these, never probes)."""
+
+    # real tokens: the scheduler lists every decode sequence each step and sequences keep
+    # their output ids (the GPU backend); off, decodes are counted in the decode group only
+    needs_tokens: bool = False
+    # decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens) prices a run of
+    # decode-only steps at once, so Engine.fast_forward may advance it in one move (sim)
+    decode_runs: bool = False
+
+
 class Backend(Protocol):
+    caps: BackendCaps
+
     def execute(self, batch: ScheduledBatch) -> StepResult: ...
+
+
+class RunBackend(Backend, Protocol):
+    """A backend with caps.decode_runs: durations (np.ndarray, s) of a decode-only run, the
+    same as executing its steps one by one (see CostModel.decode_run_s)."""
+
+    def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
+                     max_context_tokens: int = 0): ...
 
 
 class CostModel(Protocol):

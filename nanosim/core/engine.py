@@ -5,8 +5,9 @@
     scheduler.postprocess(batch, result, now + duration_s)
     metrics.record(...)
 
-Time is passed in, never read from a clock. A backend that predicts durations from counts
-(the simulator's) may also offer ``decode_run_s``; then ``fast_forward`` advances a run of
+Time is passed in, never read from a clock. A backend declares what it offers in its
+``caps`` (core/batch.BackendCaps): one that predicts durations from counts (the simulator's)
+has ``decode_runs`` and a ``decode_run_s``; then ``fast_forward`` advances a run of
 decode-only steps whose batch cannot change in one move, with the same per-step rows and
 per-request outcomes as stepping one by one (tests/core/test_fast_forward.py).
 """
@@ -35,7 +36,7 @@ class Engine:
         self.backend = backend
         self.bm = BlockManager(num_blocks, cfg.block_size_tokens, num_host_blocks,
                                cfg.enable_prefix_caching)
-        self.scheduler = Scheduler(cfg, self.bm, getattr(backend, "needs_tokens", False))
+        self.scheduler = Scheduler(cfg, self.bm, backend.caps.needs_tokens)
         self.metrics = MetricsRecorder(num_blocks, step_rows)
         self.seqs: dict[int, Sequence] = {}
         # False: a finished or rejected sequence leaves ``seqs`` once its row is recorded
@@ -45,7 +46,7 @@ class Engine:
 
     def add_request(self, req: Request, max_tokens: int | None = None, sampling=None) -> Sequence:
         seq = Sequence(req, max_tokens, sampling)
-        if getattr(self.backend, "needs_tokens", False):
+        if self.backend.caps.needs_tokens:
             seq.output_ids = []
         self.seqs[req.request_id] = seq
         self.scheduler.add(seq)
@@ -87,9 +88,11 @@ class Engine:
     def fast_forward(self, now: float, next_event_s: float) -> float | None:
         """Advance decode-only steps that start before ``next_event_s`` (an arrival) in one
         move. Returns the end time, or None when the next step must be a normal step."""
-        run_s = getattr(self.backend, "decode_run_s", None)
+        if not self.backend.caps.decode_runs:
+            return None
+        run_s = self.backend.decode_run_s
         sched = self.scheduler
-        k = sched.decode_run_limit() if run_s is not None else 0
+        k = sched.decode_run_limit()
         if k < 2:
             return None
         g = sched.group

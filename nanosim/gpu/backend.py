@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from nanosim.core.batch import ScheduledBatch, StepResult
+from nanosim.core.batch import BackendCaps, ScheduledBatch, StepResult
 from nanosim.core.request import unique_tokens
 from nanosim.core.sequence import Sequence
 from nanosim.gpu.inputs import SeqWork
@@ -33,10 +33,11 @@ from nanosim.gpu.sampling_params import SamplingParams  # noqa: F401 (also impor
 
 
 class GpuBackend:
-    needs_tokens = True  # the scheduler lists decode sequences; outputs are real token ids
+    # the scheduler lists decode sequences; outputs are real token ids; each step is measured
+    caps = BackendCaps(needs_tokens=True, decode_runs=False)
 
     def __init__(self, runner, num_host_blocks: int = 0, async_decode: bool = False) -> None:
-        if async_decode and not getattr(runner, "supports_lookahead", False):
+        if async_decode and not runner.supports_lookahead:
             raise ValueError("async_decode needs a single-GPU runner (tensor_parallel_size=1)")
         self.runner = runner
         self.async_decode = async_decode
@@ -64,10 +65,10 @@ class GpuBackend:
             works = [self._work(c.seq, c.start, c.num_tokens, c.is_last) for c in batch.prefills]
             works += [self._work(s, s.num_tokens - 1, 1, True) for s in batch.decodes]
             out = self.runner.step(works) if works else None
-        armed = out is not None and getattr(self.runner, "can_step_next", False)
+        armed = out is not None and self.runner.can_step_next
         self._prev_decodes = batch.decodes if armed else []
         end = time.perf_counter()
-        began = self._last_end if getattr(out, "ahead", False) and self._last_end is not None else t0
+        began = self._last_end if out is not None and out.ahead and self._last_end is not None else t0
         self._last_end = end
         return StepResult(end - began, [] if out is None else out.token_ids)
 

@@ -93,6 +93,7 @@ class TPRunner:
     # no decode fast path (runner.step_next): the workers would need rank 0's sampled tokens;
     # a class attribute, so __getattr__ never forwards it to rank 0's runner
     can_step_next = False
+    supports_lookahead = False  # no step_next at all, so no lookahead (GpuBackend's async_decode)
 
     def __init__(self, spec: ModelSpec, device: torch.device, tp: int, *, timeout_s: float = 300.0,
                  **runner_kw) -> None:

@@ -2,11 +2,12 @@
 drawn step-time jitter factor when one is given (nanosim/sim/jitter.py)."""
 from __future__ import annotations
 
-from nanosim.core.batch import CostModel, ScheduledBatch, StepResult
+from nanosim.core.batch import BackendCaps, CostModel, ScheduledBatch, StepResult
 
 
 class SimBackend:
-    needs_tokens = False  # the scheduler need not list decode sequences each step
+    # no tokens (the scheduler need not list decode sequences each step); runs priced at once
+    caps = BackendCaps(needs_tokens=False, decode_runs=True)
 
     def __init__(self, cost_model: CostModel, jitter=None) -> None:
         self.cost_model = cost_model

@@ -9,7 +9,7 @@ import pytest
 from nanosim.calibrate.shapes import Composition, default_grid
 from nanosim.calibrate.validate import RecordingBackend, format_validation, validate_replay, write
 from nanosim.config import EngineConfig, get_gpu, get_model
-from nanosim.core.batch import StepResult
+from nanosim.core.batch import BackendCaps, StepResult
 from nanosim.core.engine import Engine
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.costmodel import RooflineCostModel
@@ -23,7 +23,7 @@ class TrueGpu:
     """The synthetic GPU: a roofline with other efficiencies and overhead than our defaults,
     times a smooth wiggle in the step's token count (so no model family fits it exactly)."""
 
-    needs_tokens = False
+    caps = BackendCaps()  # no tokens, no decode runs: each step measured
 
     def __init__(self, wiggle=0.02):
         self.base = RooflineCostModel(MODEL, GPU, hbm_efficiency=0.78, gemm_efficiency=0.62,

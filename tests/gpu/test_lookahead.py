@@ -129,8 +129,8 @@ def test_no_step_ahead_when_a_row_needs_a_block_it_does_not_have():
 
 
 def test_async_decode_is_refused_where_it_cannot_run():
-    class NoLookahead:
-        spec = TINY
+    class NoLookahead:  # e.g. TPRunner: declares it cannot run a step ahead
+        spec, supports_lookahead = TINY, False
 
     with pytest.raises(ValueError, match="single-GPU runner"):
         GpuBackend(NoLookahead(), async_decode=True)
