@@ -1,10 +1,12 @@
 """Same-machine A/B of the small-batch decode switches (needs CUDA), Qwen3-0.6B shapes.
 
-An arm sets module switches read while the graphs are captured, ``NAME:mod.ATTR=V,...`` with
-mod one of skinny_gemm, decode_attention, pdl, splitk_gemm (nanosim.gpu.kernels); unnamed switches keep
-their defaults. The default arms: programmatic dependent launch on (the default) and off.
+An arm is a KernelOptions (nanosim/gpu/options.py), ``NAME:field=V,...`` (e.g.
+``no_pdl:pdl=0``, ``prewait0:prewait_max_rows=0``); unnamed fields keep their defaults. The
+older ``mod.ATTR=V`` spellings of the same switches (``pdl.ENABLED``,
+``decode_attention.PREWAIT_MAX_ROWS``, ...) are read too. The default arms: programmatic
+dependent launch on (the default) and off.
 
-One runner per arm (its CUDA graphs captured with that arm's switches), all alive at once;
+One runner per arm (its options fixed for its life, graphs captured with them), all alive at once;
 the arms are timed in turn, ``--rounds`` times, so machine drift hits them alike. Per arm and
 batch size: median wall of ``runner.step_next`` (the engine's steady decode step: inputs
 edited in place, graph, LM head, sampler, copy back; temperature 0.6), median GPU time of the
@@ -28,39 +30,37 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
 from profile_decode import graph_s  # noqa: E402  (GPU time of one decode-graph replay)
 
-ARMS = ["pdl:", "no_pdl:pdl.ENABLED=0"]
+ARMS = ["pdl:", "no_pdl:pdl=0"]
+# the module-global spellings these switches had before KernelOptions (recorded results use them)
+OLD_NAMES = {"pdl.ENABLED": "pdl", "decode_attention.PREWAIT_MAX_ROWS": "prewait_max_rows",
+             "decode_attention.QKV_PROLOGUE": "qkv_prologue", "decode_attention.ORDER": "decode_order",
+             "decode_attention.SPLIT_WAVES": "split_waves", "decode_attention.SPLIT_TOKENS": "split_tokens",
+             "skinny_gemm.PROGRAMS_PER_SM": "skinny_programs_per_sm", "splitk_gemm.MID_MAX_M": "splitk_max_m"}
 
 
-def parse_arm(text: str) -> tuple[str, list[tuple[object, str, int]]]:
-    """'name:mod.ATTR=V,...' -> (name, [(module, attr, int value)]); later settings win."""
-    from nanosim.gpu.kernels import decode_attention, pdl, skinny_gemm, splitk_gemm
+def parse_arm(text: str):
+    """'name:field=V,...' -> (name, KernelOptions); later settings win."""
+    from nanosim.gpu.options import KernelOptions
 
-    mods = {"skinny_gemm": skinny_gemm, "decode_attention": decode_attention, "pdl": pdl,
-            "splitk_gemm": splitk_gemm}
     name, _, spec = text.partition(":")
-    sets = []
+    items = []
     for item in filter(None, spec.split(",")):
-        path, _, value = item.partition("=")
-        mod, _, attr = path.partition(".")
-        if mod not in mods or not hasattr(mods[mod], attr):
-            raise SystemExit(f"arm {name!r}: unknown switch {path!r}")
-        sets.append((mods[mod], attr, int(value)))
-    return name, sets
+        key, sep, value = item.partition("=")
+        items.append(f"{OLD_NAMES.get(key, key)}{sep}{value}")
+    try:
+        return name, KernelOptions.parse(",".join(items))
+    except ValueError as e:
+        raise SystemExit(f"arm {name!r}: {e}") from None
 
 
-def build(sets, max_bs: int, blocks: int):
+def build(kernels, max_bs: int, blocks: int):
     from nanosim.config import get_model
     from nanosim.gpu.runner import ModelRunner
 
-    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in sets]
-    for mod, attr, value in sets:
-        setattr(mod, attr, type(getattr(mod, attr))(value))
-    try:  # the same seed: the same random weights in every arm
-        return ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max_bs,
-                           num_kv_blocks=blocks, max_model_len=4096, mixed_graphs=False, seed=0)
-    finally:
-        for mod, attr, value in reversed(saved):
-            setattr(mod, attr, value)
+    # the same seed: the same random weights in every arm
+    return ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max_bs,
+                       num_kv_blocks=blocks, max_model_len=4096, mixed_graphs=False, seed=0,
+                       kernels=kernels)
 
 
 def works_for(bs: int, context: int, temperature: float, blocks: int):
@@ -96,14 +96,14 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=50, help="steps per arm, batch and round")
-    ap.add_argument("--arm", nargs="+", default=ARMS, help="NAME:mod.ATTR=V,... (see the doc)")
+    ap.add_argument("--arm", nargs="+", default=ARMS, help="NAME:field=V,... (KernelOptions fields; see the doc)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("decode_ab.py needs a CUDA GPU")
     blocks = max(a.batch) * (-(-(a.context + 2) // 256) + 1) + 8
     arms = [parse_arm(t) for t in a.arm]
-    runners = {name: build(sets, max(a.batch), blocks) for name, sets in arms}
+    runners = {name: build(kernels, max(a.batch), blocks) for name, kernels in arms}
     res = {"gpu": torch.cuda.get_device_name(), "context": a.context, "arm_switches": a.arm,
            "arms": {}}
     first = arms[0][0]

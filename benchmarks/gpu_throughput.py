@@ -96,12 +96,6 @@ def async_ab(llm, prompts, outs, rounds: int = 2) -> dict:
     return out
 
 
-def decode_attention_split() -> int:
-    from nanosim.gpu.kernels import decode_attention
-
-    return decode_attention.SPLIT_TOKENS
-
-
 def time_split(llm, wall_s: float) -> dict:
     """Seconds of the measured steps by kind (GpuBackend: packing + forward + sampling +
     sync), and the wall time outside them (scheduler, bookkeeping)."""
@@ -245,36 +239,28 @@ def main() -> None:
         raise SystemExit("gpu_throughput.py needs a CUDA GPU")
     from nanosim.gpu.llm import LLM
 
-    from nanosim.gpu.kernels import pdl
+    from nanosim.gpu.options import KERNELS
 
-    pdl.ENABLED = not a.no_pdl
-    from nanosim.gpu.kernels import splitk_gemm
-
-    if a.no_splitk:
-        splitk_gemm.MID_MAX_M = 0
-    from nanosim.gpu.kernels import decode_attention
-
-    decode_attention.ORDER = not a.no_order
+    kernels = KERNELS.with_(pdl=not a.no_pdl, decode_order=not a.no_order,
+                            **({"splitk_max_m": 0} if a.no_splitk else {}),
+                            **({} if a.decode_split_tokens is None else {"split_tokens": a.decode_split_tokens}),
+                            **({} if a.split_waves is None else {"split_waves": a.split_waves}))
     prompts, outs = workload()
     t0 = time.perf_counter()
     extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
-    if a.decode_split_tokens is not None:
-        decode_attention.SPLIT_TOKENS = a.decode_split_tokens
-    if a.split_waves is not None:
-        decode_attention.SPLIT_WAVES = a.split_waves
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
               tensor_parallel_size=a.tp, async_decode=False if a.sync_decode else None,
-              **extra, **ENGINE)
+              kernels=kernels, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
     llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
-           "decode_split_tokens": decode_attention_split(),
-           "decode_split_waves": decode_attention.SPLIT_WAVES,
-           "splitk_max_rows": splitk_gemm.MID_MAX_M,
+           "decode_split_tokens": kernels.split_tokens,
+           "decode_split_waves": kernels.split_waves,
+           "splitk_max_rows": kernels.splitk_max_m,
            "attention": llm.runner.backend.name, "cuda_graphs": llm.runner.graphs is not None,
-           "engine_start_s": start_s, "pdl": pdl.ENABLED,
+           "engine_start_s": start_s, "pdl": kernels.pdl,
            "chunked_prefill": a.chunked_prefill,
-           "fast_decode": not a.no_fast_decode, "decode_order": decode_attention.ORDER,
+           "fast_decode": not a.no_fast_decode, "decode_order": kernels.decode_order,
            "async_decode": llm.backend.async_decode}
     if a.async_ab:
         res["async_ab"] = async_ab(llm, prompts, outs)

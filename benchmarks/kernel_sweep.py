@@ -167,9 +167,9 @@ def attn_sweep(spec) -> list[dict]:
 
 
 def chain_sweep(spec) -> list[dict]:
-    from nanosim.gpu.kernels import pdl
     from nanosim.gpu.kernels.fused_ops import rms_norm
     from nanosim.gpu.kernels.skinny_gemm import skinny_linear
+    from nanosim.gpu.options import KernelOptions
 
     global LAYERS
     layers, LAYERS = LAYERS, 1  # the same operands: the link's latency, not HBM streaming
@@ -178,30 +178,31 @@ def chain_sweep(spec) -> list[dict]:
     w, res = torch.ones(H, device=DEV, dtype=torch.bfloat16), torch.randn(1, H, device=DEV, dtype=torch.bfloat16)
     wq = torch.randn((spec.num_q_heads + 2 * spec.num_kv_heads) * D, H, device=DEV, dtype=torch.bfloat16) * 0.02
 
-    def pair(i):
-        h, _ = rms_norm(x, w, 1e-6, res)
-        skinny_linear(h, wq)
+    def pair(k):
+        h, _ = rms_norm(x, w, 1e-6, res, k)
+        skinny_linear(h, wq, opts=k)
 
     rows = []
     for on in (True, False, True, False):
-        pdl.ENABLED = on
-        row = {"pdl": on, "rms_norm_us": graph_time_s(lambda i: rms_norm(x, w, 1e-6, res), calls=100) * 1e6,
-               "skinny_qkv_us": graph_time_s(lambda i: skinny_linear(x, wq), calls=100) * 1e6,
-               "pair_us": graph_time_s(pair, calls=100) * 1e6}
+        k = KernelOptions(pdl=on)
+        row = {"pdl": on,
+               "rms_norm_us": graph_time_s(lambda i, k=k: rms_norm(x, w, 1e-6, res, k), calls=100) * 1e6,
+               "skinny_qkv_us": graph_time_s(lambda i, k=k: skinny_linear(x, wq, opts=k), calls=100) * 1e6,
+               "pair_us": graph_time_s(lambda i, k=k: pair(k), calls=100) * 1e6}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    pdl.ENABLED, LAYERS = True, layers
+    LAYERS = layers
     return rows
 
 
 def small_attn_sweep(spec) -> list[dict]:
     """Batch 1 / 4 / 16 at context 1025 over split counts too (each graph captures one)."""
-    from nanosim.gpu.kernels import decode_attention
     from nanosim.gpu.kernels.decode_attention import DECODE_LAUNCH, default_num_splits, paged_decode_attention
+    from nanosim.gpu.options import KERNELS
 
     bs, Hkv, Hq, D = 256, spec.num_kv_heads, spec.num_q_heads, spec.head_dim
-    current_max = decode_attention.MAX_SPLITS  # the default split count's cap
-    decode_attention.MAX_SPLITS = max(current_max, 128)
+    current_max = KERNELS.max_splits  # the default split count's cap
+    wide = KERNELS.with_(max_splits=max(current_max, 128))  # the grid goes past it
     rows = []
     for B in (1, 4, 16):
         ctx = 1025 if DEV == "cuda" else 20
@@ -222,7 +223,8 @@ def small_attn_sweep(spec) -> list[dict]:
                 continue
             fn = lambda i: paged_decode_attention(q, *caches[i], bt, sl, D ** -0.5, out=out,  # noqa: E731
                                                   num_splits=splits, block_n=block_n,
-                                                  num_warps=warps, num_stages=stages, order=order)
+                                                  num_warps=warps, num_stages=stages, order=order,
+                                                  opts=wide)
             try:
                 t = graph_time_s(fn)
             except Exception as e:  # noqa: BLE001 (a config Triton cannot compile: skip it)

@@ -1,12 +1,11 @@
 """torch.compile of the elementwise torch paths (norms, activation, rotary embedding): the
-runner's ``compile_ops`` (layers.compile_elementwise), an A/B against the fused kernels."""
+runner's ``compile_ops`` (layers.compile_elementwise), an A/B against the fused kernels. The
+backend comes from the runner's KernelOptions.compile_backend."""
 from __future__ import annotations
 
 import functools
 
 import torch
-
-COMPILE_BACKEND = "inductor"  # torch.compile backend of compile_elementwise (tests: aot_eager)
 
 
 @functools.cache
@@ -15,5 +14,6 @@ def compiled(fn, backend: str):
     return torch.compile(fn, dynamic=True, backend=backend)
 
 
-def maybe_compiled(fn, on: bool):
-    return compiled(fn, COMPILE_BACKEND) if on else fn
+def maybe_compiled(fn, backend: str | None):
+    """fn under torch.compile with ``backend``, or fn itself (None)."""
+    return compiled(fn, backend) if backend else fn

@@ -50,11 +50,11 @@ class ParallelLMHead(VocabParallelEmbedding):
             self.weight = tied.weight
         # set by the model when fused kernels are on: small batches go to the skinny GEMM
         # (Qwen3-0.6B vocab on our H100 at M = 1: 102 us against cuBLAS's 111, lm_head.py)
-        self.skinny = False
+        self.kernels = None  # KernelOptions when fused kernels are on (the model sets it)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (S, hidden) -> logits (S, vocab) in x's dtype."""
-        logits = matmul(x, self.weight, self.skinny)  # (S, rows)
+        logits = matmul(x, self.weight, self.kernels)  # (S, rows)
         if self.tp_size > 1:
             parts = [torch.empty_like(logits) for _ in range(self.tp_size)]
             dist.all_gather(parts, logits)

@@ -44,10 +44,6 @@ class SeqWork:
     seed: int = 0
 
 
-# Mixed graphs send their one-token rows (decodes) to the split-KV decode kernel; False (an
-# A/B switch, read when a runner captures its graphs) leaves them in the varlen kernel's tiles
-MIXED_DECODE_KERNEL = True
-
 FIELDS = ("input_ids", "positions", "slot_mapping", "query_start_loc", "seq_lens",
           "logits_indices", "top_k", "temperature", "top_p", "u", "tile_seq", "tile_m",
           "decode_order", "block_tables")
@@ -115,8 +111,12 @@ class InputPacker:
 
     def __init__(self, device: torch.device, block_size: int, max_tokens: int, max_seqs: int,
                  max_width: int, graph_max_bs: int = 0, base_seed: int = 0,
-                 mixed_max_tokens: int = 0, tile_block_m: int = 64) -> None:
+                 mixed_max_tokens: int = 0, tile_block_m: int = 64,
+                 mixed_decode_kernel: bool = True) -> None:
         self.block_size, self.base_seed = block_size, base_seed
+        # mixed graphs send their one-token rows to the split-KV decode kernel; False leaves
+        # them in the varlen kernel's tiles (KernelOptions.mixed_decode_kernel)
+        self.mixed_decode_kernel = mixed_decode_kernel
         self.max_tokens, self.max_seqs, self.max_width = max_tokens, max_seqs, max_width
         self.eager = _Staging(layout(max_tokens, max_seqs, max_seqs, max_width)["block_tables"][1], device)
         self.graph_layout = layout(graph_max_bs, graph_max_bs, graph_max_bs, max_width)
@@ -174,7 +174,7 @@ class InputPacker:
                                  if len(rows) == B else None)
             self._graph_greedy = all_greedy
         if mixed_tokens:  # rows of one query token go to the decode kernel, the rest to tiles
-            n, single = self.num_tiles(mixed_tokens), (lens == 1) & MIXED_DECODE_KERNEL
+            n, single = self.num_tiles(mixed_tokens), (lens == 1) & self.mixed_decode_kernel
             v["tile_seq"][:n], v["tile_m"][:n] = tile_map(np.where(single, 0, lens), n, self.tile_block_m)
             dec = np.flatnonzero(single)
             r = self.mixed_decode_rows(mixed_tokens)
@@ -325,7 +325,7 @@ class InputPacker:
             inp.meta.tile_seq, inp.meta.tile_m = self.mixed.dev[a:a + n], self.mixed.dev[b:b + n]
             c, _ = self.mixed_layout["decode_order"]
             inp.meta.decode_order = (self.mixed.dev[c:c + self.mixed_decode_rows(tokens)]
-                                     if MIXED_DECODE_KERNEL else None)
+                                     if self.mixed_decode_kernel else None)
             self._mixed_views[key] = inp
         return self._mixed_views[key]
 

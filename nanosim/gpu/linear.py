@@ -13,7 +13,7 @@ Loaders raise ValueError on a shape mismatch; the checkpoint loader adds file/te
 most SKINNY_MAX_M rows to the Triton skinny GEMM (nanosim/gpu/kernels/skinny_gemm.py)
 instead of cuBLAS; a RowParallelLinear with ``partial_sums = True`` (tp = 1 only) may then
 return split-K partial sums (S, M, N) fp32, which its consumer (fused rms_norm) adds up,
-and takes the split-K GEMM (splitk_gemm.py) up to MID_MAX_M rows.
+and takes the split-K GEMM (splitk_gemm.py) up to KernelOptions.splitk_max_m rows.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from nanosim.gpu.options import KernelOptions
 
 
 def check_shape(loaded: torch.Tensor, expected: tuple[int, ...]) -> None:
@@ -40,19 +42,21 @@ def divide(n: int, tp_size: int, what: str) -> int:
     return n // tp_size
 
 
-def matmul(x: torch.Tensor, weight: torch.Tensor, skinny: bool, partials: bool = False) -> torch.Tensor:
-    """x (M, K) @ weight (N, K)^T; with ``skinny`` (fused kernels on), batches of at most
-    SKINNY_MAX_M rows go to the Triton skinny GEMM (partials: its split-K fp32 sums)."""
-    if skinny:
+def matmul(x: torch.Tensor, weight: torch.Tensor, kernels: KernelOptions | None,
+           partials: bool = False) -> torch.Tensor:
+    """x (M, K) @ weight (N, K)^T; with ``kernels`` (fused kernels on: their options), batches
+    of at most SKINNY_MAX_M rows go to the Triton skinny GEMM (partials: its split-K fp32
+    sums), and with partials up to kernels.splitk_max_m rows to the split-K GEMM."""
+    if kernels is not None:
         from nanosim.gpu.kernels.skinny_gemm import SKINNY_MAX_M, skinny_linear
 
         if 0 < x.shape[0] <= SKINNY_MAX_M:
-            return skinny_linear(x, weight, partials=partials)
+            return skinny_linear(x, weight, partials=partials, opts=kernels)
         if partials:  # the consumer adds split-K partials: fill the GPU by splitting K
             from nanosim.gpu.kernels import splitk_gemm
 
-            if x.shape[0] <= splitk_gemm.MID_MAX_M:
-                return splitk_gemm.splitk_linear(x, weight)
+            if x.shape[0] <= kernels.splitk_max_m:
+                return splitk_gemm.splitk_linear(x, weight, opts=kernels)
     return F.linear(x, weight)
 
 
@@ -64,10 +68,10 @@ class _ParallelLinear(nn.Module):
         self.tp_rank, self.tp_size = tp_rank, tp_size
         self.weight = nn.Parameter(torch.empty(out_local, in_local), requires_grad=False)
         self.weight.weight_loader = self.weight_loader
-        self.skinny = False
+        self.kernels: KernelOptions | None = None  # fused kernels' options (the model sets it)
 
     def _matmul(self, x: torch.Tensor, partials: bool = False) -> torch.Tensor:
-        return matmul(x, self.weight, self.skinny, partials)
+        return matmul(x, self.weight, self.kernels, partials)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._matmul(x)

@@ -29,7 +29,7 @@ from nanosim.gpu.outputs import CompletionOutput, RequestOutput, request_output
 __all__ = ["LLM", "CompletionOutput", "RequestOutput", "SamplingParams", "resolve_model"]
 
 RUNNER_OPTIONS = ("enforce_eager", "attention", "gpu_memory_utilization", "num_kv_blocks", "fused_ops",
-                  "mixed_graphs", "compile_ops")
+                  "mixed_graphs", "compile_ops", "kernels")
 
 
 def resolve_model(model: str):

@@ -182,8 +182,9 @@ def _default_dtype(dtype: torch.dtype):
 
 def build_model(spec: ModelSpec, backend, device: torch.device, dtype: torch.dtype,
                 weights_dir: str | Path | None = None, seed: int = 0, tp_rank: int = 0,
-                tp_size: int = 1, fused: bool = False) -> Qwen3ForCausalLM:
-    """Construct directly on ``device`` in ``dtype`` and load weights (random when no dir)."""
+                tp_size: int = 1, fused=None) -> Qwen3ForCausalLM:
+    """Construct directly on ``device`` in ``dtype`` and load weights (random when no dir).
+    fused: KernelOptions of the fused Triton kernels (None: the torch paths)."""
     if weights_dir is not None:
         check_spec(spec, weights_dir)
     with torch.device(device), _default_dtype(dtype):

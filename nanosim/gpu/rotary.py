@@ -33,7 +33,7 @@ class RotaryEmbedding(nn.Module):
         self.head_dim = head_dim
         self.register_buffer("cos_sin_cache", rope_cos_sin_cache(head_dim, max_positions, theta),
                              persistent=False)
-        self.compiled = False  # under torch.compile (layers.compile_elementwise)
+        self.compiled: str | None = None  # torch.compile backend (layers.compile_elementwise)
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
         """positions (T,) int; q (T, Hq, D), k (T, Hkv, D) -> rotated (q, k), same dtypes."""

@@ -45,6 +45,7 @@ from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
 from nanosim.gpu.kv_cache import (HostKVPool, allocate_kv_cache, blocks_from_memory, check_fits,
                                   kv_block_bytes)
 from nanosim.gpu.loader import build_model
+from nanosim.gpu.options import KERNELS, KernelOptions
 from nanosim.gpu.sampler import sample
 
 __all__ = ["ModelRunner", "SeqWork", "StepOutput"]
@@ -81,11 +82,15 @@ class ModelRunner:
                  attention: str = "auto", enforce_eager: bool = False,
                  weights_dir: str | Path | None = None, seed: int = 0,
                  max_model_len: int | None = None, fused_ops: bool | None = None,
-                 group=None, mixed_graphs: bool | None = None, compile_ops: bool = False) -> None:
+                 group=None, mixed_graphs: bool | None = None, compile_ops: bool = False,
+                 kernels: KernelOptions = KERNELS) -> None:
         """mixed_graphs: CUDA graphs for steps with a prefill too (token buckets; default: on
         whenever decode graphs are, with an attention backend that takes a tile map).
         compile_ops: the norms, activation and rotary embedding on their torch paths under
-        torch.compile instead of the fused Triton kernels (an A/B: benchmarks/compile_ab.py)."""
+        torch.compile instead of the fused Triton kernels (an A/B: benchmarks/compile_ab.py).
+        kernels: the kernel switches (nanosim/gpu/options.py), handed to the attention
+        backend, the model's fused layers and the input packer; fixed for the runner's life."""
+        self.kernels = kernels
         self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
         self.group = group  # RankGroup when tensor-parallel, else None
         self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
@@ -98,7 +103,7 @@ class ModelRunner:
         self._tokens_host = [torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda) for _ in range(2)]
         # the last upload's host-to-device copy is done (the host staging may be edited again)
         self._uploaded = torch.cuda.Event() if cuda else None
-        self.backend = select_backend(attention, self.device, block_size)
+        self.backend = select_backend(attention, self.device, block_size, kernels)
         self.model = self._build_model(weights_dir, seed, fused_ops, compile_ops)
         if group is not None:  # every rank loaded, before the first collective
             group.arrive("built")
@@ -114,7 +119,8 @@ class ModelRunner:
         self.packer = InputPacker(self.device, block_size, max_num_batched_tokens, max_num_seqs,
                                   max_width, max(graph_sizes, default=0), seed,
                                   mixed_max_tokens=max(buckets, default=0),
-                                  tile_block_m=getattr(self.backend, "block_m", 64))
+                                  tile_block_m=getattr(self.backend, "block_m", 64),
+                                  mixed_decode_kernel=kernels.mixed_decode_kernel)
         if cuda:  # JIT-compiles the kernels and measures the activation peak
             self._profile_peak_memory()
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
@@ -152,11 +158,11 @@ class ModelRunner:
                              "it replaces fused_ops (pass fused_ops=False or leave it unset)")
         fused = (self.device.type == "cuda" if fused_ops is None else fused_ops) and not compile_ops
         model = build_model(self.spec, self.backend, self.device, self.dtype, weights_dir, seed,
-                            self.tp_rank, self.tp_size, fused=fused)
+                            self.tp_rank, self.tp_size, fused=self.kernels if fused else None)
         if compile_ops:
             from nanosim.gpu.layers import compile_elementwise
 
-            compile_elementwise(model)
+            compile_elementwise(model, self.kernels.compile_backend)
         return model
 
     def _blocks_from_memory(self, utilization: float) -> int:

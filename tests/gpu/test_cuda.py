@@ -118,15 +118,13 @@ def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
 
 
 @pytest.mark.parametrize("small_rows", [16, 0])
-def test_flash_backend_matches_the_torch_reference_in_bf16(small_rows, monkeypatch):
+def test_flash_backend_matches_the_torch_reference_in_bf16(small_rows):
     """FlashAttention (FA4 page-table varlen, or FA2) with the fused K/V store in bf16: logits
     of a mixed step (fresh prompt, a chunk after cached blocks, decodes) within bf16 noise of
     the torch reference, and greedy decoding through the decode CUDA graphs agrees; the
     3-row decodes on our Triton kernel (small_rows 16, the default) or on FlashAttention's."""
-    from nanosim.gpu.attention import flash_backend
     from nanosim.gpu.attention.flash_backend import import_flash
-
-    monkeypatch.setattr(flash_backend, "SMALL_DECODE_ROWS", small_rows)
+    from nanosim.gpu.options import KernelOptions
 
     try:
         import_flash()
@@ -134,7 +132,7 @@ def test_flash_backend_matches_the_torch_reference_in_bf16(small_rows, monkeypat
         pytest.skip("flash_attn is not installed")
     bf16 = dict(dtype=torch.bfloat16, block_size=256 if import_flash()[0] == 2 else 16)
     ref = make(attention="torch", enforce_eager=True, fused_ops=False, **bf16)
-    flash = make(attention="flash", **bf16)
+    flash = make(attention="flash", kernels=KernelOptions(flash_small_decode_rows=small_rows), **bf16)
     assert flash.backend.name == "flash" and flash.graphs is not None
     prompts = [list(range(1, 40)), list(range(100, 107)), list(range(7, 30))]
     got, want = generate(flash, prompts, 6), generate(ref, prompts, 6)

@@ -23,11 +23,14 @@ def flash(monkeypatch):
 
 
 def test_small_decode_batches_go_to_the_triton_kernel(flash, monkeypatch):
+    from nanosim.gpu.options import KernelOptions
+
     _, _, _, decode = paged_batch([1, 1, 1], [9, 3, 20], 4)
     _, _, _, mixed = paged_batch([5, 1], [0, 3], 4)
     assert flash.takes_qkv(decode) and not flash.takes_qkv(mixed)
-    monkeypatch.setattr(flash_backend, "SMALL_DECODE_ROWS", 2)  # 3 rows: FlashAttention's
-    assert not flash.takes_qkv(decode)
+    two = flash_backend.FlashAttention(4, KernelOptions(flash_small_decode_rows=2))
+    assert not two.takes_qkv(decode)  # 3 rows: FlashAttention's
+    assert not flash_backend.FlashAttention(4, KernelOptions(qkv_prologue=False)).takes_qkv(decode)
 
 
 def test_small_decode_output_is_the_triton_backends(flash):

@@ -116,19 +116,19 @@ def test_compiled_elementwise_ops_give_the_same_tokens(hf_untied, monkeypatch):
     """compile_ops: norms, activation and rotary under torch.compile (aot_eager here: the
     plumbing and dynamic shapes without a C++ build; the GPU A/B uses inductor) give the same
     tokens as the plain torch path, and cannot be combined with the fused kernels."""
-    from nanosim.gpu import compiled, layers
+    from nanosim.gpu import layers
+    from nanosim.gpu.options import KernelOptions
     from nanosim.gpu.rotary import RotaryEmbedding
 
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(compiled, "COMPILE_BACKEND", "aot_eager")
     counters.clear()
     _, path = hf_untied
     prompts = prompts_for(256)
-    runner = make_runner(path, compile_ops=True)
+    runner = make_runner(path, compile_ops=True, kernels=KernelOptions(compile_backend="aot_eager"))
     mods = [m for m in runner.model.modules()
             if isinstance(m, (layers.RMSNorm, layers.SiluAndMul, RotaryEmbedding))]
-    assert mods and all(m.compiled for m in mods)
+    assert mods and all(m.compiled == "aot_eager" for m in mods)
     assert run_schedule(runner, prompts, n_decode=2) == run_schedule(make_runner(path), prompts, n_decode=2)
     assert counters["stats"]["unique_graphs"] >= 3  # norm, activation, rotary were compiled
     with pytest.raises(ValueError, match="fused_ops"):

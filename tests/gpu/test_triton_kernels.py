@@ -270,16 +270,14 @@ def test_rms_norm_adds_split_k_partials_first():
 
 @pytest.mark.parametrize("prewait", [0, 4])
 @pytest.mark.parametrize("splits", [1, 3])
-def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits, prewait, monkeypatch):
+def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits, prewait):
     """The decode kernel taking the raw qkv projection (q/k RMSNorm, RoPE and the new token's
     K/V store in its prologue) gives what qk_norm_rope + store + attention give, caches too;
     rows of every split position, a padding row (seq_len 0, slot -1) left alone. prewait 4:
     the first tile is read before the prologue stores the new token (patched in: with 3
     splits, row 2's new token is in its owner split's first tile)."""
-    from nanosim.gpu.kernels import decode_attention
     from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
-
-    monkeypatch.setattr(decode_attention, "PREWAIT_MAX_ROWS", prewait)
+    from nanosim.gpu.options import KernelOptions
 
     hq, bs = 4, 4
     _, kc, vc, meta = paged_batch([1, 1, 1, 1], [0, 9, 37, 20], bs, num_blocks=60, hq=hq)
@@ -301,7 +299,8 @@ def test_decode_attention_qkv_prologue_matches_norm_rope_then_attention(splits, 
     kc2, vc2 = to(DEV, kc.clone(), vc.clone())
     pro = QKVPrologue(hq, qw, kw, cos_sin, pos, slots, 1e-6)
     out = paged_decode_attention(qkv, kc2, vc2, tables, seq_lens, D ** -0.5, num_splits=splits,
-                                 block_n=16, prologue=pro)
+                                 block_n=16, prologue=pro,
+                                 opts=KernelOptions(prewait_max_rows=prewait))
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(kc2, ref_caches[0], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(vc2, ref_caches[1], atol=0, rtol=0)

@@ -18,8 +18,12 @@ class BackendUnavailable(RuntimeError):
     """The requested attention backend cannot run here (message says why)."""
 
 
-def select_backend(name: str, device: torch.device | str, block_size: int):
-    """'auto' -> triton on CUDA, torch on CPU. 'flash' raises if flash_attn does not import."""
+def select_backend(name: str, device: torch.device | str, block_size: int, kernels=None):
+    """'auto' -> triton on CUDA, torch on CPU. 'flash' raises if flash_attn does not import.
+    kernels: the runner's KernelOptions for our Triton kernels (None: the defaults)."""
+    from nanosim.gpu.options import KERNELS
+
+    kernels = KERNELS if kernels is None else kernels
     device = torch.device(device)
     if name not in BACKENDS:
         raise BackendUnavailable(f"attention={name!r} is not one of {BACKENDS}")
@@ -35,7 +39,7 @@ def select_backend(name: str, device: torch.device | str, block_size: int):
         from nanosim.gpu.attention.flash_backend import FlashAttention
 
         try:
-            return FlashAttention(block_size)
+            return FlashAttention(block_size, kernels)
         except ImportError as e:
             raise BackendUnavailable(
                 "attention='flash' requested but neither flash_attn.cute (FlashAttention-4) nor "
@@ -45,4 +49,4 @@ def select_backend(name: str, device: torch.device | str, block_size: int):
                                  "triton is imported); use attention='torch' instead")
     from nanosim.gpu.attention.triton_backend import TritonAttention
 
-    return TritonAttention()
+    return TritonAttention(kernels=kernels)

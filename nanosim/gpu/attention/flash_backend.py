@@ -3,7 +3,7 @@
 Prefers FlashAttention-4 (``flash_attn.cute``: one varlen call with a page table handles
 prefill chunks with cached prefixes and decodes together), else flash_attn 2 (varlen with
 ``block_table``; its paged KV needs block_size % 256 == 0). K/V are stored by our Triton
-kernel. Decode-only batches of at most SMALL_DECODE_ROWS rows go to our split-KV Triton
+kernel. Decode-only batches of at most kernels.flash_small_decode_rows rows go to our split-KV Triton
 decode kernel with its qkv prologue (``takes_qkv`` / ``forward_qkv``, as the triton
 backend): FA4 has no split-KV on Hopper, so a few rows keep few SMs busy (batch-1 step
 1.09 ms against 0.94 on our kernel, README). The FlashAttention calls themselves are NOT
@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
 from nanosim.gpu.kernels.store_kv import store_kv
-
-# decode-only batches of at most this many rows run our Triton decode kernel (0: never);
-# read when the model runs, so at capture for CUDA graphs
-SMALL_DECODE_ROWS = 16
+from nanosim.gpu.options import KERNELS, KernelOptions
 
 
 def import_flash():
@@ -35,18 +32,21 @@ class FlashAttention:
     name = "flash"
     supports_cuda_graphs = True
 
-    def __init__(self, block_size: int) -> None:
+    def __init__(self, block_size: int, kernels: KernelOptions = KERNELS) -> None:
         self.version, self.varlen = import_flash()
         if self.version == 2 and block_size % 256:
             raise ValueError(f"flash_attn 2 paged KV needs block_size % 256 == 0, got {block_size}; "
                              "use attention='triton' or install flash-attn-4")
         from nanosim.gpu.attention.triton_backend import TritonAttention
 
-        self.small = TritonAttention()  # small decode batches (see the module doc)
+        self.small = TritonAttention(kernels=kernels)  # small decode batches (see the module doc)
+        # decode-only batches of at most this many rows run it (0: never); read when the
+        # model runs, so at capture for CUDA graphs
+        self.small_decode_rows = kernels.flash_small_decode_rows
 
     def takes_qkv(self, meta: AttentionMetadata) -> bool:
-        """Whether forward_qkv serves this batch: decode-only, at most SMALL_DECODE_ROWS rows."""
-        return meta.num_seqs <= SMALL_DECODE_ROWS and self.small.takes_qkv(meta)
+        """Whether forward_qkv serves this batch: decode-only, at most small_decode_rows rows."""
+        return meta.num_seqs <= self.small_decode_rows and self.small.takes_qkv(meta)
 
     def forward_qkv(self, *args, **kwargs):
         """TritonAttention.forward_qkv: our split-KV decode kernel from the raw qkv projection."""

@@ -1,7 +1,7 @@
 """Attention with our Triton kernels: store K/V, varlen kernel on the batch's prefill head,
 decode kernel (split-KV) on its tail. CUDA-graph safe for decode-only batches, and for any
 batch when the metadata carries a tile map (a mixed graph: one varlen launch over the
-sequences with several query tokens, one decode launch with MIXED_DECODE_SPLITS splits over
+sequences with several query tokens, one decode launch with kernels.mixed_decode_splits over
 those with one, listed in decode_order, so a decode row's context is not walked by one
 program per q head as the varlen kernel would)."""
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from nanosim.gpu.attention.metadata import AttentionMetadata
-from nanosim.gpu.kernels import decode_attention
 from nanosim.gpu.kernels.decode_attention import paged_decode_attention
 from nanosim.gpu.kernels.prefill_attention import (
     paged_prefill_attention,
@@ -17,8 +16,7 @@ from nanosim.gpu.kernels.prefill_attention import (
 )
 from nanosim.gpu.kernels.qkv_prologue import QKVPrologue
 from nanosim.gpu.kernels.store_kv import store_kv
-
-MIXED_DECODE_SPLITS = 4  # fixed per mixed graph: a decode row's context in 4 programs
+from nanosim.gpu.options import KERNELS, KernelOptions
 
 
 class TritonAttention:
@@ -26,12 +24,14 @@ class TritonAttention:
     supports_cuda_graphs = True
     supports_tile_map = True  # meta.tile_seq/tile_m: one graph-safe launch for any batch
 
-    def __init__(self, block_m: int = 64, block_n: int = 64, num_splits: int | None = None):
+    def __init__(self, block_m: int = 64, block_n: int = 64, num_splits: int | None = None,
+                 kernels: KernelOptions = KERNELS):
         self.block_m, self.block_n, self.num_splits = block_m, block_n, num_splits
+        self.kernels = kernels  # the runner's kernel switches, handed to each launch
 
     def takes_qkv(self, meta: AttentionMetadata) -> bool:
         """Whether forward_qkv serves this batch: decode rows only, no tile map."""
-        return decode_attention.QKV_PROLOGUE and meta.num_prefills == 0 and meta.tile_seq is None
+        return self.kernels.qkv_prologue and meta.num_prefills == 0 and meta.tile_seq is None
 
     def forward_qkv(self, qkv, prologue: QKVPrologue, k_cache, v_cache, meta: AttentionMetadata,
                     scale: float):
@@ -39,7 +39,7 @@ class TritonAttention:
         kernel normalises and rotates q and k and stores the new K/V itself -> (T, Hq, D)."""
         return paged_decode_attention(qkv, k_cache, v_cache, meta.block_tables, meta.seq_lens, scale,
                                       num_splits=self.num_splits, max_seq_len=meta.max_seq_len,
-                                      order=meta.decode_order, prologue=prologue)
+                                      order=meta.decode_order, prologue=prologue, opts=self.kernels)
 
     def forward(self, q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
         """q (T, Hq, D), k/v (T, Hkv, D) or None (already stored), caches (N, bs, Hkv, D) -> (T, Hq, D)."""
@@ -52,8 +52,9 @@ class TritonAttention:
                                    block_m=self.block_m, block_n=self.block_n)
             if meta.decode_order is not None:  # the one-token rows, not in any tile
                 paged_decode_attention(q, k_cache, v_cache, meta.block_tables, meta.seq_lens, scale,
-                                       out=out, num_splits=MIXED_DECODE_SPLITS, order=meta.decode_order,
-                                       query_start_loc=meta.query_start_loc)
+                                       out=out, num_splits=self.kernels.mixed_decode_splits,
+                                       order=meta.decode_order, query_start_loc=meta.query_start_loc,
+                                       opts=self.kernels)
             return out
         p, pt = meta.num_prefills, meta.num_prefill_tokens
         if p:
@@ -65,5 +66,6 @@ class TritonAttention:
             paged_decode_attention(q[pt:], k_cache, v_cache, meta.block_tables[p:],
                                    meta.seq_lens[p:], scale, out=out[pt:],
                                    num_splits=self.num_splits,
-                                   max_seq_len=meta.max_seq_len, order=meta.decode_order)
+                                   max_seq_len=meta.max_seq_len, order=meta.decode_order,
+                                   opts=self.kernels)
         return out

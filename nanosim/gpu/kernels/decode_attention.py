@@ -19,6 +19,7 @@ import triton.language as tl
 
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
 from nanosim.gpu.kernels.qkv_prologue import QKVPrologue, prologue_inputs, qkv_prologue
+from nanosim.gpu.options import KERNELS, KernelOptions
 
 LOG2E = 1.4426950408889634
 
@@ -211,42 +212,26 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-# Longest share of one sequence's context a program walks (tokens), via the split count;
-# 0 = split by batch shape only (default). Measured on the H100 (benchmarks/gpu_throughput.py):
-# 512 made the batch-256 / 1024-context step slower (14.7 vs 12.8 ms, CUDA graphs captured
-# with max_model_len 4096 -> 8 splits) and did not speed up the mixed-length benchmark.
-SPLIT_TOKENS = 0
-MAX_SPLITS = 16
-SPLIT_WAVES = 2  # programs per SM the split count aims for (A/B switch, read at capture)
 # H100, Qwen3-0.6B shapes (kernel_sweep.py): 2 stages and 128-token tiles without a split
 # gave 197 us vs 208 (4 warps, 3 stages, 64) at batch 128 of contexts 100..2000, equal at
 # batch 256 x 1024 (2,970 GB/s); 64-token tiles were faster at batch 1 (16 splits).
 DECODE_LAUNCH = {"num_warps": 4, "num_stages": 2}
-ORDER = True  # A/B switch: follow the given row order (read at launch; False: row order)
-# A/B switch: decode-only batches hand the raw qkv projection to the decode kernel, whose
-# prologue does q/k RMSNorm, RoPE and the K/V store (read by the model at each forward, so
-# at capture for CUDA graphs; False: the separate fused_ops.qk_norm_rope launch)
-QKV_PROLOGUE = True
-# With the qkv prologue, batches of at most this many rows read their first K/V tile before
-# the PDL wait (the qkv GEMM still running); 0: never. A/B switch, read at launch. H100
-# (decode_ab.py, graph replay): 1-2 rows 5-7% faster at contexts 512-4000; 4 and 8 rows
-# faster at 512-1024 but 8-17% slower where each split walks 7+ tiles (4 rows at 4000, 8
-# at 2048): the kernel holding the preloaded tile walks long splits slower.
-PREWAIT_MAX_ROWS = 2
+# The switches (split count, row order, pre-wait rows, PDL) are a KernelOptions handed in by
+# the caller (nanosim/gpu/options.py), read at launch (at capture for CUDA graphs).
 
 
 def default_num_splits(batch: int, num_kv_heads: int, device: torch.device,
-                       max_seq_len: int = 0) -> int:
-    """Enough programs to cover ~SPLIT_WAVES waves of SMs, and enough splits that no program
-    walks more than SPLIT_TOKENS of the longest context (max_seq_len: the batch's bound, for
-    CUDA graphs the captured max_model_len, so the split count stays fixed); at most 16; 1
-    on CPU."""
+                       max_seq_len: int = 0, opts: KernelOptions = KERNELS) -> int:
+    """Enough programs to cover ~opts.split_waves waves of SMs, and enough splits that no
+    program walks more than opts.split_tokens of the longest context (max_seq_len: the batch's
+    bound, for CUDA graphs the captured max_model_len, so the split count stays fixed); at
+    most opts.max_splits; 1 on CPU."""
     if device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    by_sms = math.ceil(SPLIT_WAVES * sms / max(1, batch * num_kv_heads))
-    by_len = math.ceil(max_seq_len / SPLIT_TOKENS) if SPLIT_TOKENS > 0 else 1
-    return max(1, min(MAX_SPLITS, max(by_sms, by_len)))
+    by_sms = math.ceil(opts.split_waves * sms / max(1, batch * num_kv_heads))
+    by_len = math.ceil(max_seq_len / opts.split_tokens) if opts.split_tokens > 0 else 1
+    return max(1, min(opts.max_splits, max(by_sms, by_len)))
 
 
 def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -255,7 +240,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            block_n: int | None = None, max_seq_len: int = 0, num_warps: int | None = None,
                            num_stages: int | None = None, order: torch.Tensor | None = None,
                            query_start_loc: torch.Tensor | None = None,
-                           prologue: QKVPrologue | None = None) -> torch.Tensor:
+                           prologue: QKVPrologue | None = None,
+                           opts: KernelOptions = KERNELS) -> torch.Tensor:
     """q (B, Hq, D), caches (N, block_size, Hkv, D) contiguous, block_tables (B, W) int32,
     seq_lens (B,) int32 (context incl. the new token, whose K/V is already stored)
     -> out (B, Hq, D) in q's dtype. A sequence with seq_len 0 gets zeros (graph padding).
@@ -269,7 +255,8 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
     block_n: context tokens per tile (None: 128 without a split, else 64); num_warps/num_stages:
     launch options (None: DECODE_LAUNCH). Defaults from the H100 sweep (kernel_sweep.py).
     prologue: q is the raw qkv projection of the decode rows (see QKVPrologue), whose new
-    K/V this call stores; not with query_start_loc."""
+    K/V this call stores; not with query_start_loc. opts: the runner's kernel switches
+    (split count, row order, pre-wait rows, PDL)."""
     _, block_size, Hkv, D = k_cache.shape
     mixed = query_start_loc is not None
     Hq = q.shape[1] if prologue is None else prologue.num_q_heads
@@ -289,9 +276,9 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         out = torch.empty_like(q)
     if B == 0:
         return out
-    splits = num_splits or default_num_splits(B, Hkv, q.device, max_seq_len)
-    if not 1 <= splits <= MAX_SPLITS:
-        raise ValueError(f"num_splits must be in 1..{MAX_SPLITS}, got {splits}")
+    splits = num_splits or default_num_splits(B, Hkv, q.device, max_seq_len, opts)
+    if not 1 <= splits <= opts.max_splits:
+        raise ValueError(f"num_splits must be in 1..{opts.max_splits}, got {splits}")
     group = Hq // Hkv
     block_n = block_n or (128 if splits == 1 else 64)
     rows = seq_lens.shape[0] if mixed else B  # partials are kept per sequence row
@@ -311,15 +298,16 @@ def paged_decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
         BLOCK_D=triton.next_power_of_2(D), BLOCK_N=block_n, SPLIT=splits > 1,
         DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps or DECODE_LAUNCH["num_warps"], num_stages=num_stages or DECODE_LAUNCH["num_stages"],
-        ORDERED=order is not None and (ORDER or mixed), QSL=mixed, **pdl_launch(q.device),
-        **({} if prologue is None else prologue.kernel_args()),
-        PREWAIT=prologue is not None and B <= PREWAIT_MAX_ROWS)
+        ORDERED=order is not None and (opts.decode_order or mixed), QSL=mixed,
+        **pdl_launch(q.device, opts.pdl), **({} if prologue is None else prologue.kernel_args()),
+        PREWAIT=prologue is not None and B <= opts.prewait_max_rows)
     if splits > 1:
-        _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, B, splits)
+        _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, B, splits, opts)
     return out
 
 
-def _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, programs: int, splits: int):
+def _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, programs: int, splits: int,
+             opts: KernelOptions):
     """The split partials (rows, Hq, S, D) / (rows, Hq, S) -> out, one program per (row, q
     head), rows taken as paged_decode_attention's programs take them."""
     Hq, D = part_o.shape[1], part_o.shape[3]
@@ -329,5 +317,5 @@ def _combine(part_o, part_lse, out, seq_lens, order, query_start_loc, programs: 
                                     out.stride(0), out.stride(1), Hq, splits,
                                     BLOCK_S=triton.next_power_of_2(splits), HEAD_DIM=D,
                                     BLOCK_D=triton.next_power_of_2(D),
-                                    ORDERED=order is not None and (ORDER or mixed), QSL=mixed,
-                                    **pdl_launch(out.device))
+                                    ORDERED=order is not None and (opts.decode_order or mixed),
+                                    QSL=mixed, **pdl_launch(out.device, opts.pdl))

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+from nanosim.gpu.options import KERNELS, KernelOptions
 
 
 @triton.jit
@@ -43,7 +44,7 @@ def _rms_norm_kernel(x_ptr, res_ptr, w_ptr, out_ptr, stride_p, stride_x, stride_
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float,
-             residual: torch.Tensor | None = None):
+             residual: torch.Tensor | None = None, opts: KernelOptions = KERNELS):
     """x (R, N) with unit last stride, or (S, R, N) fp32 partial sums of a split-K skinny GEMM
     (added here; needs a residual, whose dtype the output takes). Without residual -> y; with
     residual (R, N) contiguous -> (y, residual) where residual was updated IN PLACE to
@@ -59,7 +60,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float,
         assert res.stride(1) == 1
         _rms_norm_kernel[(R,)](x, res, weight, out, x.stride(0) if parts else 0, x.stride(-2),
                                res.stride(0), out.stride(0), N, eps, HAS_RES=residual is not None,
-                               PARTS=parts, BLOCK=triton.next_power_of_2(N), **pdl_launch(x.device))
+                               PARTS=parts, BLOCK=triton.next_power_of_2(N),
+                               **pdl_launch(x.device, opts.pdl))
     return out if residual is None else (out, residual)
 
 
@@ -76,7 +78,7 @@ def _silu_and_mul_kernel(x_ptr, out_ptr, stride_x, stride_o, N, BLOCK: tl.conste
     tl.store(out_ptr + row * stride_o + c, (a * u).to(out_ptr.dtype.element_ty), mask=ok)
 
 
-def silu_and_mul(x: torch.Tensor, block: int = 1024) -> torch.Tensor:
+def silu_and_mul(x: torch.Tensor, block: int = 1024, opts: KernelOptions = KERNELS) -> torch.Tensor:
     """x (T, 2I) [gate | up] -> (T, I)."""
     T, N2 = x.shape
     assert x.stride(1) == 1 and N2 % 2 == 0
@@ -84,7 +86,7 @@ def silu_and_mul(x: torch.Tensor, block: int = 1024) -> torch.Tensor:
     if T:
         _silu_and_mul_kernel[(T, triton.cdiv(N2 // 2, block))](x, out, x.stride(0), out.stride(0),
                                                               N2 // 2, BLOCK=block,
-                                                              **pdl_launch(x.device))
+                                                              **pdl_launch(x.device, opts.pdl))
     return out
 
 
@@ -144,7 +146,8 @@ def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, cos_sin_ptr, pos_ptr, q_ptr, k
 
 def qk_norm_rope(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tensor,
                  cos_sin_cache: torch.Tensor, positions: torch.Tensor, num_q_heads: int,
-                 num_kv_heads: int, head_dim: int, eps: float, kv_cache=None, slot_mapping=None):
+                 num_kv_heads: int, head_dim: int, eps: float, kv_cache=None, slot_mapping=None,
+                 opts: KernelOptions = KERNELS):
     """qkv (T, (Hq + 2 Hkv) * D), q/k_weight (D,), cos_sin_cache (P, D) fp32 [cos | sin],
     positions (T,) -> q (T, Hq, D), k (T, Hkv, D) contiguous, normalised and rotated.
 
@@ -170,5 +173,5 @@ def qk_norm_rope(qkv: torch.Tensor, q_weight: torch.Tensor, k_weight: torch.Tens
             qkv, q_weight, k_weight, cos_sin_cache, positions, q, k_out, v_out, slot_mapping,
             qkv.stride(0), eps, HQ=num_q_heads, HKV=num_kv_heads, HEAD_DIM=head_dim, HALF=half,
             BLOCK_HALF=block_half, BLOCK_HEADS=heads, STORE=store,
-            num_warps=4 if heads * block_half <= 2048 else 8, **pdl_launch(qkv.device))
+            num_warps=4 if heads * block_half <= 2048 else 8, **pdl_launch(qkv.device, opts.pdl))
     return q if store else (q, k_out)

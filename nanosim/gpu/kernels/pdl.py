@@ -17,7 +17,6 @@ import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
-ENABLED = True  # A/B switch for benchmarks (read at each launch)
 
 
 @functools.cache
@@ -25,9 +24,10 @@ def _hopper_or_later(index: int) -> bool:
     return torch.cuda.get_device_capability(index)[0] >= 9
 
 
-def pdl_launch(device: torch.device) -> dict:
-    """Launch options for a kernel taking USE_PDL: {"USE_PDL": bool[, "launch_pdl": True]}."""
-    on = (ENABLED and device.type == "cuda"
+def pdl_launch(device: torch.device, enabled: bool = True) -> dict:
+    """Launch options for a kernel taking USE_PDL: {"USE_PDL": bool[, "launch_pdl": True]}.
+    enabled: the runner's KernelOptions.pdl (off: plain launches, an A/B)."""
+    on = (enabled and device.type == "cuda"
           and _hopper_or_later(device.index if device.index is not None else torch.cuda.current_device()))
     return {"USE_PDL": True, "launch_pdl": True} if on else {"USE_PDL": False}
 

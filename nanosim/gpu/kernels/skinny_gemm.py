@@ -25,11 +25,9 @@ import triton.language as tl
 
 from nanosim.gpu.kernels.decode_attention import dot_precision
 from nanosim.gpu.kernels.pdl import pdl_enter, pdl_launch
+from nanosim.gpu.options import KERNELS, KernelOptions
 
 SKINNY_MAX_M = 16  # larger batches go to cuBLAS (F.linear)
-# split-K programs allowed per SM (A/B switch for benchmarks/decode_ab.py; the H100 sweep's
-# best o_proj/down configs at M = 1 used 2, i.e. split 8, standalone: 3.0 against 3.2 us)
-PROGRAMS_PER_SM = 1
 
 
 @dataclass(frozen=True)
@@ -41,13 +39,15 @@ class SkinnyConfig:
     num_stages: int = 5
 
 
-def default_config(N: int, K: int, sms: int, can_split: bool) -> SkinnyConfig:
+def default_config(N: int, K: int, sms: int, can_split: bool,
+                   programs_per_sm: int = KERNELS.skinny_programs_per_sm) -> SkinnyConfig:
     """About one program per SM (H100 sweep, benchmarks/kernel_sweep.py: qkv and o_proj of
     Qwen3-0.6B at M = 1 were fastest with ~128 programs, 128-wide K tiles, 5 stages): 32-row
     tiles, and (can_split: the caller takes partials) K split while that stays within one
-    program per SM and each slice keeps >= 256 of K."""
+    program per SM (programs_per_sm: KernelOptions.skinny_programs_per_sm) and each slice
+    keeps >= 256 of K."""
     split = 1
-    while (can_split and triton.cdiv(N, 32) * split * 2 <= sms * PROGRAMS_PER_SM
+    while (can_split and triton.cdiv(N, 32) * split * 2 <= sms * programs_per_sm
            and K // (split * 2) >= 256):
         split *= 2
     return SkinnyConfig(split_k=split)
@@ -98,14 +98,14 @@ def _skinny_kernel(x_ptr, w_ptr, out_ptr, M, N, K, stride_xm, stride_wn, stride_
 
 
 def _launch(x: torch.Tensor, w: torch.Tensor, N: int, gate_up: bool, partials: bool,
-            config: SkinnyConfig | None) -> torch.Tensor:
+            config: SkinnyConfig | None, opts: KernelOptions) -> torch.Tensor:
     M, K = x.shape
     assert x.stride(1) == 1 and w.stride(1) == 1 and w.shape[1] == K
     if not 1 <= M <= SKINNY_MAX_M:
         raise ValueError(f"skinny GEMM takes 1..{SKINNY_MAX_M} rows, got {M}")
     if config is None:
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 8
-        config = default_config(N, K, sms, partials and not gate_up)
+        config = default_config(N, K, sms, partials and not gate_up, opts.skinny_programs_per_sm)
     split = config.split_k
     if split > 1 and (gate_up or not partials):
         raise ValueError("split_k > 1 needs partials=True (and no gate_up epilogue)")
@@ -117,19 +117,19 @@ def _launch(x: torch.Tensor, w: torch.Tensor, N: int, gate_up: bool, partials: b
         x, w, out, M, N, K, x.stride(0), w.stride(0), out.stride(0) if partials else 0,
         out.stride(-2), BLOCK_M=16, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
         SPLIT_K=split, GATE_UP=gate_up, DOT_PRECISION=dot_precision(x.dtype),
-        num_warps=config.num_warps, num_stages=config.num_stages, **pdl_launch(x.device))
+        num_warps=config.num_warps, num_stages=config.num_stages, **pdl_launch(x.device, opts.pdl))
     return out
 
 
 def skinny_linear(x: torch.Tensor, w: torch.Tensor, partials: bool = False,
-                  config: SkinnyConfig | None = None) -> torch.Tensor:
+                  config: SkinnyConfig | None = None, opts: KernelOptions = KERNELS) -> torch.Tensor:
     """x (M, K), w (N, K) -> (M, N) in x's dtype, or with partials=True (S, M, N) fp32 whose
     sum over dim 0 is x @ w^T (S = config.split_k; the default config picks it)."""
-    return _launch(x, w, w.shape[0], False, partials, config)
+    return _launch(x, w, w.shape[0], False, partials, config, opts)
 
 
-def skinny_gate_up_silu(x: torch.Tensor, w: torch.Tensor,
-                        config: SkinnyConfig | None = None) -> torch.Tensor:
+def skinny_gate_up_silu(x: torch.Tensor, w: torch.Tensor, config: SkinnyConfig | None = None,
+                        opts: KernelOptions = KERNELS) -> torch.Tensor:
     """x (M, K), w (2I, K) = [gate; up] -> (M, I) silu(gate) * up in x's dtype."""
     assert w.shape[0] % 2 == 0
-    return _launch(x, w, w.shape[0] // 2, True, False, config)
+    return _launch(x, w, w.shape[0] // 2, True, False, config, opts)

@@ -1,4 +1,4 @@
-"""Split-K GEMM for 17..MID_MAX_M rows whose consumer adds partial sums (o_proj, down_proj).
+"""Split-K GEMM for 17..KernelOptions.splitk_max_m rows whose consumer adds partial sums (o_proj, down_proj).
 
 At these batch sizes cuBLAS reads the weights at ~30% of the H100's bandwidth: o_proj and
 down_proj (N = 1024 for Qwen3-0.6B) at M = 256 took 6.3 and 8.1 us for 4 and 6 MB of
@@ -20,10 +20,10 @@ import triton
 from nanosim.gpu.kernels.decode_attention import dot_precision
 from nanosim.gpu.kernels.pdl import pdl_launch
 from nanosim.gpu.kernels.skinny_gemm import _skinny_kernel
+from nanosim.gpu.options import KERNELS, KernelOptions
 
-# A/B switch (read by the model at each forward, so at capture for CUDA graphs): rows up to
-# this take the split-K GEMM where the consumer takes partials (0: cuBLAS, as before)
-MID_MAX_M = 512
+# Which rows take it: KernelOptions.splitk_max_m (the model reads it at each forward, so at
+# capture for CUDA graphs).
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ def default_config(M: int, N: int, K: int, sms: int) -> SplitKConfig:
     return SplitKConfig(split_k=split)
 
 
-def splitk_linear(x: torch.Tensor, w: torch.Tensor, config: SplitKConfig | None = None) -> torch.Tensor:
+def splitk_linear(x: torch.Tensor, w: torch.Tensor, config: SplitKConfig | None = None,
+                  opts: KernelOptions = KERNELS) -> torch.Tensor:
     """x (M, K), w (N, K), unit last strides -> (S, M, N) fp32 partial sums over K slices
     (S = config.split_k; the default config picks it)."""
     M, K = x.shape
@@ -63,5 +64,5 @@ def splitk_linear(x: torch.Tensor, w: torch.Tensor, config: SplitKConfig | None 
             x, w, out, M, N, K, x.stride(0), w.stride(0), out.stride(0), out.stride(1),
             BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, SPLIT_K=S,
             GATE_UP=False, DOT_PRECISION=dot_precision(x.dtype), num_warps=config.num_warps,
-            num_stages=config.num_stages, **pdl_launch(x.device))
+            num_stages=config.num_stages, **pdl_launch(x.device, opts.pdl))
     return out
