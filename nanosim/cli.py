@@ -17,6 +17,7 @@ import argparse
 import sys
 import warnings
 
+from nanosim.cli_checks import OneLineParser, check_args
 from nanosim.config import ConfigError, EngineConfig
 
 
@@ -379,7 +380,7 @@ def _serve_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nanosim", description=__doc__,
+    p = OneLineParser(prog="nanosim", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_simulate_parser, _real_parsers, _tool_parsers, _sweep_parsers, _serve_parsers):
@@ -395,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warn
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)  # inputs and output locations, before any work
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError, NotImplementedError) as e:
+    except (ConfigError, ValueError, OSError, RuntimeError, NotImplementedError) as e:
         print(f"nanosim {args.command}: error: {e}", file=sys.stderr)
         return 2
 

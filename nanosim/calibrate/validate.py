@@ -138,8 +138,14 @@ def compare(real_engine, recorder: RecordingBackend, sim_engine) -> Validation:
 
 
 def write(v: Validation, out_dir: str | Path, meta: dict) -> Path:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from nanosim.output import staged_dir
+
+    with staged_dir(out_dir) as tmp:  # all files or none replace the folder's
+        _write_files(v, tmp, meta)
+    return Path(out_dir)
+
+
+def _write_files(v: Validation, out: Path, meta: dict) -> None:
     v.steps.to_parquet(out / "step_errors.parquet", index=False)
     v.step_summary.to_csv(out / "step_summary.csv", index=False)
     v.latency.to_csv(out / "latency_errors.csv", index=False)
@@ -152,7 +158,6 @@ def write(v: Validation, out_dir: str | Path, meta: dict) -> Path:
     from nanosim.report.calibration import write_figures
 
     write_figures(v, out / "validation.html", meta)
-    return out
 
 
 def format_validation(v: Validation) -> str:

@@ -11,6 +11,7 @@ import html
 import sys
 from pathlib import Path
 
+from nanosim.output import atomic_file
 from nanosim.report import plots
 from nanosim.report.tables import FIGURES, SHORT, fewest_gpus, open_store, varying, with_slo
 
@@ -52,8 +53,8 @@ def write_report(sweep_dir, out: str | Path | None = None, max_curves: int = 8) 
             _failed_table(store), _slo_section(store) if any_ok else ""]
     body += [f'<div class="fig" id="fig-{name}">{fig}</div>' for name, fig in figures]
     body.append(f"<h2>spec</h2><pre>{html.escape(meta.get('spec_text', ''))}</pre>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_page(meta["name"], "\n".join(b for b in body if b)))
+    with atomic_file(path) as tmp:
+        tmp.write_text(_page(meta["name"], "\n".join(b for b in body if b)))
     return path
 
 

@@ -206,7 +206,10 @@ def profile_to_dict(p: Profile) -> dict:
 
 
 def save_profile(p: Profile, path: str | os.PathLike) -> None:
-    Path(path).write_text(json.dumps(profile_to_dict(p), indent=1) + "\n")
+    from nanosim.output import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(profile_to_dict(p), indent=1) + "\n")
 
 
 def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[StepShape], float],

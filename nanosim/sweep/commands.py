@@ -7,6 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from nanosim.config import ConfigError
+from nanosim.output import check_out_dir
 
 
 def sweep(a) -> int:
@@ -23,6 +24,7 @@ def sweep(a) -> int:
     if a.dry_run:
         print(format_plan(spec, out, a.limit))
         return 0
+    check_out_dir(out, "--out")  # before any point runs
     print(f"sweep {spec.name}: {len(spec.points)} points -> {out}", file=sys.stderr)
     try:
         rep = run_sweep(spec, out, workers=a.workers, ray_address=a.ray, limit=a.limit,

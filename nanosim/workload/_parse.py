@@ -20,8 +20,13 @@ HEAD_BYTES = 1 << 16  # format sniffing reads at most this much (a ShareGPT file
 
 def read_head(path: Path_, max_lines: int = 5) -> list[str]:
     """First non-empty lines of the file (the last may be cut at HEAD_BYTES); [] if empty."""
-    with open(path, "rb") as f:
-        raw = f.read(HEAD_BYTES)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEAD_BYTES)
+    except IsADirectoryError:
+        raise TraceError(path, 1, "is a folder, not a trace file") from None
+    except OSError as e:
+        raise TraceError(path, 1, f"cannot read: {e.strerror or e}") from None
     text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
     return [ln.strip() for ln in text.splitlines() if ln.strip()][:max_lines]
 
