@@ -1,7 +1,10 @@
 """Body of `nanosim sweep` (cli.py keeps only the parsers); `nanosim report` is report/html.py."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -27,12 +30,14 @@ def sweep(a) -> int:
     check_out_dir(out, "--out")  # before any point runs
     print(f"sweep {spec.name}: {len(spec.points)} points -> {out}", file=sys.stderr)
     try:
-        rep = run_sweep(spec, out, workers=a.workers, ray_address=a.ray, limit=a.limit,
-                        retry_failed=a.retry_failed, force=a.force, progress=not a.no_progress)
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            rep = run_sweep(spec, out, workers=a.workers, ray_address=a.ray, limit=a.limit,
+                            retry_failed=a.retry_failed, force=a.force,
+                            progress=not a.no_progress)
+    except KeyboardInterrupt as e:
         print(f"\ninterrupted: finished points are saved in {out}; rerun the same command to "
               "run the rest", file=sys.stderr)
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     print(rep.format())
     failed = _failed_in_store(out)
     if failed:
@@ -40,6 +45,25 @@ def sweep(a) -> int:
               f"{out}); rerun with --retry-failed after fixing the cause", file=sys.stderr)
     print(f"results in {out}; next: nanosim report {out}")
     return 1 if failed else 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers stopped, finished points kept."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    def stop(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _failed_in_store(out: Path) -> int:

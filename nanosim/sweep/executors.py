@@ -38,9 +38,13 @@ def make_executor(workers: int | None = None, ray_address: str | None = None):
     return PoolExecutor(workers or usable_cores())
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the driver, which stops them cleanly."""
+def _init_worker(driver_pid: int) -> None:
+    """Pool workers leave Ctrl-C to the driver, which stops them cleanly, and end the
+    moment the driver ends (lifeline.py)."""
+    from nanosim.sweep.lifeline import watch_driver
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_driver(driver_pid)
 
 
 class PoolExecutor:
@@ -55,7 +59,7 @@ class PoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["nanosim.sweep.worker", "nanosim.sim.job"])
         return futures.ProcessPoolExecutor(self.slots, mp_context=ctx,
-                                           initializer=_ignore_sigint)
+                                           initializer=_init_worker, initargs=(os.getpid(),))
 
     def submit(self, task: Task):
         try:
