@@ -38,7 +38,7 @@ def requests_for(meta: dict, a) -> list:
         trace, workload = None, trace.split(":", 1)[1]
     elif not Path(trace).exists():
         raise SystemExit(f"trace {trace!r} not found here: pass --trace FILE")
-    ns = argparse.Namespace(trace=trace, workload=workload, format=w.get("format"), rate=w.get("rate", 2.0),
+    ns = argparse.Namespace(trace=trace, workload=workload, format=w.get("format"), rate=w.get("rate"),
                             seed=w.get("seed", 0), num_requests=w.get("num_requests", 200),
                             max_requests=w.get("max_requests", meta.get("requests")),
                             rate_scale=w.get("rate_scale", 1.0))

@@ -17,38 +17,45 @@ import argparse
 import sys
 import warnings
 
-from nanosim.cli_checks import OneLineParser, check_args
+from nanosim.cli_checks import (DEFAULT_RATE_RPS, OneLineParser, arrival_options, check_args,
+                                config_error_in_flags, fraction, int_at_least, positive_float,
+                                speak_cli)
 from nanosim.config import ConfigError, EngineConfig
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     d = EngineConfig()
     g = p.add_argument_group("engine")
-    g.add_argument("--block-size", type=int, default=d.block_size_tokens, help="KV block size in tokens")
-    g.add_argument("--max-num-seqs", type=int, default=d.max_num_seqs)
-    g.add_argument("--max-num-batched-tokens", type=int, default=d.max_num_batched_tokens)
-    g.add_argument("--max-model-len", type=int, default=d.max_model_len)
+    count = int_at_least(1)
+    g.add_argument("--block-size", type=count, default=d.block_size_tokens, help="KV block size in tokens")
+    g.add_argument("--max-num-seqs", type=count, default=d.max_num_seqs)
+    g.add_argument("--max-num-batched-tokens", type=count, default=d.max_num_batched_tokens)
+    g.add_argument("--max-model-len", type=count, default=d.max_model_len)
     g.add_argument("--policy", choices=["fcfs", "priority", "sjf"], default=d.policy)
     g.add_argument("--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
                    help="vLLM v1 mixed steps (default); --no-chunked-prefill = nano-vLLM prefill-first")
     g.add_argument("--preemption", choices=["recompute", "swap"], default=d.preemption_mode)
     g.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--long-prefill-token-threshold", type=int, default=d.long_prefill_token_threshold,
+    g.add_argument("--long-prefill-token-threshold", type=int_at_least(0),
+                   default=d.long_prefill_token_threshold,
                    help="cap each prompt chunk per step at N tokens (vLLM v1; 0 = off)")
-    g.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization)
-    g.add_argument("--num-kv-blocks", type=int, default=None, help="override the derived KV capacity")
-    g.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--gpu-memory-utilization", type=fraction, default=d.gpu_memory_utilization)
+    g.add_argument("--num-kv-blocks", type=count, default=None, help="override the derived KV capacity")
+    g.add_argument("--tp", type=count, default=1, help="tensor-parallel ranks")
+    g.add_argument("--seed", type=int_at_least(0), default=0,
+                   help="seeds everything random: synthetic arrivals, step jitter, sampling")
 
 
 def _config(a) -> EngineConfig:
-    return EngineConfig(
-        block_size_tokens=a.block_size, max_num_seqs=a.max_num_seqs,
-        max_num_batched_tokens=a.max_num_batched_tokens, max_model_len=a.max_model_len,
-        chunked_prefill=a.chunked_prefill, policy=a.policy, preemption_mode=a.preemption,
-        enable_prefix_caching=a.prefix_caching, gpu_memory_utilization=a.gpu_memory_utilization,
-        num_kv_blocks=a.num_kv_blocks, tp=a.tp, seed=a.seed,
-        long_prefill_token_threshold=a.long_prefill_token_threshold)
+    with config_error_in_flags():  # "max_num_seqs" -> "--max-num-seqs" in its message
+        return EngineConfig(
+            block_size_tokens=a.block_size, max_num_seqs=a.max_num_seqs,
+            max_num_batched_tokens=a.max_num_batched_tokens, max_model_len=a.max_model_len,
+            chunked_prefill=a.chunked_prefill, policy=a.policy, preemption_mode=a.preemption,
+            enable_prefix_caching=a.prefix_caching,
+            gpu_memory_utilization=a.gpu_memory_utilization,
+            num_kv_blocks=a.num_kv_blocks, tp=a.tp, seed=a.seed,
+            long_prefill_token_threshold=a.long_prefill_token_threshold)
 
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
@@ -58,20 +65,27 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
                                      "name (nanosim trace list), optionally with [start_s:end_s]")
     src.add_argument("--workload", help="synthetic suite: chatbot, rag, code, summarization")
     g.add_argument("--format", default=None, help="force a trace format")
-    g.add_argument("--rate", type=float, default=2.0,
-                   help="req/s (Poisson) for --workload and for traces without timestamps")
-    g.add_argument("--num-requests", type=int, default=200, help="requests for --workload")
-    g.add_argument("--rate-scale", type=float, default=1.0,
+    _trace_options(g)
+    g.add_argument("--num-requests", type=int_at_least(1), default=200,
+                   help="requests for --workload")
+    g.add_argument("--rate-scale", type=positive_float, default=1.0,
                    help="multiply the trace's arrival rate (compress arrival times)")
-    g.add_argument("--max-requests", type=int, default=None, help="keep the first N requests")
+    g.add_argument("--max-requests", type=int_at_least(1), default=None,
+                   help="keep the first N requests")
+
+
+def _trace_options(g) -> None:
+    g.add_argument("--rate", type=positive_float, default=None,
+                   help="req/s of Poisson arrivals for --workload and for traces without "
+                        f"timestamps (vidur, sharegpt); default {DEFAULT_RATE_RPS}")
+    g.add_argument("--failed", choices=["drop", "keep", "error"], default=None,
+                   help="BurstGPT rows with 0 tokens (failed requests): drop (default), keep "
+                        "as 1-token requests, or error")
 
 
 def _arrival_options(a, source) -> dict:
     """Formats without timestamps (vidur, sharegpt) get Poisson arrivals at --rate."""
-    from nanosim.workload import detect_format, resolve_trace
-
-    fmt = a.format or detect_format(resolve_trace(source).path)
-    return {"rate_rps": a.rate, "seed": a.seed} if fmt in ("vidur", "sharegpt") else {}
+    return arrival_options(a, source)[0]
 
 
 def _load_requests(a) -> list:
@@ -81,7 +95,8 @@ def _load_requests(a) -> list:
     if a.trace:
         reqs = load_trace(a.trace, format=a.format, **_arrival_options(a, a.trace))
     else:
-        reqs = make_workload(a.workload, a.rate, num_requests=a.num_requests, seed=a.seed)
+        reqs = make_workload(a.workload, a.rate or DEFAULT_RATE_RPS, num_requests=a.num_requests,
+                             seed=a.seed)
     if a.max_requests is not None:
         reqs = reqs[: a.max_requests]
     if a.rate_scale != 1.0:
@@ -203,11 +218,12 @@ def cmd_validate(a) -> int:
     reqs = _load_requests(a)
     with _llm(a, tp=a.tp) as llm:  # tp > 1: the profile must be one measured at that tp
         gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
-        cost = make_cost_model(llm.spec, gpu, llm.tp, a.profile)  # a bad profile fails early
+        cost = make_cost_model(llm.spec, gpu, llm.cfg, a.profile)  # a bad profile fails early
         llm.warmup()
         llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
         llm.engine.backend = RecordingBackend(llm.backend)
-        sim = Engine(llm.cfg, SimBackend.for_cost(cost, not a.no_step_jitter), llm.engine.bm.num_blocks,
+        sim = Engine(llm.cfg, SimBackend.for_cost(cost, not a.no_step_jitter, [llm.cfg.seed, 0]),
+                     llm.engine.bm.num_blocks,
                      llm.engine.bm.num_host_blocks)
         v = validate_replay(reqs, llm.engine, sim)
         run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
@@ -276,7 +292,7 @@ def _simulate_parser(sub) -> None:
                    help="measured profile JSON or folder; 'auto' (default): the shipped profiles "
                         "when one matches model/GPU/tp, else the roofline; 'none': the roofline")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--replicas", type=int, default=1, help="engines behind a router")
+    s.add_argument("--replicas", type=int_at_least(1), default=1, help="engines behind a router")
     s.add_argument("--no-step-jitter", action="store_true",
                    help="steps take the profile's medians (default: each step's time is drawn "
                         "from the profile's recorded step-time jitter, when it has one)")
@@ -315,10 +331,10 @@ def _real_parsers(sub) -> None:
 
     pr = sub.add_parser("profile", help="measure step times on this GPU -> profile JSON")
     _real_args(pr)
-    pr.add_argument("--reps", type=int, default=5, help="timed repeats per point (median)")
-    pr.add_argument("--passes", type=int, default=4,
+    pr.add_argument("--reps", type=int_at_least(1), default=5, help="timed repeats per point (median)")
+    pr.add_argument("--passes", type=int_at_least(1), default=4,
                     help="alternating sweeps over the grid; a point is the median of its passes")
-    pr.add_argument("--prefill-passes", type=int, default=16,
+    pr.add_argument("--prefill-passes", type=int_at_least(1), default=16,
                     help="sweeps over the points with a prefill, each timed once per visit")
     pr.set_defaults(func=cmd_profile)
 
@@ -339,24 +355,25 @@ def _tool_parsers(sub) -> None:
     m = sub.add_parser("memory", help="KV-cache capacity of a model on a GPU")
     m.add_argument("--model", default="qwen3-8b")
     m.add_argument("--gpu", default="h100")
-    m.add_argument("--seq-len", type=int, nargs="+", default=[1024, 4096, 16384, 32768])
+    m.add_argument("--seq-len", type=int_at_least(1), nargs="+", default=[1024, 4096, 16384, 32768])
     _engine_args(m)
     m.set_defaults(func=cmd_memory)
 
     from nanosim.workload.commands import add_trace_parser
 
-    add_trace_parser(sub, _arrival_options)
+    add_trace_parser(sub, arrival_options)
 
 
 def _sweep_parsers(sub) -> None:
     w = sub.add_parser("sweep", help="run an experiment spec's points into a results store")
     w.add_argument("spec", nargs="?", help="experiment spec (experiments/*.toml)")
     w.add_argument("--out", default=None, help="results folder (default out/<spec name>)")
-    w.add_argument("--workers", type=int, default=None,
+    w.add_argument("--workers", type=int_at_least(0), default=None,
                    help="local processes (default: all cores; 0 = run inline, for debugging)")
     w.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
                    help="run on Ray: a running cluster (auto), a new local one, or host:port")
-    w.add_argument("--limit", type=int, default=None, help="only the first N points of the spec")
+    w.add_argument("--limit", type=int_at_least(1), default=None,
+                   help="only the first N points of the spec")
     w.add_argument("--dry-run", action="store_true", help="validate and list the points")
     w.add_argument("--retry-failed", action="store_true", help="run failed points again")
     w.add_argument("--force", action="store_true",
@@ -368,7 +385,7 @@ def _sweep_parsers(sub) -> None:
     r = sub.add_parser("report", help="one self-contained HTML page of a sweep's results")
     r.add_argument("dir", help="results folder of `nanosim sweep`")
     r.add_argument("--out", default=None, help="HTML file (default DIR/report.html)")
-    r.add_argument("--max-curves", type=int, default=8, help="curves per CDF / timeline figure")
+    r.add_argument("--max-curves", type=int_at_least(1), default=8, help="curves per CDF / timeline figure")
     r.set_defaults(func=cmd_report)
 
 
@@ -389,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _warn(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"nanosim: warning: {message}", file=sys.stderr)
+    print(f"nanosim: warning: {speak_cli(str(message))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         check_args(args)  # inputs and output locations, before any work
         return args.func(args)
     except (ConfigError, ValueError, OSError, RuntimeError, NotImplementedError) as e:
-        print(f"nanosim {args.command}: error: {e}", file=sys.stderr)
+        print(f"nanosim {args.command}: error: {speak_cli(str(e))}", file=sys.stderr)
         return 2
 
 

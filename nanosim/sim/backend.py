@@ -14,8 +14,10 @@ class SimBackend:
         self.jitter = jitter  # StepJitter or None (steps take the predicted medians)
 
     @classmethod
-    def for_cost(cls, cost_model: CostModel, step_jitter: bool = True, seed: int = 0) -> "SimBackend":
-        """With the step jitter its profile recorded, if any and step_jitter."""
+    def for_cost(cls, cost_model: CostModel, step_jitter: bool = True,
+                 seed: int | list[int] = 0) -> "SimBackend":
+        """With the step jitter its profile recorded, if any and step_jitter; seed: an int or
+        a list of ints (numpy SeedSequence entropy, e.g. [run seed, replica index])."""
         from nanosim.sim.jitter import StepJitter
 
         return cls(cost_model, StepJitter.of(cost_model, seed) if step_jitter else None)

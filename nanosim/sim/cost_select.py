@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nanosim.config import GpuSpec, ModelSpec
+from nanosim.config import EngineConfig, GpuSpec, ModelSpec
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.profile import ProfileCostModel, ProfileError, check_profile_matches, load_profile
 
@@ -14,9 +14,12 @@ from nanosim.sim.profile import ProfileCostModel, ProfileError, check_profile_ma
 SHIPPED_PROFILES = Path(__file__).resolve().parents[1] / "profiles"
 
 
-def make_cost_model(model: ModelSpec, gpu: GpuSpec, tp: int = 1,
+def make_cost_model(model: ModelSpec, gpu: GpuSpec, engine: EngineConfig | int = 1,
                     profile_path: str | os.PathLike | None = None, **roofline_kwargs):
     """The cost model for a simulation, with a ``.description`` saying which it is.
+
+    ``engine``: the run's EngineConfig, passed whole: its tp, and its block size, at which
+    swapped blocks are priced. An int is a tp with EngineConfig's other defaults.
 
     * ``profile_path`` None: the roofline model ("roofline (no profile)").
     * ``"auto"``: the profiles shipped in the package (nanosim/profiles/), as a directory.
@@ -25,6 +28,10 @@ def make_cost_model(model: ModelSpec, gpu: GpuSpec, tp: int = 1,
       roofline model when none does. Files that fail to load raise ProfileError.
     ``roofline_kwargs`` go to RooflineCostModel (the roofline, or the prior of the fit).
     """
+    cfg = engine if isinstance(engine, EngineConfig) else EngineConfig(tp=engine)
+    tp = cfg.tp
+    roofline_kwargs = {"block_size_tokens": cfg.block_size_tokens, **roofline_kwargs}
+
     def roofline(why: str) -> RooflineCostModel:
         cm = RooflineCostModel(model, gpu, tp, **roofline_kwargs)
         cm.description = f"roofline ({why})"

@@ -20,7 +20,7 @@ import numpy as np
 class StepJitter:
     """Multiplicative factors drawn from quantiles q at probabilities linspace(0, 1, len(q))."""
 
-    def __init__(self, quantiles, seed: int = 0) -> None:
+    def __init__(self, quantiles, seed: int | list[int] = 0) -> None:
         q = np.asarray(quantiles, dtype=np.float64)
         if q.ndim != 1 or len(q) < 2 or not np.all(np.isfinite(q)) or q[0] <= 0 or np.any(np.diff(q) < 0):
             raise ValueError(f"step jitter needs >= 2 positive non-decreasing quantiles, got {quantiles!r}")
@@ -47,7 +47,7 @@ class StepJitter:
         return self._buf.pop()
 
     @classmethod
-    def of(cls, cost_model, seed: int = 0) -> "StepJitter | None":
+    def of(cls, cost_model, seed: int | list[int] = 0) -> "StepJitter | None":
         """The jitter of a profile-driven cost model whose profile recorded one, else None."""
         profile = getattr(cost_model, "profile", None)
         quantiles = getattr(profile, "step_jitter", ())

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from nanosim.config import EngineConfig, GpuSpec, ModelSpec
+from nanosim.config import ConfigError, EngineConfig, GpuSpec, ModelSpec
 from nanosim.core.engine import Engine
 from nanosim.core.metrics import summarize
 from nanosim.core.request import Request
@@ -19,17 +19,18 @@ from nanosim.sim.simulator import simulate_cluster
 
 
 def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None,
-                 step_jitter: bool = True, seed: int = 0, step_rows: bool = True,
+                 step_jitter: bool = True, replica: int = 0, step_rows: bool = True,
                  cost=None) -> Engine:
-    """step_jitter: draw each step's jitter factor from the profile's, when it recorded one.
+    """step_jitter: draw each step's jitter factor from the profile's, when it recorded one,
+    from a stream seeded by (cfg.seed, replica): --seed reaches it, replicas differ.
     step_rows=False: aggregated step statistics instead of one row per step. cost: a fresh
     cost model to use (else made from ``profile``)."""
     cap = kv_capacity(model, gpu, cfg)
     host_blocks = cfg.swap_space_bytes // cap.block_bytes
     if cost is None:
-        cost = make_cost_model(model, gpu, cfg.tp, profile)
-    return Engine(cfg, SimBackend.for_cost(cost, step_jitter, seed), cap.num_blocks, host_blocks,
-                  step_rows)
+        cost = make_cost_model(model, gpu, cfg, profile)  # the config whole: tp, block size
+    return Engine(cfg, SimBackend.for_cost(cost, step_jitter, [cfg.seed, replica]),
+                  cap.num_blocks, host_blocks, step_rows)
 
 
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
@@ -39,15 +40,17 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
     both tables get a ``replica`` column and the summary a per-replica list. router: a
     policy name (default thresholds) or a RouterConfig. step_jitter: see build_engine (each
-    replica draws its own, seeded by its index). frames=False: the tables as column dicts
-    (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas. step_rows=False: the
-    steps table aggregates per step kind (core/metrics.py)."""
+    replica draws its own stream, from cfg.seed and its index). frames=False: the tables as
+    column dicts (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas.
+    step_rows=False: the steps table aggregates per step kind (core/metrics.py)."""
+    if replicas < 1:
+        raise ConfigError(f"replicas must be >= 1 (got {replicas})")
     router = RouterConfig(router) if isinstance(router, str) else router
     # one cost model fitted (~70 ms for a profile), a shallow copy per replica: the fit and
     # grids are shared read-only, each copy keeps its own path state and counts
-    cost = make_cost_model(model, gpu, cfg.tp, profile)
-    engines = [build_engine(model, gpu, cfg, profile, step_jitter, seed=i, step_rows=step_rows,
-                            cost=copy.copy(cost)) for i in range(replicas)]
+    cost = make_cost_model(model, gpu, cfg, profile)  # the config whole: tp, block size
+    engines = [build_engine(model, gpu, cfg, profile, step_jitter, replica=i,
+                            step_rows=step_rows, cost=copy.copy(cost)) for i in range(replicas)]
     for e in engines:
         e.keep_finished = False  # the tables hold what finished sequences leave behind
     bar = _progress_bar(len(requests)) if progress else None

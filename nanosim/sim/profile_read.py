@@ -174,9 +174,12 @@ def load_profile(path: str | os.PathLike) -> Profile:
     """Read and validate a profile file; every problem raises one ProfileError."""
     src = str(path)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise ProfileError(f"profile {src}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"profile {src}: not a JSON profile (not UTF-8 text: byte "
+                           f"{e.object[e.start]:#04x} at offset {e.start})") from None
     try:
         d = json.loads(text)
     except (json.JSONDecodeError, ValueError) as e:

@@ -50,7 +50,9 @@ class Point:
     router_balance_abs_threshold: int = _R.balance_abs_threshold  # prefix router (sim/router.py)
     router_balance_rel_threshold: float = _R.balance_rel_threshold
     router_cache_threshold: float = _R.cache_threshold
-    profile: str | None = None  # measured profile JSON/folder, "auto" = shipped ones (default: roofline)
+    # measured profile JSON/folder; "auto" (default, as `nanosim simulate`): the shipped
+    # profile matching model/GPU/tp, else the roofline; "none" (or None): the roofline
+    profile: str | None = "auto"
     # workload: a trace file, or a synthetic suite at rate_rps
     trace: str | None = None  # path or registered name[start_s:end_s], as written in the spec
     trace_format: str | None = None  # force a trace format (default: sniffed)

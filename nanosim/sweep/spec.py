@@ -219,6 +219,8 @@ def _resolve_paths(points: list[Point], spec_path: Path, where: str) -> dict:
             given = getattr(p, key)
             if key == "profile" and given == "auto":
                 out[given] = "auto"  # the package's shipped profiles (cost_select.make_cost_model)
+            elif key == "profile" and given == "none":
+                out[given] = None  # the roofline
             elif given is not None and given not in out:
                 if key == "trace":
                     out[given] = _find_trace(given, spec_path, where)

@@ -15,6 +15,7 @@ from nanosim.core.request import Request
 from nanosim.workload.errors import TraceError
 
 Path_ = str | PathLike
+MAX_INTEGER = 2**31 - 1  # integer cells are token counts and priorities: larger is a typo
 HEAD_BYTES = 1 << 16  # format sniffing reads at most this much (a ShareGPT file is one huge line)
 
 
@@ -137,6 +138,11 @@ def check_numbers(path: Path_, vals: np.ndarray, raw: Sequence, col: str, *, int
         if frac.any():
             i = int(np.argmax(frac))
             raise TraceError(path, int(lines[i]), f"{col}: {raw[i]!r} is not an integer")
+        big = np.abs(vals) > MAX_INTEGER
+        if big.any():
+            i = int(np.argmax(big))
+            raise TraceError(path, int(lines[i]), f"{col}: {raw[i]!r} is too large "
+                                                  f"(at most {MAX_INTEGER:,})")
     if min_value is not None:
         low = vals < min_value
         if low.any():
@@ -191,6 +197,8 @@ def json_number(path: Path_, lineno: int, obj: dict, key: str, *, integer: bool,
         raise TraceError(path, lineno, f"{key}: {v!r} is not a finite number")
     if integer and v != int(v):
         raise TraceError(path, lineno, f"{key}: {v!r} is not an integer")
+    if integer and abs(v) > MAX_INTEGER:
+        raise TraceError(path, lineno, f"{key}: {v!r} is too large (at most {MAX_INTEGER:,})")
     if min_value is not None and v < min_value:
         raise TraceError(path, lineno, f"{key}: {v!r} must be >= {min_value:g}")
     return int(v) if integer else float(v)

@@ -14,7 +14,10 @@ import argparse
 
 def add_trace_parser(sub, arrival_options) -> None:
     """The ``trace`` subcommand; ``arrival_options(args, source)`` gives the loader options
-    of formats without timestamps (cli.py, shared with simulate/run)."""
+    and, for a trace without timestamps, a note of the arrivals assumed (cli_checks.py,
+    shared with simulate/run)."""
+    from nanosim.cli_checks import add_trace_options, int_at_least, positive_float
+
     t = sub.add_parser("trace", help="list, download, inspect or convert traces")
     acts = t.add_subparsers(dest="action", required=True)
     for name, helptext in (("stats", "statistics of a trace"),
@@ -24,9 +27,10 @@ def add_trace_parser(sub, arrival_options) -> None:
         if name == "convert":
             a.add_argument("out", help="output file (.csv or .jsonl)")
         a.add_argument("--format", default=None, help="force a trace format")
-        a.add_argument("--block-size", type=int, default=16, help="block size for the reuse ratio")
-        a.add_argument("--rate", type=float, default=2.0, help="req/s for formats without timestamps")
-        a.add_argument("--seed", type=int, default=0)
+        a.add_argument("--block-size", type=int_at_least(1), default=16,
+                       help="block size for the reuse ratio")
+        add_trace_options(a)
+        a.add_argument("--seed", type=int_at_least(0), default=0)
         a.set_defaults(func=lambda args: cmd_stats_convert(args, arrival_options))
     ls = acts.add_parser("list", help="registered public traces: size, license, cached or not")
     ls.add_argument("--dir", default=None, help="trace cache (default $NANOSIM_TRACE_DIR, "
@@ -43,19 +47,22 @@ def add_trace_parser(sub, arrival_options) -> None:
     dl.add_argument("--mirror", default=None, metavar="URL",
                     help="fetch <URL>/<file> instead of the upstream URL (also "
                          "$NANOSIM_TRACE_MIRROR; http(s):// or file://)")
-    dl.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    dl.add_argument("--timeout", type=positive_float, default=60.0, help="seconds without data before giving up")
     dl.add_argument("--no-progress", action="store_true")
     dl.set_defaults(func=cmd_download)
 
 
 def cmd_stats_convert(a: argparse.Namespace, arrival_options) -> int:
+    from nanosim.output import atomic_file
     from nanosim.workload import format_stats, load_trace, trace_stats, write_canonical
 
-    reqs = load_trace(a.file, format=a.format, **arrival_options(a, a.file))
+    options, synthetic = arrival_options(a, a.file)
+    reqs = load_trace(a.file, format=a.format, **options)
     if a.action == "stats":
-        print(format_stats(trace_stats(reqs, block_size_tokens=a.block_size)))
+        print(format_stats(trace_stats(reqs, block_size_tokens=a.block_size), synthetic))
     else:
-        write_canonical(reqs, a.out)
+        with atomic_file(a.out, "OUT") as tmp:  # all of it or nothing
+            write_canonical(reqs, tmp)
         print(f"wrote {len(reqs)} requests to {a.out}")
     return 0
 

@@ -147,21 +147,27 @@ def trace_stats(requests: Sequence[Request], block_size_tokens: int = 16,
     return s
 
 
-def format_stats(stats: dict) -> str:
-    """A readable fixed-width table of ``trace_stats`` output."""
+def format_stats(stats: dict, synthetic_arrivals: str | None = None) -> str:
+    """A readable fixed-width table of ``trace_stats`` output. ``synthetic_arrivals``: how
+    the arrival times of a trace without timestamps were made; the rate and burstiness rows
+    are then left out (they would describe that choice, not the trace)."""
     def num(x, fmt="{:,.1f}"):
         return "-" if x is None else fmt.format(x)
 
-    rows = [
-        ("requests", f"{stats['num_requests']:,}"),
-        ("span", num(stats["span_s"], "{:,.1f} s")),
-        ("mean rate", num(stats["mean_rate_rps"], "{:.3f} req/s")),
-        ("inter-arrival CV", num(stats["interarrival_cv"], "{:.2f}")),
-    ]
-    rates = np.asarray(stats["rate_per_bucket_rps"])
-    rows.append((f"rate per {stats['bucket_s']:g} s bucket",
-                 f"min {rates.min():.3f} / median {np.median(rates):.3f} / max {rates.max():.3f}"
-                 f" req/s over {len(rates)} buckets"))
+    rows = [("requests", f"{stats['num_requests']:,}")]
+    if synthetic_arrivals:
+        rows.append(("arrivals", f"synthetic, {synthetic_arrivals}: the trace has no "
+                                 "timestamps"))
+    else:
+        rows += [
+            ("span", num(stats["span_s"], "{:,.1f} s")),
+            ("mean rate", num(stats["mean_rate_rps"], "{:.3f} req/s")),
+            ("inter-arrival CV", num(stats["interarrival_cv"], "{:.2f}")),
+        ]
+        rates = np.asarray(stats["rate_per_bucket_rps"])
+        rows.append((f"rate per {stats['bucket_s']:g} s bucket",
+                     f"min {rates.min():.3f} / median {np.median(rates):.3f} / max "
+                     f"{rates.max():.3f} req/s over {len(rates)} buckets"))
     lines = [f"{k:<26}{v}" for k, v in rows]
     head = f"{'tokens':<10}" + "".join(f"{c:>10}" for c in ("p50", "p90", "p99", "mean", "max"))
     lines += ["", head]
