@@ -155,10 +155,20 @@ def engine_tpot(llm, prompt_len: int = 128, out: int = 512) -> float:
     return statistics.median((wall(out) - wall(1)) / (out - 1) for _ in range(3))
 
 
-def roofline(prompts, outs, model_name: str = MODEL, tp: int = 1, overlap: bool = True) -> dict:
-    """The same scheduler in the simulator, with an ideal cost model (peak rates, no overhead);
-    overlap=False adds each phase's compute and traffic instead of taking the larger (the
-    looser bound ../shared/FACTS.md derives, ≈ 26k tok/s for this workload)."""
+def roofline_gpu(device_name: str, override: str | None = None):
+    """The GpuSpec the roofline is priced with: --gpu if given, else the preset of the
+    device this runs on (an H200 is 4.8 TB/s, not the H100's 3.35)."""
+    from nanosim.config import get_gpu, gpu_for_device
+
+    return get_gpu(override) if override else gpu_for_device(device_name)
+
+
+def roofline(prompts, outs, model_name: str = MODEL, tp: int = 1, overlap: bool = True,
+             gpu=None) -> dict:
+    """The same scheduler in the simulator, with an ideal cost model (peak rates, no overhead)
+    on ``gpu`` (a GpuSpec, see roofline_gpu; default h100); overlap=False adds each phase's
+    compute and traffic instead of taking the larger (the looser bound
+    ../shared/FACTS.md derives, ≈ 26k tok/s for this workload on an H100)."""
     from nanosim.config import EngineConfig, get_gpu, get_model
     from nanosim.core.engine import Engine
     from nanosim.core.request import Request
@@ -167,7 +177,10 @@ def roofline(prompts, outs, model_name: str = MODEL, tp: int = 1, overlap: bool 
     from nanosim.sim.memory import kv_capacity
     from nanosim.sim.simulator import simulate
 
-    model, gpu = get_model(model_name), get_gpu("h100")
+    model, gpu = get_model(model_name), gpu or get_gpu("h100")
+    print(f"roofline priced on {gpu.name}: {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s HBM, "
+          f"{gpu.bf16_flops_per_s / 1e12:.0f} TFLOP/s bf16, {gpu.memory_bytes / 2**30:.0f} GiB",
+          flush=True)
     cfg = EngineConfig(block_size_tokens=256, max_num_seqs=512, max_num_batched_tokens=16384,
                        max_model_len=4096, chunked_prefill=False, tp=tp)
     cost = RooflineCostModel(model, gpu, tp, hbm_efficiency=1.0, gemm_efficiency=1.0, attn_efficiency=1.0,
@@ -175,7 +188,7 @@ def roofline(prompts, outs, model_name: str = MODEL, tp: int = 1, overlap: bool 
     eng = Engine(cfg, SimBackend(cost), kv_capacity(model, gpu, cfg).num_blocks)
     reqs = [Request(i, 0.0, len(p), o) for i, (p, o) in enumerate(zip(prompts, outs))]
     end = simulate(eng, reqs)
-    return {"seconds": end, "tok_s": sum(outs) / end}
+    return {"seconds": end, "tok_s": sum(outs) / end, "gpu": gpu.name}
 
 
 def hf_baseline(prompts, outs, n: int, model_name: str = MODEL) -> dict:
@@ -234,9 +247,17 @@ def main() -> None:
     ap.add_argument("--async-ab", action="store_true",
                     help="only the throughput run and engine TPOT, async decoding off/on in turns")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--gpu", default=None,
+                    help="GPU preset of the roofline (default: the one of this device)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_throughput.py needs a CUDA GPU")
+    from nanosim.config import ConfigError
+
+    try:  # before any work: a device without a preset stops here
+        gpu = roofline_gpu(torch.cuda.get_device_name(), a.gpu)
+    except ConfigError as e:
+        raise SystemExit(f"gpu_throughput.py: {e}") from None
     from nanosim.gpu.llm import LLM
 
     from nanosim.gpu.options import KERNELS
@@ -253,7 +274,8 @@ def main() -> None:
               kernels=kernels, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
     llm.engine.backend.fast_decode = not a.no_fast_decode
-    res = {"gpu": torch.cuda.get_device_name(), "model": a.model, "tp": a.tp,
+    res = {"gpu": torch.cuda.get_device_name(), "roofline_gpu": gpu.name,
+           "model": a.model, "tp": a.tp,
            "decode_split_tokens": kernels.split_tokens,
            "decode_split_waves": kernels.split_waves,
            "splitk_max_rows": kernels.splitk_max_m,
@@ -264,7 +286,7 @@ def main() -> None:
            "async_decode": llm.backend.async_decode}
     if a.async_ab:
         res["async_ab"] = async_ab(llm, prompts, outs)
-        res["roofline"] = roofline(prompts, outs, a.model, a.tp)
+        res["roofline"] = roofline(prompts, outs, a.model, a.tp, gpu=gpu)
         for arm, runs in res["async_ab"].items():
             print(f"async {arm:3s}: tok/s " + ", ".join(f"{r['tok_s']:.0f}" for r in runs)
                   + f" ({100 * max(r['tok_s'] for r in runs) / res['roofline']['tok_s']:.1f}% of "
@@ -283,8 +305,8 @@ def main() -> None:
                                                        for b in (1, 64, 256)} if llm.backend.async_decode else {}),
                     ("decode_step_b256_sampled_s", lambda: decode_latency(llm.runner, 256, temperature=0.6)),
                     ("engine_tpot_b1_s", lambda: engine_tpot(llm)),
-                    ("roofline", lambda: roofline(prompts, outs, a.model, a.tp)),
-                    ("roofline_additive", lambda: roofline(prompts, outs, a.model, a.tp, overlap=False))):
+                    ("roofline", lambda: roofline(prompts, outs, a.model, a.tp, gpu=gpu)),
+                    ("roofline_additive", lambda: roofline(prompts, outs, a.model, a.tp, overlap=False, gpu=gpu))):
         if a.quick and key in ("decode_step_b256_sampled_s", "engine_tpot_b1_s"):
             continue
         res[key] = fn()
@@ -305,7 +327,7 @@ def main() -> None:
     print(f"output tok/s        {thr:10.0f}  ({res['throughput']['output_tokens']} tokens in "
           f"{res['throughput']['seconds']:.2f} s)")
     print(f"roofline tok/s      {res['roofline']['tok_s']:10.0f}  -> {100 * thr / res['roofline']['tok_s']:.1f}% of roofline "
-          "(each phase's compute and traffic overlapped)")
+          f"(each phase's compute and traffic overlapped; {gpu.name} spec)")
     add = res["roofline_additive"]["tok_s"]
     print(f"additive bound      {add:10.0f}  -> {100 * thr / add:.1f}% (compute + traffic added, as "
           "FACTS.md derives its ≈ 26k)")

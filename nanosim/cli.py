@@ -17,9 +17,9 @@ import argparse
 import sys
 import warnings
 
-from nanosim.cli_checks import (DEFAULT_RATE_RPS, OneLineParser, arrival_options, check_args,
-                                config_error_in_flags, fraction, int_at_least, positive_float,
-                                speak_cli)
+from nanosim.cli_checks import (DEFAULT_RATE_RPS, OneLineParser, add_trace_options,
+                                arrival_options, check_args, config_error_in_flags, fraction,
+                                int_at_least, positive_float, speak_cli)
 from nanosim.config import ConfigError, EngineConfig
 
 
@@ -65,7 +65,7 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
                                      "name (nanosim trace list), optionally with [start_s:end_s]")
     src.add_argument("--workload", help="synthetic suite: chatbot, rag, code, summarization")
     g.add_argument("--format", default=None, help="force a trace format")
-    _trace_options(g)
+    add_trace_options(g)
     g.add_argument("--num-requests", type=int_at_least(1), default=200,
                    help="requests for --workload")
     g.add_argument("--rate-scale", type=positive_float, default=1.0,
@@ -74,26 +74,13 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
                    help="keep the first N requests")
 
 
-def _trace_options(g) -> None:
-    g.add_argument("--rate", type=positive_float, default=None,
-                   help="req/s of Poisson arrivals for --workload and for traces without "
-                        f"timestamps (vidur, sharegpt); default {DEFAULT_RATE_RPS}")
-    g.add_argument("--failed", choices=["drop", "keep", "error"], default=None,
-                   help="BurstGPT rows with 0 tokens (failed requests): drop (default), keep "
-                        "as 1-token requests, or error")
-
-
-def _arrival_options(a, source) -> dict:
-    """Formats without timestamps (vidur, sharegpt) get Poisson arrivals at --rate."""
-    return arrival_options(a, source)[0]
-
 
 def _load_requests(a) -> list:
     from nanosim.workload import load_trace, make_workload
     from nanosim.workload.transforms import scale_rate
 
     if a.trace:
-        reqs = load_trace(a.trace, format=a.format, **_arrival_options(a, a.trace))
+        reqs = load_trace(a.trace, format=a.format, **arrival_options(a, a.trace)[0])
     else:
         reqs = make_workload(a.workload, a.rate or DEFAULT_RATE_RPS, num_requests=a.num_requests,
                              seed=a.seed)

@@ -96,6 +96,16 @@ def check_args(a) -> None:
 DEFAULT_RATE_RPS = 2.0  # Poisson arrivals of --workload and of traces without timestamps
 
 
+def add_trace_options(g) -> None:
+    """--rate and --failed: how a trace is read (simulate, run, validate, trace)."""
+    g.add_argument("--rate", type=positive_float, default=None,
+                   help="req/s of Poisson arrivals for --workload and for traces without "
+                        f"timestamps (vidur, sharegpt); default {DEFAULT_RATE_RPS}")
+    g.add_argument("--failed", choices=["drop", "keep", "error"], default=None,
+                   help="BurstGPT rows with 0 tokens (failed requests): drop (default), keep "
+                        "as 1-token requests, or error")
+
+
 def _has_timestamps(path, fmt: str) -> bool:
     from nanosim.workload._parse import csv_header, read_head
 

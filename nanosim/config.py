@@ -132,6 +132,22 @@ GPUS: dict[str, GpuSpec] = {
     )
 }
 
+# torch.cuda.get_device_name() -> preset: (words that must all appear, words that must not).
+# Variants with other memory or bandwidth (H100 PCIe/NVL, H200 NVL, A100 40GB) get none.
+DEVICE_PRESETS = ((("H100",), ("PCIe", "NVL"), "h100"), (("H200",), ("NVL",), "h200"),
+                  (("A100",), ("40GB", "PCIE-40"), "a100-80gb"), (("L40S",), (), "l40s"),
+                  (("4070", "Laptop"), (), "rtx-4070-laptop"))
+
+
+def gpu_for_device(device_name: str) -> GpuSpec:
+    """Our preset for a CUDA device name (e.g. "NVIDIA H200" -> h200); ConfigError if none."""
+    for need, avoid, preset in DEVICE_PRESETS:
+        if all(w in device_name for w in need) and not any(w in device_name for w in avoid):
+            return GPUS[preset]
+    raise ConfigError(f"no GPU preset for device {device_name!r}; pass --gpu with one of "
+                      f"{', '.join(GPUS)}")
+
+
 POLICIES = ("fcfs", "priority", "sjf")
 PREEMPTION_MODES = ("recompute", "swap")
 

@@ -20,14 +20,11 @@ from typing import Callable
 from nanosim.calibrate.shapes import Composition, default_grid
 from nanosim.sim.profile import Profile, build_profile, decode_shape, prefill_shape
 
-GPU_NAMES = (("H100", "h100"), ("H200", "h200"), ("A100", "a100-80gb"), ("L40S", "l40s"))
-
-
 def gpu_preset(device_name: str) -> str:
-    for key, name in GPU_NAMES:
-        if key in device_name:
-            return name
-    raise ValueError(f"no GPU preset for {device_name!r}; pass --gpu with one of the presets")
+    """The preset name for a CUDA device name (nanosim.config.gpu_for_device)."""
+    from nanosim.config import gpu_for_device
+
+    return gpu_for_device(device_name).name
 
 
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
