@@ -32,6 +32,18 @@ def read_head(path: Path_, max_lines: int = 5) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip()][:max_lines]
 
 
+def read_text(path: Path_) -> str:
+    """The whole file as text (UTF-8, an optional BOM dropped); TraceError at the line of
+    the first byte that is not UTF-8."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise TraceError(path, line, f"not UTF-8 text (byte {raw[e.start]:#04x})") from None
+
+
 def csv_header(first_lines: list[str]) -> set[str]:
     """Column names of a CSV header line (quotes and blanks stripped)."""
     if not first_lines:
@@ -56,6 +68,8 @@ def read_csv(path: Path_, required: Sequence[str]) -> "pd.DataFrame":
         raise TraceError(path, line, f"malformed CSV row: {str(e).splitlines()[-1]}") from None
     except UnicodeDecodeError as e:
         raise TraceError(path, 1, f"not UTF-8 text ({e.reason})") from None
+    except pd.errors.EmptyDataError:  # e.g. blank lines before the header
+        raise TraceError(path, 1, "no CSV header on the first line") from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -169,18 +183,17 @@ def iter_json_lines(path: Path_):
     import json
 
     n = 0
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TraceError(path, lineno, f"bad JSON: {e.msg} (column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise TraceError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            n += 1
-            yield lineno, obj
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):  # physical lines
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TraceError(path, lineno, f"bad JSON: {e.msg} (column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise TraceError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+        n += 1
+        yield lineno, obj
     if n == 0:
         raise TraceError(path, 1, "empty file")
 
@@ -193,6 +206,10 @@ def json_number(path: Path_, lineno: int, obj: dict, key: str, *, integer: bool,
             return default
         raise TraceError(path, lineno, f"missing key {key!r}")
     v = obj[key]
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > (MAX_INTEGER if integer
+                                                                     else 2**1000):
+        shown = v if abs(v) < 10**20 else f"a {len(str(abs(v)))}-digit number"
+        raise TraceError(path, lineno, f"{key}: {shown} is too large")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise TraceError(path, lineno, f"{key}: {v!r} is not a finite number")
     if integer and v != int(v):

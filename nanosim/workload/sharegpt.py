@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nanosim.core.request import Request
-from nanosim.workload._parse import build_trace, synthetic_arrivals
+from nanosim.workload._parse import build_trace, read_text, synthetic_arrivals
 from nanosim.workload.errors import TraceError, TraceWarning
 
 NAME = "sharegpt"
@@ -41,8 +41,7 @@ def sniff(path, first_lines: list[str]) -> bool:
 
 
 def _read(path) -> list:
-    with open(path, encoding="utf-8-sig") as f:
-        text = f.read()
+    text = read_text(path)
     if not text.strip():
         raise TraceError(path, 1, "empty file")
     if text.lstrip().startswith("["):
@@ -52,7 +51,7 @@ def _read(path) -> list:
             raise TraceError(path, e.lineno, f"bad JSON: {e.msg} (column {e.colno})") from None
         return [(1, x) for x in items]  # one JSON document: items have no own line
     out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):  # physical lines
         if line.strip():
             try:
                 out.append((lineno, json.loads(line)))

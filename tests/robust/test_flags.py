@@ -9,7 +9,7 @@ import pytest
 from nanosim.cli import main
 from nanosim.config import EngineConfig, get_gpu, get_model
 from nanosim.core.batch import StepShape
-from tests.robust.helpers import TINY_RUN, forbid, one_line_error, rc_of
+from tests.robust.helpers import TINY_RUN, forbid, one_line_error
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TRACE = ["--trace", str(DATA / "golden_trace.csv"), "--model", "qwen3-0.6b", "--gpu", "h100",

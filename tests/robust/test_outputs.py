@@ -34,7 +34,7 @@ def bad_outputs(tmp_path):
 
 @pytest.mark.parametrize("kind", ["existing file", "under a file", "not writable"])
 def test_simulate_out_checked_before_work(tmp_path, capsys, monkeypatch, kind):
-    label, path, says = next(c for c in bad_outputs(tmp_path) if c[0] == kind)
+    _, path, says = next(c for c in bad_outputs(tmp_path) if c[0] == kind)
     forbid(monkeypatch, "nanosim.sim.job.run_simulation")
     one_line_error(capsys, ["simulate", *TINY_RUN, "--out", str(path)], "--out", says)
 
