@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, OSError, RuntimeError, NotImplementedError) as e:
         print(f"nanosim {args.command}: error: {speak_cli(str(e))}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"nanosim {args.command}: error: out of host memory", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

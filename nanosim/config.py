@@ -149,6 +149,9 @@ def gpu_for_device(device_name: str) -> GpuSpec:
 
 
 POLICIES = ("fcfs", "priority", "sjf")
+# More KV blocks than any preset holds (Qwen3-0.6B on an H200 at 1-token blocks: ~1.1M);
+# the block manager keeps per-block lists, so 2^31 of them would exhaust host memory.
+MAX_KV_BLOCKS = 2**22
 PREEMPTION_MODES = ("recompute", "swap")
 
 
@@ -190,7 +193,8 @@ class EngineConfig:
                f"long_prefill_token_threshold must be >= 0 (0 = off), got {self.long_prefill_token_threshold}")
         _check(0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization must be in (0, 1]")
         _check(self.swap_space_bytes >= 0, "swap_space_bytes must be >= 0")
-        _check(self.num_kv_blocks is None or self.num_kv_blocks >= 1, "num_kv_blocks must be >= 1")
+        _check(self.num_kv_blocks is None or 1 <= self.num_kv_blocks <= MAX_KV_BLOCKS,
+               f"num_kv_blocks must be in [1, {MAX_KV_BLOCKS:,}] (got {self.num_kv_blocks})")
         _check(self.tp >= 1, "tp must be >= 1")
 
     def with_(self, **changes) -> "EngineConfig":

@@ -53,6 +53,7 @@ def test_replicas_draw_different_streams():
     (["--rate", "nan"], "--rate"), (["--rate-scale", "-1"], "--rate-scale"),
     (["--max-model-len", "1e20"], "--max-model-len"), (["--block-size", "0"], "--block-size"),
     (["--num-kv-blocks", "0"], "--num-kv-blocks"), (["--tp", "0"], "--tp"),
+    (["--num-kv-blocks", "2147483647"], "--num-kv-blocks"),  # MemoryError before
     (["--seed", "-1"], "--seed"), (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization"),
     (["--max-num-seqs", "64", "--max-num-batched-tokens", "32"], "--max-num-batched-tokens"),
 ])
