@@ -48,7 +48,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 from nanosim.config import ConfigError, ModelSpec
