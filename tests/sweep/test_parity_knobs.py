@@ -12,6 +12,7 @@ LONG = """name = "long"
 [fixed]
 model = "qwen3-0.6b"
 gpu = "h100"
+profile = "none"
 workload = "summarization"
 rate_rps = 8.0
 num_requests = 40
