@@ -75,7 +75,7 @@ def check_args(a) -> None:
     cmd = a.command
     if getattr(a, "trace", None):
         check_in_file(a.trace, "--trace")
-    if cmd in ("simulate", "run", "validate"):
+    if cmd in ("simulate", "run", "validate", "bench serve"):
         check_out_dir(a.out, "--out")
     elif cmd == "profile":
         check_out_file(a.out, "--out")

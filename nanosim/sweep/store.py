@@ -189,5 +189,9 @@ def _concat(files):
 def _atomic_write(path: Path, write) -> None:
     """write(tmp) then rename over path: readers see the old file or the new one."""
     tmp = path.with_name(f".tmp-{path.stem}-{os.getpid()}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C / SIGTERM mid-write: leave no partial file behind
+        tmp.unlink(missing_ok=True)
+        raise

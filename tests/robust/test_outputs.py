@@ -39,14 +39,17 @@ def test_simulate_out_checked_before_work(tmp_path, capsys, monkeypatch, kind):
     one_line_error(capsys, ["simulate", *TINY_RUN, "--out", str(path)], "--out", says)
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "profile"])
+@pytest.mark.parametrize("command", ["run", "validate", "profile", "bench serve"])
 def test_gpu_commands_out_checked_before_work(tmp_path, capsys, monkeypatch, command):
     forbid(monkeypatch, "nanosim.gpu.llm.LLM")
+    forbid(monkeypatch, "nanosim.workload.make_workload")
     f = tmp_path / "a_file"
     f.write_text("x")
     out = f / "x.json" if command == "profile" else f
-    work = [] if command == "profile" else ["--workload", "chatbot"]
-    one_line_error(capsys, [command, *work, "--device", "cpu", "--out", str(out)], "--out")
+    work = {"profile": ["--device", "cpu"], "bench serve": ["--workload", "chatbot", "--endpoint",
+                                                            "http://127.0.0.1:9"]}.get(
+        command, ["--workload", "chatbot", "--device", "cpu"])
+    one_line_error(capsys, [*command.split(), *work, "--out", str(out)], "--out")
 
 
 def test_profile_out_is_a_folder(tmp_path, capsys, monkeypatch):
