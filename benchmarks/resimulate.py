@@ -65,9 +65,11 @@ def resimulate(vdir: Path, a) -> tuple[dict, dict]:
     kv = meta.get("kv_blocks") or {}  # the real replay's blocks, else the config's or derived
     blocks = kv.get("gpu") or cfg.num_kv_blocks or kv_capacity(model, gpu, cfg).num_blocks
     host = kv.get("host", 0)
-    cost = make_cost_model(model, gpu, meta.get("tp", 1), a.profile)
+    if "engine" not in meta:  # older records: tp only
+        cfg = cfg.with_(tp=meta.get("tp", 1))
+    cost = make_cost_model(model, gpu, cfg, a.profile)  # the config whole: tp, block size
     jitter = meta.get("step_jitter", True) and not a.no_step_jitter
-    engine = Engine(cfg, SimBackend.for_cost(cost, jitter), blocks, host)
+    engine = Engine(cfg, SimBackend.for_cost(cost, jitter, [cfg.seed, 0]), blocks, host)
     simulate(engine, requests_for(meta, a))
     sim, _ = engine.results()
     real = pd.read_parquet(vdir / "real_requests.parquet")
