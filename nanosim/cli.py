@@ -17,9 +17,9 @@ import argparse
 import sys
 import warnings
 
-from nanosim.cli_checks import (DEFAULT_RATE_RPS, OneLineParser, add_trace_options,
-                                arrival_options, check_args, config_error_in_flags, fraction,
-                                int_at_least, positive_float, speak_cli)
+from nanosim.cli_args import (DEFAULT_RATE_RPS, OneLineParser, add_trace_options, fraction,
+                              int_at_least, positive_float)
+from nanosim.cli_checks import arrival_options, check_args, config_error_in_flags, speak_cli
 from nanosim.config import ConfigError, EngineConfig
 
 

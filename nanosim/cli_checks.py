@@ -1,65 +1,17 @@
-"""What `nanosim` checks before a command does any work: its flags' ranges (argparse types
-that name the flag), its input files, and where it will write (nanosim.output). Every
-problem is one line on stderr and exit code 2."""
+"""What `nanosim` checks before a command does any work: its input files and where it will
+write (nanosim.output); the arrivals it assumes for traces without timestamps; library
+messages put in the CLI's flags. Every problem is one line on stderr and exit code 2.
+(The flags' own ranges are argparse types in cli_args.py.)"""
 from __future__ import annotations
 
-import argparse
 import contextlib
-import math
 import re
 import sys
 from pathlib import Path
 
+from nanosim.cli_args import DEFAULT_RATE_RPS
 from nanosim.config import ConfigError
 from nanosim.output import check_out_dir, check_out_file
-
-MAX_COUNT = 2**31 - 1  # larger counts/lengths are typos (1e20 tokens), not workloads
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (argparse prints the usage block first)."""
-
-    def error(self, message: str):
-        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def int_at_least(low: int):
-    """An argparse type: an integer in [low, MAX_COUNT] ("1e3" is accepted when whole)."""
-    def parse(text: str) -> int:
-        try:
-            v = float(text) if any(c in text for c in ".eE") else int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if isinstance(v, float) and not (math.isfinite(v) and v == int(v)):
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
-        v = int(v)
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low} (got {text})")
-        if v > MAX_COUNT:
-            raise argparse.ArgumentTypeError(f"must be <= {MAX_COUNT} (got {text})")
-        return v
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0 (got {text})")
-    return v
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number in (0, 1]."""
-    v = positive_float(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {text})")
-    return v
 
 
 def check_in_file(path: str, flag: str) -> None:
@@ -92,19 +44,6 @@ def check_args(a) -> None:
 
 
 # ----------------------------------------------------------------------------- arrivals
-
-DEFAULT_RATE_RPS = 2.0  # Poisson arrivals of --workload and of traces without timestamps
-
-
-def add_trace_options(g) -> None:
-    """--rate and --failed: how a trace is read (simulate, run, validate, trace)."""
-    g.add_argument("--rate", type=positive_float, default=None,
-                   help="req/s of Poisson arrivals for --workload and for traces without "
-                        f"timestamps (vidur, sharegpt); default {DEFAULT_RATE_RPS}")
-    g.add_argument("--failed", choices=["drop", "keep", "error"], default=None,
-                   help="BurstGPT rows with 0 tokens (failed requests): drop (default), keep "
-                        "as 1-token requests, or error")
-
 
 def _has_timestamps(path, fmt: str) -> bool:
     from nanosim.workload._parse import csv_header, read_head

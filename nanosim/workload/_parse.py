@@ -113,6 +113,12 @@ def arrow_csv(path: Path_, types: dict, optional: Sequence[str] = ()):
     return table
 
 
+def within_limits(*columns: np.ndarray) -> bool:
+    """Every integer cell of a fast path's columns within MAX_INTEGER (else the checking
+    path names the first one too large)."""
+    return all(len(c) == 0 or int(np.abs(c).max()) <= MAX_INTEGER for c in columns)
+
+
 def arrow_column(table, name: str, dtype) -> np.ndarray:
     """A column as a numpy array (Arrow's to_numpy would import pandas: pyarrow checks it)."""
     return np.array(table[name].to_pylist(), dtype=dtype)

@@ -15,7 +15,7 @@ import numpy as np
 
 from nanosim.core.request import Request
 from nanosim.workload._parse import (arrow_column, arrow_csv, build_trace, csv_header, csv_numbers,
-                                     read_csv)
+                                     read_csv, within_limits)
 from nanosim.workload.errors import TraceError
 
 NAME = "azure"
@@ -89,7 +89,8 @@ def _read_fast(path):
     except ValueError:  # not a valid date
         return None
     prompt, output = (arrow_column(table, c, np.int64) for c in COLUMNS[1:])
-    if (np.diff(ns) < 0).any() or prompt.min() < 1 or output.min() < 1:
+    if (np.diff(ns) < 0).any() or prompt.min() < 1 or output.min() < 1 \
+            or not within_limits(prompt, output):
         return None
     seconds = (ns - ns[0]).astype(np.float64) / 1e9
     return seconds, prompt.astype(np.float64), output.astype(np.float64), np.arange(len(ns)) + 2

@@ -25,7 +25,7 @@ import numpy as np
 
 from nanosim.core.request import Request
 from nanosim.workload._parse import (arrow_column, arrow_csv, build_trace, csv_header, csv_numbers,
-                                     read_csv)
+                                     read_csv, within_limits)
 from nanosim.workload.errors import TraceError
 
 NAME = "canonical_csv"
@@ -91,15 +91,17 @@ def _read_fast(path) -> list[Request] | None:
     t = arrow_column(table, "arrival_s", np.float64)
     prompt, output = (arrow_column(table, c, np.int64) for c in COLUMNS[1:])
     if not np.isfinite(t).all() or t.min() < 0 or (np.diff(t) < 0).any() or prompt.min() < 1 \
-            or output.min() < 1:
+            or output.min() < 1 or not within_limits(prompt, output):
         return None
     opt = {}
     names = table.column_names
     if "priority" in names:
         opt["priority"] = arrow_column(table, "priority", np.int64)
+        if not within_limits(opt["priority"]):
+            return None
     if "prefix_block_tokens" in names:
         opt["prefix_block_tokens"] = arrow_column(table, "prefix_block_tokens", np.int64)
-        if opt["prefix_block_tokens"].min() < 1:
+        if opt["prefix_block_tokens"].min() < 1 or not within_limits(opt["prefix_block_tokens"]):
             return None
     if "prefix_blocks" in names:
         try:

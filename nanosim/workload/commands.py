@@ -16,7 +16,7 @@ def add_trace_parser(sub, arrival_options) -> None:
     """The ``trace`` subcommand; ``arrival_options(args, source)`` gives the loader options
     and, for a trace without timestamps, a note of the arrivals assumed (cli_checks.py,
     shared with simulate/run)."""
-    from nanosim.cli_checks import add_trace_options, int_at_least, positive_float
+    from nanosim.cli_args import add_trace_options, int_at_least, positive_float
 
     t = sub.add_parser("trace", help="list, download, inspect or convert traces")
     acts = t.add_subparsers(dest="action", required=True)
