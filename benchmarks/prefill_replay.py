@@ -34,7 +34,7 @@ def main() -> None:
     from nanosim.workload import load_trace
 
     reqs = load_trace(a.trace)[: a.requests]
-    with LLM("qwen3-0.6b", max_model_len=a.max_model_len) as llm:
+    with LLM("qwen3-0.6b", max_model_len=a.max_model_len, async_decode=False) as llm:  # virtual clock
         llm.warmup()
         runner, backend = llm.runner, llm.backend
         rows = defaultdict(lambda: {"execute": [], "step": [], "device": [], "gap": []})

@@ -207,12 +207,12 @@ def cmd_validate(a) -> int:
         gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
         cost = make_cost_model(llm.spec, gpu, llm.cfg, a.profile)  # a bad profile fails early
         llm.warmup()
-        llm.backend.default_sampling = SamplingParams(temperature=a.temperature, ignore_eos=True)
-        llm.engine.backend = RecordingBackend(llm.backend)
+        real = Engine(llm.cfg, RecordingBackend(llm.backend), llm.runner.num_kv_blocks, llm.host_blocks)
         sim = Engine(llm.cfg, SimBackend.for_cost(cost, not a.no_step_jitter, [llm.cfg.seed, 0]),
                      llm.engine.bm.num_blocks,
                      llm.engine.bm.num_host_blocks)
-        v = validate_replay(reqs, llm.engine, sim)
+        v = validate_replay(reqs, real, sim,
+                            sampling=SamplingParams(temperature=a.temperature, ignore_eos=True))
         run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
                "attention": llm.runner.backend.name,
                # what re-running the simulated half needs (benchmarks/resimulate.py)

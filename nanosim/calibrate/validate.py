@@ -183,14 +183,16 @@ def format_validation(v: Validation) -> str:
     return "\n".join(lines)
 
 
-def validate_replay(requests, real_engine, sim_engine, progress=None) -> Validation:
-    """Replay ``requests`` on both engines (the real one on the virtual clock: a step's
-    measured duration advances time, as in the simulator) and compare them. The real
-    engine's backend must be a RecordingBackend; the sim engine's a SimBackend."""
+def validate_replay(requests, real_engine, sim_engine, progress=None, sampling=None) -> Validation:
+    """Replay ``requests`` on both engines (the real one on the virtual clock, each request
+    with ``sampling``: a step's measured duration advances time, as in the simulator) and
+    compare them. The real engine's backend must be a RecordingBackend; the sim engine's a
+    SimBackend."""
+    from nanosim.core.clock import run_virtual
     from nanosim.sim.simulator import simulate
 
     if not isinstance(real_engine.backend, RecordingBackend):
         raise TypeError("the real engine's backend must be wrapped in RecordingBackend")
-    simulate(real_engine, requests, fast_forward=False, progress=progress)
+    run_virtual(real_engine, requests, progress, sampling)
     simulate(sim_engine, requests)
     return compare(real_engine, real_engine.backend, sim_engine)

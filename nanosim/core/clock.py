@@ -16,14 +16,15 @@ from nanosim.core.request import Request
 
 
 def run_virtual(engine: Engine, requests: Seq[Request],
-                progress: Callable[[int, float], None] | None = None) -> float:
+                progress: Callable[[int, float], None] | None = None, sampling=None) -> float:
     """Step ``engine`` until every request is done; returns the end time (s).
-    progress(requests_done, time_s) is called about every 0.2 s of wall time and at the end."""
+    progress(requests_done, time_s) is called about every 0.2 s of wall time and at the end.
+    sampling: each request's sampling options (opaque here; the GPU backend reads them)."""
     reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
     i, t, shown = 0, 0.0, time.perf_counter()
     while True:
         while i < len(reqs) and reqs[i].arrival_s <= t:
-            engine.add_request(reqs[i])
+            engine.add_request(reqs[i], sampling=sampling)
             i += 1
         if not engine.has_work:
             if i >= len(reqs):

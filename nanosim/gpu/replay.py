@@ -18,42 +18,41 @@ from nanosim.gpu.backend import SamplingParams
 
 
 def replay(llm, requests, clock: str = "virtual", temperature: float = 0.0, progress=None):
-    """Returns (requests DataFrame, steps DataFrame, summary dict). The virtual clock turns
-    the LLM's async decoding off for the replay (a step run ahead has no duration of its own:
-    its time overlaps the host's planning); the wall clock keeps it as set."""
+    """Returns (requests DataFrame, steps DataFrame, summary dict). Every request samples
+    with ``temperature`` and ignores EOS. The virtual clock needs an LLM built with
+    async_decode=False (a step run ahead has no duration of its own: its time overlaps the
+    host's planning); the wall clock takes the LLM as built."""
     if clock not in ("virtual", "wall"):
         raise ValueError(f"clock must be 'virtual' or 'wall', not {clock!r}")
+    if clock == "virtual" and llm.backend.async_decode:
+        raise ValueError("the virtual clock needs an LLM built with async_decode=False "
+                         "(each step's measured duration advances the clock)")
     engine = llm.engine
-    llm.backend.default_sampling = SamplingParams(temperature=temperature, ignore_eos=True)
-    saved = llm.backend.async_decode
+    sampling = SamplingParams(temperature=temperature, ignore_eos=True)
     t0 = time.perf_counter()
-    try:
-        if clock == "virtual":
-            llm.backend.async_decode = False
-            end = run_virtual(engine, requests, progress)
-        else:
-            end = _wall_clock(engine, requests, progress)
-    finally:
-        llm.backend.async_decode = saved
+    if clock == "virtual":
+        end = run_virtual(engine, requests, progress, sampling)
+    else:
+        end = _wall_clock(engine, requests, progress, sampling)
     wall = time.perf_counter() - t0
     req_df, step_df = engine.results()
     extra = {"mode": "real", "clock": clock, "model": llm.spec.name, "device": str(llm.device),
              "gpu": _device_name(llm.device), "attention_backend": llm.runner.backend.name,
-             "cuda_graphs": llm.runner.graphs is not None, "async_decode": saved and clock == "wall",
+             "cuda_graphs": llm.runner.graphs is not None, "async_decode": llm.backend.async_decode,
              "config": asdict(llm.cfg),
              "kv_blocks": engine.bm.num_blocks, "sim_end_s": end, "wall_s": wall}
     return req_df, step_df, summarize(req_df, step_df, engine.bm.stat_hit_tokens,
                                       engine.bm.stat_query_tokens, extra)
 
 
-def _wall_clock(engine, requests, progress) -> float:
+def _wall_clock(engine, requests, progress, sampling) -> float:
     reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
     i, t0 = 0, time.perf_counter()
     now = 0.0
     while i < len(reqs) or engine.has_work:
         now = time.perf_counter() - t0
         while i < len(reqs) and reqs[i].arrival_s <= now:
-            engine.add_request(reqs[i])
+            engine.add_request(reqs[i], sampling=sampling)
             i += 1
         if not engine.has_work:
             time.sleep(max(0.0, reqs[i].arrival_s - now))

@@ -54,3 +54,18 @@ def test_real_replay_reports_preemption_and_cache_stats(tiny_dir):  # noqa: F811
         assert summary[c] == steps[c].sum()
     assert steps.preemptions.sum() == summary["preemptions"]
     assert "prefix_cache_hit_rate_window" in steps
+
+
+def test_replay_leaves_the_llm_as_built(tiny_dir):  # noqa: F811
+    """replay passes its sampling with each request and changes nothing of the LLM; the
+    virtual clock refuses an LLM that decodes asynchronously instead of switching it off."""
+    path, _ = tiny_dir
+    llm = small_llm(path, num_kv_blocks=32)
+    default, backend = llm.backend.default_sampling, llm.engine.backend
+    reqs = [Request(i, 0.0, 12, 3, prompt_token_ids=tuple(range(5 + i, 17 + i))) for i in range(2)]
+    req_df, _, summary = replay(llm, reqs, "virtual", temperature=0.0)
+    assert llm.backend.default_sampling is default and llm.engine.backend is backend
+    assert req_df.output_tokens.tolist() == [3, 3] and summary["async_decode"] is False
+    ahead = small_llm(path, num_kv_blocks=32, async_decode=True)
+    with pytest.raises(ValueError, match="async_decode=False"):
+        replay(ahead, reqs, "virtual")
