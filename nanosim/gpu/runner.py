@@ -121,13 +121,11 @@ class ModelRunner:
                                   mixed_max_tokens=max(buckets, default=0),
                                   tile_block_m=getattr(self.backend, "block_m", 64),
                                   mixed_decode_kernel=kernels.mixed_decode_kernel)
-        if cuda:  # JIT-compiles the kernels and measures the activation peak
+        if cuda:  # warm up: JIT-compiles the kernels and measures the activation peak
             self._profile_peak_memory()
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
         self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
-        self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(gpu_memory_utilization)
-        self.kv_caches = allocate_kv_cache(spec, self.num_kv_blocks, block_size, self.dtype,
-                                           self.device, self.tp_size)
+        self._allocate_kv(num_kv_blocks, gpu_memory_utilization)
         self._host_pool: HostKVPool | None = None
         self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
         self._slot = 0  # which timer / token buffer the last launch used
@@ -139,15 +137,26 @@ class ModelRunner:
         self._rows_dev = self._rows_host.to(self.device)
         self.graphs = self.mixed_graphs = None
         if self.use_graphs:
-            with torch.inference_mode():
-                self.graphs = DecodeGraphs(self.model, self.kv_caches, self.packer, graph_sizes,
-                                           spec.hidden_size, self.dtype, self.max_model_len,
-                                           self.num_kv_blocks)
-                if buckets:
-                    self.mixed_graphs = MixedGraphs(self.model, self.kv_caches, self.packer, buckets,
-                                                    spec.hidden_size, self.dtype, self.num_kv_blocks)
+            self._capture_graphs(graph_sizes, buckets)
 
-    # ---- start-up ------------------------------------------------------------------------------
+    # ---- start-up: build the model (load weights), warm up, allocate KV, capture graphs -------
+
+    def _allocate_kv(self, num_kv_blocks: int | None, utilization: float) -> None:
+        """The paged KV cache: num_kv_blocks, or as many as fit in ``utilization`` of the GPU
+        after the warm-up's activation peak."""
+        self.num_kv_blocks = num_kv_blocks or self._blocks_from_memory(utilization)
+        self.kv_caches = allocate_kv_cache(self.spec, self.num_kv_blocks, self.block_size,
+                                           self.dtype, self.device, self.tp_size)
+
+    def _capture_graphs(self, graph_sizes: list[int], buckets: list[int]) -> None:
+        """Decode CUDA graphs (one per padded batch size) and mixed ones (one per token bucket)."""
+        h = self.spec.hidden_size
+        with torch.inference_mode():
+            self.graphs = DecodeGraphs(self.model, self.kv_caches, self.packer, graph_sizes, h,
+                                       self.dtype, self.max_model_len, self.num_kv_blocks)
+            if buckets:
+                self.mixed_graphs = MixedGraphs(self.model, self.kv_caches, self.packer, buckets, h,
+                                                self.dtype, self.num_kv_blocks)
 
     def _build_model(self, weights_dir, seed: int, fused_ops: bool | None, compile_ops: bool):
         """The Qwen3 model on the runner's device: fused Triton elementwise kernels (default on
