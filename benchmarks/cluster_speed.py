@@ -46,13 +46,14 @@ def run(trace: Path, out: Path, replicas: int, router: str, steps: str) -> dict:
     # a fresh wrapper per run: its RUSAGE_CHILDREN peak is this run's alone
     wrap = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(time.perf_counter() - t, r.ru_maxrss, r.ru_utime + r.ru_stime)")
     res = subprocess.run([sys.executable, "-c", wrap, *cmd], check=True, cwd=ROOT,
                          capture_output=True, text=True)
-    wall, rss_kb = res.stdout.split()
-    wall, rss_kb = float(wall), int(rss_kb)
+    wall, rss_kb, cpu = res.stdout.split()
+    wall, rss_kb, cpu = float(wall), int(rss_kb), float(cpu)
     summary = json.loads((out / "summary.json").read_text())
-    return {"router": router, "wall_s": wall, "peak_rss_kb": rss_kb,
+    return {"router": router, "wall_s": wall, "cpu_s": cpu, "peak_rss_kb": rss_kb,
             "requests": summary["requests"], "finished": summary["finished"],
             "sim_end_s": summary["sim_end_s"], "engine_wall_s": summary["wall_s"],
             "steps": summary["steps"], "preemptions": summary["preemptions"],
@@ -76,12 +77,12 @@ def main() -> None:
         t0 = time.perf_counter()
         make_trace(a.requests, a.rate_scale, trace)
         print(f"wrote {trace} in {time.perf_counter() - t0:.1f} s")
-    print(f"{'router':>12} {'requests':>9} {'wall s':>7} {'engine s':>8} {'peak GB':>7} {'req/s':>7} "
+    print(f"{'router':>12} {'requests':>9} {'wall s':>7} {'cpu s':>7} {'engine s':>8} {'peak GB':>7} {'req/s':>7} "
           f"{'sim/wall':>8} {'KB/req':>6} {'steps':>9} {'hit':>5} {'preempt':>7}")
     for router in a.router:
         r = run(trace, work / f"out_{router}", a.replicas, router, a.steps)
         rss = r["peak_rss_kb"]
-        print(f"{router:>12} {r['requests']:9d} {r['wall_s']:7.1f} {r['engine_wall_s']:8.1f} "
+        print(f"{router:>12} {r['requests']:9d} {r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['engine_wall_s']:8.1f} "
               f"{rss / 2**20:7.2f} {r['requests'] / r['wall_s']:7.0f} "
               f"{r['sim_end_s'] / r['wall_s']:7.1f}x "
               f"{rss / r['requests']:6.2f} {r['steps']:9d} "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,16 +38,23 @@ def command(trace: str, scale: float, cost: str, out: str) -> list[str]:
     return cmd
 
 
-def whole_process(trace: str, scale: float, cost: str, runs: int) -> list[float]:
-    """Wall seconds of `python -m nanosim simulate ...`, each in a fresh interpreter."""
-    times = []
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def whole_process(trace: str, scale: float, cost: str, runs: int) -> tuple[list[float], list[float]]:
+    """(wall s, CPU s) of `python -m nanosim simulate ...`, each in a fresh interpreter. CPU
+    seconds (user + system) are the steadier figure on a shared machine."""
+    walls, cpus = [], []
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, *command(trace, scale, cost, out)]
         for _ in range(runs):
-            t0 = time.perf_counter()
+            c0, t0 = _children_cpu_s(), time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-            times.append(time.perf_counter() - t0)
-    return times
+            walls.append(time.perf_counter() - t0)
+            cpus.append(_children_cpu_s() - c0)
+    return walls, cpus
 
 
 def engine_alone(reqs, cost: str) -> dict:
@@ -56,11 +64,10 @@ def engine_alone(reqs, cost: str) -> dict:
 
     engine = build_engine(get_model("qwen3-8b"), get_gpu("h100"), EngineConfig(),
                           None if cost == "none" else cost)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     end = simulate(engine, reqs)
-    wall = time.perf_counter() - t0
-    steps = engine.metrics.num_steps
-    return {"sim_s": end, "wall_s": wall, "steps": steps}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"sim_s": end, "wall_s": wall, "cpu_s": cpu, "steps": engine.metrics.num_steps}
 
 
 def main() -> None:
@@ -79,17 +86,19 @@ def main() -> None:
 
     base = load_trace(a.trace)
     print(f"{'cost':>5} {'load':>9} {'req':>5} {'steps':>7} {'sim s':>7} | {'engine s':>8} "
-          f"{'sim/wall':>8} {'steps/s':>8} | {'process s (median)':>18}  runs")
+          f"{'cpu s':>6} {'sim/wall':>8} | {'process s':>9} {'cpu s':>6}  (medians)  wall of each run")
     for cost in a.cost:
         for scale in a.scales:
             reqs = base if scale == 1 else scale_rate(base, scale)
             eng = [engine_alone(reqs, cost) for _ in range(a.engine_runs)]
             e = sorted(eng, key=lambda r: r["wall_s"])[len(eng) // 2]
-            proc = whole_process(a.trace, scale, cost, a.runs)
+            walls, cpus = whole_process(a.trace, scale, cost, a.runs)
             label = "recorded" if scale == 1 else f"x{scale:g}"
+            cpu = statistics.median(r["cpu_s"] for r in eng)
             print(f"{cost:>5} {label:>9} {len(reqs):5d} {e['steps']:7d} {e['sim_s']:7.1f} | "
-                  f"{e['wall_s']:8.3f} {e['sim_s'] / e['wall_s']:7.0f}x {e['steps'] / e['wall_s']:8.0f} | "
-                  f"{statistics.median(proc):18.3f}  {' '.join(f'{t:.2f}' for t in proc)}")
+                  f"{e['wall_s']:8.3f} {cpu:6.3f} {e['sim_s'] / e['wall_s']:7.0f}x | "
+                  f"{statistics.median(walls):9.3f} {statistics.median(cpus):6.3f}  "
+                  f"{' '.join(f'{t:.2f}' for t in walls)}")
             print(f"{'':>5} python {' '.join(command(a.trace, scale, cost, 'OUT'))}")
             if a.cprofile:
                 prof = cProfile.Profile()

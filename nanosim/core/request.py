@@ -8,6 +8,7 @@ really happens at any ``block_size_tokens``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -60,10 +61,18 @@ class Request:
         return shared
 
 
+@lru_cache(maxsize=4096)  # shared prefixes ask for the same blocks again and again
+def _block_tokens(block_id: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng([0x5EED, block_id])
+    out = rng.integers(0, SYNTH_VOCAB, n, dtype=np.int32)
+    out.flags.writeable = False  # shared by every caller
+    return out
+
+
 def block_tokens(block_id: int, n: int) -> np.ndarray:
-    """Deterministic token ids standing for content block ``block_id`` (same id, same tokens)."""
-    rng = np.random.default_rng([0x5EED, int(block_id)])
-    return rng.integers(0, SYNTH_VOCAB, n, dtype=np.int32)
+    """Deterministic token ids standing for content block ``block_id`` (same id, same tokens;
+    a read-only array)."""
+    return _block_tokens(int(block_id), int(n))
 
 
 def unique_tokens(request_id: int, n: int) -> np.ndarray:
