@@ -293,13 +293,10 @@ def _simulate_parser(sub) -> None:
     s.add_argument("--router-cache-threshold", type=float, default=r.cache_threshold,
                    help="prefix router: follow the cache only when it holds more than this share "
                         "of the prompt")
-    s.add_argument("--steps", choices=["rows", "summary"], default="rows",
-                   help="steps.parquet: one row per engine step (default), or 'summary': one row "
-                        "per step kind (decode, prefill, mixed, other; per replica) with counts, "
-                        "summed and longest durations, summed seqs/tokens, peak KV use, first "
-                        "start and last end. Summary drops the per-step timeline (each step's "
-                        "start, duration, batch shape and KV use); requests.parquet and "
-                        "summary.json stay the same")
+    s.add_argument("--steps", choices=["rows", "summary"], default="rows", help="steps.parquet: a row "
+                   "per engine step, or 'summary': a row per step kind (decode/prefill/mixed/other, per "
+                   "replica) of counts, sums, peaks. Summary drops the per-step timeline (each step's start, "
+                   "duration, batch shape, KV use); requests.parquet and summary.json stay the same")
     s.add_argument("--no-progress", action="store_true")
     _engine_args(s)
     s.set_defaults(func=cmd_simulate)

@@ -42,13 +42,15 @@ _FIRST_CHUNK = 64  # steps priced when a run starts; doubled while arrivals need
 class _Run:
     """A priced decode-only run of up to ``k`` steps from ``start_s``, not applied yet."""
 
-    __slots__ = ("k", "num_seqs", "ctx0", "max0", "durs", "ends", "offsets", "used0")
+    __slots__ = ("k", "num_seqs", "ctx0", "max0", "durs", "ends", "offsets", "used0", "horizon")
 
     def __init__(self, k: int, num_seqs: int, ctx0: int, max0: int, start_s: float, used0: int):
         self.k, self.num_seqs, self.ctx0, self.max0, self.used0 = k, num_seqs, ctx0, max0, used0
         self.durs = np.empty(0)
         self.ends = np.array([start_s])  # ends[i]: end of step i - 1 = start of step i
         self.offsets: np.ndarray | None = None  # steps whose scheduling appends a block
+        # start of the last priced step: an arrival at or before it finds the run pending
+        self.horizon = -math.inf
 
     def price_until(self, run_s, a: float) -> int:
         """Price chunks until a step starting at or after ``a`` is priced, or all k are;
@@ -63,6 +65,7 @@ class _Run:
             self.durs = np.concatenate((self.durs, d))
             self.ends = np.concatenate((self.ends, e[1:]))
             n += m
+            self.horizon = float(self.ends[n - 1])
         return int(np.searchsorted(self.ends[:n], a, side="left"))
 
 
@@ -173,8 +176,9 @@ def simulate_cluster_lazy(engines: list[Engine], requests: Seq[Request], router,
                 yield env.timeout(a - env.now)
             for rep in replicas:
                 run = rep.run
-                # cheap test first: nothing to do before a (a run's last start is priced later)
-                if (rep.t < a and run is None) or run is not None:
+                # cheap tests first: nothing changes before a on this replica when its next
+                # step starts at or after a, or its pending run has a priced step starting there
+                if (a > run.horizon) if run is not None else rep.t < a:
                     rep.advance(a)
                 rep.at = a
             rep = router.pick(r, replicas)
