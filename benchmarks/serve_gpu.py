@@ -14,7 +14,8 @@ One process per engine, so GPU memory is free between them:
     (--azure-scales: multiples of the trace's rate).
  2b. A/B on the nano-vLLM workload: the engine step inline in the event loop
     (--no-step-thread), and --stream-interval 4 (tokens streamed every 4 steps after the first).
- 3. sim server: `nanosim serve --sim --gpu h100` (the shipped 0.6B H100 profile) and the same
+ 3. sim server: `nanosim serve --sim --gpu h100` (the shipped 0.6B H100 profile; on an H200,
+    --gpu h200, which has no shipped profile: the roofline) and the same
     bench runs; and `nanosim simulate` of the same traces (the prediction without HTTP).
 TPOT everywhere: (last token - first token) / (output tokens - 1) per request (vLLM bench
 serve's definition; GuideLLM's "ITL"). Output tok/s = output tokens / (last finish - first
@@ -141,9 +142,9 @@ def figures(s: dict) -> dict:
     return f
 
 
-def simulate(trace: Path, out: Path) -> dict:
+def simulate(trace: Path, out: Path, gpu: str) -> dict:
     subprocess.run([sys.executable, "-m", "nanosim", "simulate", "--trace", str(trace), "--model",
-                    MODEL, "--gpu", "h100", *ENGINE, "--out", str(out), "--no-progress"],
+                    MODEL, "--gpu", gpu, *ENGINE, "--out", str(out), "--no-progress"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return figures(json.loads((out / "summary.json").read_text()))
 
@@ -203,9 +204,14 @@ def main() -> int:
             "real_inline", ["--model", MODEL, *ENGINE, "--no-step-thread"], traces, tmp, ["nanovllm"])
     result["real_stream_interval_4"] = serve_and_bench(
         "real_si4", ["--model", MODEL, *ENGINE, "--stream-interval", "4"], traces, tmp, ["nanovllm"])
-    result["sim_server"] = serve_and_bench("sim", ["--sim", "--model", MODEL, "--gpu", "h100", *ENGINE],
+    # the simulated card is the measured one: h100 (the shipped profile) or h200 (no shipped
+    # profile: the roofline)
+    sim_gpu = "h200" if "H200" in off["gpu"] else "h100"
+    result["sim_gpu"] = sim_gpu
+    result["sim_server"] = serve_and_bench("sim", ["--sim", "--model", MODEL, "--gpu", sim_gpu, *ENGINE],
                                            traces, tmp)
-    result["simulate"] = {name: simulate(path, tmp / f"simulate_{name}") for name, path in traces.items()}
+    result["simulate"] = {name: simulate(path, tmp / f"simulate_{name}", sim_gpu)
+                          for name, path in traces.items()}
     best_off = max(r["tok_s"] for r in off["runs"])
     served = result["real"]["nanovllm"]["output_tok_s"]
     result["server_vs_offline"] = served / best_off
