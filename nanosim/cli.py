@@ -17,45 +17,19 @@ import argparse
 import sys
 import warnings
 
-from nanosim.cli_args import (DEFAULT_RATE_RPS, OneLineParser, add_trace_options, fraction,
-                              int_at_least, positive_float)
+from nanosim.cli_args import (DEFAULT_RATE_RPS, OneLineParser, add_config_args, add_trace_options,
+                              config_kwargs, int_at_least, positive_float)
 from nanosim.cli_checks import arrival_options, check_args, config_error_in_flags, speak_cli
 from nanosim.config import ConfigError, EngineConfig
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
-    d = EngineConfig()
-    g = p.add_argument_group("engine")
-    count = int_at_least(1)
-    g.add_argument("--block-size", type=count, default=d.block_size_tokens, help="KV block size in tokens")
-    g.add_argument("--max-num-seqs", type=count, default=d.max_num_seqs)
-    g.add_argument("--max-num-batched-tokens", type=count, default=d.max_num_batched_tokens)
-    g.add_argument("--max-model-len", type=count, default=d.max_model_len)
-    g.add_argument("--policy", choices=["fcfs", "priority", "sjf"], default=d.policy)
-    g.add_argument("--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
-                   help="vLLM v1 mixed steps (default); --no-chunked-prefill = nano-vLLM prefill-first")
-    g.add_argument("--preemption", choices=["recompute", "swap"], default=d.preemption_mode)
-    g.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=True)
-    g.add_argument("--long-prefill-token-threshold", type=int_at_least(0),
-                   default=d.long_prefill_token_threshold,
-                   help="cap each prompt chunk per step at N tokens (vLLM v1; 0 = off)")
-    g.add_argument("--gpu-memory-utilization", type=fraction, default=d.gpu_memory_utilization)
-    g.add_argument("--num-kv-blocks", type=count, default=None, help="override the derived KV capacity")
-    g.add_argument("--tp", type=count, default=1, help="tensor-parallel ranks")
-    g.add_argument("--seed", type=int_at_least(0), default=0,
-                   help="seeds everything random: synthetic arrivals, step jitter, sampling")
+    add_config_args(p.add_argument_group("engine"), EngineConfig)  # flags from its fields' metadata
 
 
 def _config(a) -> EngineConfig:
     with config_error_in_flags():  # "max_num_seqs" -> "--max-num-seqs" in its message
-        return EngineConfig(
-            block_size_tokens=a.block_size, max_num_seqs=a.max_num_seqs,
-            max_num_batched_tokens=a.max_num_batched_tokens, max_model_len=a.max_model_len,
-            chunked_prefill=a.chunked_prefill, policy=a.policy, preemption_mode=a.preemption,
-            enable_prefix_caching=a.prefix_caching,
-            gpu_memory_utilization=a.gpu_memory_utilization,
-            num_kv_blocks=a.num_kv_blocks, tp=a.tp, seed=a.seed,
-            long_prefill_token_threshold=a.long_prefill_token_threshold)
+        return EngineConfig(**config_kwargs(a, EngineConfig))
 
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
@@ -148,20 +122,11 @@ def _bar(total: int, desc: str):
 
 def _llm(a, tp: int = 1, async_decode: bool = False):
     """An LLM from the run/profile flags; tp > 1 only where the caller handles TP (run)."""
-    from nanosim.gpu.llm import LLM
+    from nanosim.gpu.llm import LLM, config_kwargs
 
-    cfg = _config(a)
-    opts = dict(block_size=cfg.block_size_tokens, max_num_seqs=cfg.max_num_seqs,
-                max_num_batched_tokens=cfg.max_num_batched_tokens, max_model_len=cfg.max_model_len,
-                chunked_prefill=cfg.chunked_prefill, policy=cfg.policy,
-                preemption_mode=cfg.preemption_mode, enable_prefix_caching=cfg.enable_prefix_caching,
-                long_prefill_token_threshold=cfg.long_prefill_token_threshold,
-                gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=a.enforce_eager,
-                attention=a.attention, seed=cfg.seed)
-    if cfg.num_kv_blocks is not None:
-        opts["num_kv_blocks"] = cfg.num_kv_blocks
-    return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights,
-               tensor_parallel_size=tp, async_decode=async_decode, **opts)
+    return LLM(a.model, device=a.device, dtype=a.dtype, weights=a.weights, tensor_parallel_size=tp,
+               async_decode=async_decode, enforce_eager=a.enforce_eager, attention=a.attention,
+               **config_kwargs(_config(a)))
 
 
 def cmd_profile(a) -> int:

@@ -64,3 +64,40 @@ def add_trace_options(g) -> None:
     g.add_argument("--failed", choices=["drop", "keep", "error"], default=None,
                    help="BurstGPT rows with 0 tokens (failed requests): drop (default), keep "
                         "as 1-token requests, or error")
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def add_config_args(g, cls) -> None:
+    """One flag per field of the dataclass ``cls`` whose metadata names one (config._flag),
+    with the field's default, help and kind."""
+    from dataclasses import MISSING, fields
+
+    types = {"count": int_at_least(1), "count0": int_at_least(0), "fraction": fraction}
+    for f in fields(cls):
+        m = f.metadata
+        if "flag" not in m:
+            continue
+        default = None if f.default is MISSING else f.default
+        if m["kind"] == "switch":
+            g.add_argument(m["flag"], action=argparse.BooleanOptionalAction, default=default, help=m["help"])
+        elif m["kind"] == "choice":
+            g.add_argument(m["flag"], choices=list(m["choices"]), default=default, help=m["help"])
+        else:
+            g.add_argument(m["flag"], type=types[m["kind"]], default=default, help=m["help"])
+
+
+def config_kwargs(a, cls) -> dict:
+    """The fields of ``cls`` that have a flag, from parsed args ``a`` (add_config_args')."""
+    from dataclasses import fields
+
+    return {f.name: getattr(a, _dest(f.metadata["flag"])) for f in fields(cls) if "flag" in f.metadata}
+
+
+def field_flags(cls) -> dict[str, str]:
+    """Field name -> its flag, for the fields of ``cls`` that have one."""
+    from dataclasses import fields
+
+    return {f.name: f.metadata["flag"] for f in fields(cls) if "flag" in f.metadata}

@@ -9,8 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-from nanosim.cli_args import DEFAULT_RATE_RPS
-from nanosim.config import ConfigError
+from nanosim.cli_args import DEFAULT_RATE_RPS, field_flags
+from nanosim.config import ConfigError, EngineConfig
 from nanosim.output import check_out_dir, check_out_file
 
 
@@ -83,13 +83,7 @@ def arrival_options(a, path: str) -> tuple[dict, str | None]:
 # ----------------------------------------------------------------------------- messages
 
 # EngineConfig field -> its flag (messages of ConfigError raised by EngineConfig)
-FIELD_FLAGS = {"block_size_tokens": "--block-size", "max_num_seqs": "--max-num-seqs",
-               "max_num_batched_tokens": "--max-num-batched-tokens",
-               "max_model_len": "--max-model-len", "preemption_mode": "--preemption",
-               "gpu_memory_utilization": "--gpu-memory-utilization",
-               "num_kv_blocks": "--num-kv-blocks", "enable_prefix_caching": "--prefix-caching",
-               "chunked_prefill": "--chunked-prefill", "policy": "--policy", "tp": "--tp",
-               "long_prefill_token_threshold": "--long-prefill-token-threshold"}
+FIELD_FLAGS = field_flags(EngineConfig)
 
 # API wording in library messages -> the CLI's flags (the API keeps its own wording)
 API_TO_FLAGS = (("pass format=... to force one", "force one with --format NAME"),

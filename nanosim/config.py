@@ -5,7 +5,7 @@ of frozen dataclasses keyed by a lower-case name (``MODELS["qwen3-8b"]``, ``GPUS
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 GiB = 1024**3
 
@@ -155,6 +155,13 @@ MAX_KV_BLOCKS = 2**22
 PREEMPTION_MODES = ("recompute", "swap")
 
 
+def _flag(flag: str, help: str | None = None, *, kind: str = "count",
+          choices: tuple[str, ...] | None = None) -> dict:
+    """A config field's CLI metadata: its flag, help and kind (count: an integer >= 1;
+    count0: >= 0; fraction: in (0, 1]; switch: --x / --no-x; choice: one of ``choices``)."""
+    return {"flag": flag, "help": help, "kind": kind, "choices": choices}
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Scheduler and KV-cache limits shared by the simulator and the GPU runner.
@@ -164,20 +171,32 @@ class EngineConfig:
     nano-vLLM's prefill-first scheduling (see core/scheduler.py).
     """
 
-    block_size_tokens: int = 256
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
-    max_model_len: int = 32768
-    chunked_prefill: bool = True
-    policy: str = "fcfs"
-    preemption_mode: str = "recompute"
-    enable_prefix_caching: bool = True
-    long_prefill_token_threshold: int = 0  # > 0: cap each prompt chunk per step (vLLM v1; 0 = off)
-    gpu_memory_utilization: float = 0.9
+    # Each field's metadata names its `nanosim` flag, help and kind (cli_args.add_config_args
+    # makes the flags from it; a field without a flag is API-only): adding a field is one edit.
+    block_size_tokens: int = field(default=256, metadata=_flag("--block-size", "KV block size in tokens"))
+    max_num_seqs: int = field(default=256, metadata=_flag("--max-num-seqs"))
+    max_num_batched_tokens: int = field(default=8192, metadata=_flag("--max-num-batched-tokens"))
+    max_model_len: int = field(default=32768, metadata=_flag("--max-model-len"))
+    chunked_prefill: bool = field(default=True, metadata=_flag(
+        "--chunked-prefill", "vLLM v1 mixed steps (default); --no-chunked-prefill = nano-vLLM "
+        "prefill-first", kind="switch"))
+    policy: str = field(default="fcfs", metadata=_flag("--policy", kind="choice", choices=POLICIES))
+    preemption_mode: str = field(default="recompute", metadata=_flag(
+        "--preemption", kind="choice", choices=PREEMPTION_MODES))
+    enable_prefix_caching: bool = field(default=True, metadata=_flag("--prefix-caching", kind="switch"))
+    # > 0: cap each prompt chunk per step (vLLM v1; 0 = off)
+    long_prefill_token_threshold: int = field(default=0, metadata=_flag(
+        "--long-prefill-token-threshold", "cap each prompt chunk per step at N tokens (vLLM v1; 0 = off)",
+        kind="count0"))
+    gpu_memory_utilization: float = field(default=0.9, metadata=_flag("--gpu-memory-utilization",
+                                                                      kind="fraction"))
     swap_space_bytes: int = 4 * GiB  # host-memory pool for preemption by swap (vLLM default)
-    num_kv_blocks: int | None = None  # override: skip the memory-derived capacity
-    tp: int = 1
-    seed: int = 0
+    # override: skip the memory-derived capacity
+    num_kv_blocks: int | None = field(default=None, metadata=_flag(
+        "--num-kv-blocks", "override the derived KV capacity"))
+    tp: int = field(default=1, metadata=_flag("--tp", "tensor-parallel ranks"))
+    seed: int = field(default=0, metadata=_flag(
+        "--seed", "seeds everything random: synthetic arrivals, step jitter, sampling", kind="count0"))
 
     def __post_init__(self) -> None:
         _check(self.block_size_tokens >= 1, "block_size_tokens must be >= 1")

@@ -14,7 +14,7 @@ Scripts that use it need the ``if __name__ == "__main__":`` guard (workers are s
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -56,6 +56,17 @@ def check_device(device: str) -> torch.device:
         raise RuntimeError("device='cuda' but no CUDA GPU is available here; use device='cpu' "
                            "(slow, for tiny models) or run on a GPU machine")
     return dev
+
+
+def config_kwargs(cfg: EngineConfig) -> dict:
+    """LLM keyword arguments that give an LLM the engine config ``cfg``, every field of it:
+    vLLM's ``block_size`` for block_size_tokens; tp is the LLM's tensor_parallel_size; an
+    unset num_kv_blocks is left out (the LLM sizes the cache)."""
+    kw = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("block_size_tokens", "tp")}
+    kw["block_size"] = cfg.block_size_tokens
+    if kw["num_kv_blocks"] is None:
+        del kw["num_kv_blocks"]
+    return kw
 
 
 def cpu_default_blocks(cfg: EngineConfig) -> int:
