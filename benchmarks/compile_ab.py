@@ -62,6 +62,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         raise SystemExit("compile_ab.py needs a CUDA GPU")
     from nanosim.config import get_model
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
     blocks = max(max(a.batch) * (-(-(a.context + 2) // 256) + 1), 5 * a.prefill_seqs) + 8
@@ -69,9 +70,9 @@ def main() -> None:
     first_tokens = None
     for arm in a.arms:
         t0 = time.perf_counter()
-        runner = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256,
+        runner = ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(block_size=256,
                              max_num_seqs=max(a.batch), num_kv_blocks=blocks, max_model_len=4096,
-                             mixed_graphs=False, seed=0, **ARMS[arm])
+                             mixed_graphs=False, seed=0, **ARMS[arm]))
         row = {"start_s": time.perf_counter() - t0, "decode_graph_ms": {}}
         tokens = {}
         for bs in a.batch:

@@ -55,12 +55,13 @@ def parse_arm(text: str):
 
 def build(kernels, max_bs: int, blocks: int):
     from nanosim.config import get_model
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
     # the same seed: the same random weights in every arm
-    return ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max_bs,
+    return ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(block_size=256, max_num_seqs=max_bs,
                        num_kv_blocks=blocks, max_model_len=4096, mixed_graphs=False, seed=0,
-                       kernels=kernels)
+                       kernels=kernels))
 
 
 def works_for(bs: int, context: int, temperature: float, blocks: int):

@@ -44,12 +44,13 @@ def parity_works(SeqWork, n_decode: int = 14):
 
 
 def check_parity(spec, args) -> None:
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner, SeqWork
 
     common = dict(dtype=torch.bfloat16, block_size=128, num_kv_blocks=128, max_num_batched_tokens=8192,
                   max_num_seqs=16, max_model_len=1024, seed=args.seed)
-    ref = ModelRunner(spec, "cuda", attention="torch", enforce_eager=True, fused_ops=False, **common)
-    fast = ModelRunner(spec, "cuda", attention=args.attention, **common)
+    ref = ModelRunner(spec, "cuda", RunnerOptions(attention="torch", enforce_eager=True, fused_ops=False, **common))
+    fast = ModelRunner(spec, "cuda", RunnerOptions(attention=args.attention, **common))
     first, second = parity_works(SeqWork)
     for r in (ref, fast):
         r.step(first)
@@ -94,14 +95,15 @@ def time_decode(runner, SeqWork, batch: int, ctx: int, steps: int, graphs: bool)
 
 
 def benchmark(spec, args) -> None:
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner, SeqWork
 
     ctx, batches = 1024, (1, 64, 256)
     per_seq = -(-(ctx + args.steps + 8) // 256)
-    runner = ModelRunner(spec, "cuda", dtype=torch.bfloat16, block_size=256,
+    runner = ModelRunner(spec, "cuda", RunnerOptions(dtype=torch.bfloat16, block_size=256,
                          num_kv_blocks=max(batches) * per_seq, max_num_batched_tokens=8192,
                          max_num_seqs=max(batches), max_model_len=4096, attention=args.attention,
-                         seed=args.seed)
+                         seed=args.seed))
     print(f"\ndecode {spec.name} bf16, attention={args.attention}, block 256, context {ctx}, "
           f"median of {args.steps} steps ({torch.cuda.get_device_name()})")
     print(f"{'batch':>6} {'graph ms':>9} {'graph wall':>11} {'eager ms':>9} {'eager wall':>11} {'tok/s (graph)':>14}")

@@ -36,13 +36,14 @@ def main() -> None:
 
     from nanosim.config import get_model
     from nanosim.gpu.options import KernelOptions
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
     kw = {"block_size": 256, "max_num_seqs": 256, "max_num_batched_tokens": 8192,
           "max_model_len": 4096, "num_kv_blocks": 700,  # two runners share the GPU
           "kernels": KernelOptions(mixed_decode_kernel=not a.tile_decodes)}
-    graphs = ModelRunner(get_model("qwen3-0.6b"), "cuda", **kw)
-    eager = ModelRunner(get_model("qwen3-0.6b"), "cuda", mixed_graphs=False, **kw)
+    graphs = ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(**kw))
+    eager = ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(mixed_graphs=False, **kw))
     for prefill, decodes, ctx in CASES:
         row = []
         for r in (graphs, eager):

@@ -26,11 +26,12 @@ def main() -> None:
     from nanosim.calibrate.shapes import Composition
     from nanosim.config import get_model
     from nanosim.gpu.inputs import SeqWork
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
-    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=256,
+    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(block_size=256, max_num_seqs=256,
                     max_num_batched_tokens=8192, max_model_len=4096, attention="triton",
-                    gpu_memory_utilization=0.5)
+                    gpu_memory_utilization=0.5))
 
     def decodes(way: str) -> None:
         works = Composition(num_decodes=2, decode_context=700).works(r.block_size, SeqWork)

@@ -134,12 +134,13 @@ def main() -> None:
     from nanosim.config import get_model
     from nanosim.gpu.inputs import SeqWork
     from nanosim.gpu.options import KernelOptions
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
-    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", block_size=256, max_num_seqs=max(a.batch),
+    r = ModelRunner(get_model("qwen3-0.6b"), "cuda", RunnerOptions(block_size=256, max_num_seqs=max(a.batch),
                     max_num_batched_tokens=max(8192, a.prefill), max_model_len=4096, attention=a.attention,
                     gpu_memory_utilization=0.5, mixed_graphs=False,
-                    kernels=KernelOptions(pdl=not a.no_pdl))
+                    kernels=KernelOptions(pdl=not a.no_pdl)))
     per = -(-(a.context + 1) // 256)
     for bs in a.batch:
         works = [SeqWork([5], a.context, [b % r.num_kv_blocks for b in range(i * per, (i + 1) * per)],

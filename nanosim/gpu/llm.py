@@ -24,6 +24,7 @@ from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.core.sequence import Status
 from nanosim.gpu.backend import GpuBackend, SamplingParams
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.outputs import CompletionOutput, RequestOutput, request_output
 
 __all__ = ["LLM", "CompletionOutput", "RequestOutput", "SamplingParams", "resolve_model"]
@@ -106,7 +107,8 @@ class LLM:
         runner_kw.update(dtype=dtype, block_size=block_size, weights_dir=weights_dir, seed=seed,
                          max_num_batched_tokens=cfg.max_num_batched_tokens,
                          max_num_seqs=cfg.max_num_seqs, max_model_len=cfg.max_model_len)
-        self.runner = _make_runner(self.spec, self.device, self.tp, dist_timeout_s, runner_kw)
+        self.runner = _make_runner(self.spec, self.device, self.tp, dist_timeout_s,
+                                   RunnerOptions(**runner_kw))
         if async_decode is None:  # where step_next runs: a single runner with decode graphs
             async_decode = self.tp == 1 and getattr(self.runner, "graphs", None) is not None
         self.async_decode = async_decode
@@ -246,12 +248,12 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _make_runner(spec, device, tp: int, timeout_s: float, runner_kw: dict):
+def _make_runner(spec, device, tp: int, timeout_s: float, options: RunnerOptions):
     """A ModelRunner (tp=1) or rank 0 of a tensor-parallel group (tp>1)."""
     if tp == 1:
         from nanosim.gpu.runner import ModelRunner
 
-        return ModelRunner(spec, device, **runner_kw)
+        return ModelRunner(spec, device, options)
     from nanosim.gpu.tp import TPRunner
 
-    return TPRunner(spec, device, tp, timeout_s=timeout_s, **runner_kw)
+    return TPRunner(spec, device, tp, options, timeout_s=timeout_s)

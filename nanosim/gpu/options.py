@@ -1,4 +1,5 @@
-"""The kernel switches of a runner, in one frozen object with their defaults and why.
+"""A runner's options (RunnerOptions) and its kernel switches (KernelOptions): frozen objects
+with their defaults and why.
 
 A ``KernelOptions`` is built once (ModelRunner's ``kernels=``, an A/B arm of a benchmark) and
 handed down explicitly: the runner gives it to the attention backend, the model's layers and
@@ -82,3 +83,33 @@ class KernelOptions:
 
 
 KERNELS = KernelOptions()  # the defaults (kernels called outside a runner: tests, sweeps)
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerOptions:
+    """Everything a ModelRunner is built with besides the model spec, its device and its
+    tensor-parallel group: one frozen object (LLM builds it; TP workers get a copy)."""
+
+    dtype: object = "bfloat16"  # torch dtype or its name: weights, activations, KV cache
+    block_size: int = 256  # KV block size in tokens (the engine's block_size_tokens)
+    num_kv_blocks: int | None = None  # None: as many as gpu_memory_utilization leaves room for
+    gpu_memory_utilization: float = 0.9  # share of the GPU for weights + activations + KV
+    max_num_batched_tokens: int = 16384  # the largest step (input buffers are sized by it)
+    max_num_seqs: int = 512  # the most rows of a step (decode graphs up to this batch)
+    attention: str = "auto"  # attention backend: auto (triton on CUDA, torch on CPU), torch, triton, flash
+    enforce_eager: bool = False  # no CUDA graphs (a debugging / A/B switch)
+    weights_dir: object = None  # checkpoint folder (str or Path); None: seeded random weights
+    seed: int = 0  # random weights and the sampler's seeds
+    max_model_len: int | None = None  # longest sequence; None: the model's max positions
+    # fused Triton elementwise kernels and GEMMs; None: on for CUDA (the torch paths on CPU)
+    fused_ops: bool | None = None
+    # CUDA graphs for steps with a prefill too; None: on whenever decode graphs are, with an
+    # attention backend that takes a tile map
+    mixed_graphs: bool | None = None
+    # the torch elementwise paths under torch.compile instead of fused kernels (an A/B,
+    # benchmarks/compile_ab.py)
+    compile_ops: bool = False
+    kernels: KernelOptions = KERNELS  # the kernel switches, handed down to every launch
+
+    def with_(self, **changes) -> "RunnerOptions":
+        return replace(self, **changes)

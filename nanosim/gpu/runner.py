@@ -1,6 +1,6 @@
 """ModelRunner: one Qwen3 model, its paged KV cache and its CUDA graphs on one device.
 
-    runner = ModelRunner(MODELS["qwen3-0.6b"], "cuda", torch.bfloat16, block_size=256, ...)
+    runner = ModelRunner(MODELS["qwen3-0.6b"], "cuda", RunnerOptions(block_size=256, ...))
     out = runner.step([SeqWork(token_ids, start_pos, block_table, samples, ...), ...])
     out.token_ids  # one sampled token per SeqWork with samples=True, in order
     out.duration_s # GPU time of the step (CUDA events; perf_counter on CPU)
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ from nanosim.gpu.inputs import InputPacker, SeqWork, StepInputs
 from nanosim.gpu.kv_cache import (HostKVPool, allocate_kv_cache, blocks_from_memory, check_fits,
                                   kv_block_bytes)
 from nanosim.gpu.loader import build_model
-from nanosim.gpu.options import KERNELS, KernelOptions
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.sampler import sample
 
 __all__ = ["ModelRunner", "SeqWork", "StepOutput"]
@@ -76,26 +75,19 @@ class ModelRunner:
     supports_lookahead = True  # step_next(ahead=True) (GpuBackend's async_decode)
 
     def __init__(self, spec: ModelSpec, device: str | torch.device = "cuda",
-                 dtype: torch.dtype | str = torch.bfloat16, block_size: int = 256,
-                 num_kv_blocks: int | None = None, gpu_memory_utilization: float = 0.9,
-                 max_num_batched_tokens: int = 16384, max_num_seqs: int = 512,
-                 attention: str = "auto", enforce_eager: bool = False,
-                 weights_dir: str | Path | None = None, seed: int = 0,
-                 max_model_len: int | None = None, fused_ops: bool | None = None,
-                 group=None, mixed_graphs: bool | None = None, compile_ops: bool = False,
-                 kernels: KernelOptions = KERNELS) -> None:
-        """mixed_graphs: CUDA graphs for steps with a prefill too (token buckets; default: on
-        whenever decode graphs are, with an attention backend that takes a tile map).
-        compile_ops: the norms, activation and rotary embedding on their torch paths under
-        torch.compile instead of the fused Triton kernels (an A/B: benchmarks/compile_ab.py).
-        kernels: the kernel switches (nanosim/gpu/options.py), handed to the attention
-        backend, the model's fused layers and the input packer; fixed for the runner's life."""
+                 options: RunnerOptions = RunnerOptions(), group=None) -> None:
+        """options: everything else it is built with (nanosim/gpu/options.py), fixed for the
+        runner's life; its kernel switches go to the attention backend, the model's fused
+        layers and the input packer. group: the RankGroup when tensor-parallel."""
+        o = self.options = options
+        dtype, block_size, max_num_seqs = o.dtype, o.block_size, o.max_num_seqs
+        max_num_batched_tokens, mixed_graphs, kernels = o.max_num_batched_tokens, o.mixed_graphs, o.kernels
         self.kernels = kernels
         self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
         self.group = group  # RankGroup when tensor-parallel, else None
         self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
         self.block_size, self.max_num_seqs = block_size, max_num_seqs
-        self.max_model_len = max_model_len or spec.max_position_embeddings
+        self.max_model_len = o.max_model_len or spec.max_position_embeddings
         if block_size < 1 or self.max_model_len > spec.max_position_embeddings:
             raise ValueError(f"need block_size >= 1 and max_model_len <= {spec.max_position_embeddings}")
         cuda = self.device.type == "cuda"
@@ -103,11 +95,11 @@ class ModelRunner:
         self._tokens_host = [torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda) for _ in range(2)]
         # the last upload's host-to-device copy is done (the host staging may be edited again)
         self._uploaded = torch.cuda.Event() if cuda else None
-        self.backend = select_backend(attention, self.device, block_size, kernels)
-        self.model = self._build_model(weights_dir, seed, fused_ops, compile_ops)
+        self.backend = select_backend(o.attention, self.device, block_size, kernels)
+        self.model = self._build_model(o.weights_dir, o.seed, o.fused_ops, o.compile_ops)
         if group is not None:  # every rank loaded, before the first collective
             group.arrive("built")
-        self.use_graphs = cuda and not enforce_eager and self.backend.supports_cuda_graphs
+        self.use_graphs = cuda and not o.enforce_eager and self.backend.supports_cuda_graphs
         max_width = -(-self.max_model_len // block_size)
         graph_sizes = graph_batch_sizes(max_num_seqs) if self.use_graphs else []
         tiles = getattr(self.backend, "supports_tile_map", False)
@@ -117,7 +109,7 @@ class ModelRunner:
                              f"and the triton attention backend, not {self.backend.name}")
         buckets = mixed_token_buckets(max_num_batched_tokens, max_num_seqs) if use_mixed else []
         self.packer = InputPacker(self.device, block_size, max_num_batched_tokens, max_num_seqs,
-                                  max_width, max(graph_sizes, default=0), seed,
+                                  max_width, max(graph_sizes, default=0), o.seed,
                                   mixed_max_tokens=max(buckets, default=0),
                                   tile_block_m=getattr(self.backend, "block_m", 64),
                                   mixed_decode_kernel=kernels.mixed_decode_kernel)
@@ -125,7 +117,7 @@ class ModelRunner:
             self._profile_peak_memory()
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
         self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
-        self._allocate_kv(num_kv_blocks, gpu_memory_utilization)
+        self._allocate_kv(o.num_kv_blocks, o.gpu_memory_utilization)
         self._host_pool: HostKVPool | None = None
         self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
         self._slot = 0  # which timer / token buffer the last launch used

@@ -68,6 +68,7 @@ from nanosim.gpu.channel import PeerGone, ShmWriter
 from nanosim.gpu.dist import (STARTUP_TIMEOUT_S, RankGroup, check_tp_config, init_group,
                               rank_device, wait_for_keys)
 from nanosim.gpu.inputs import SeqWork
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner
 from nanosim.gpu.worker import WorkerArgs, decode_works, encode_works, worker_main
 
@@ -95,33 +96,32 @@ class TPRunner:
     can_step_next = False
     supports_lookahead = False  # no step_next at all, so no lookahead (GpuBackend's async_decode)
 
-    def __init__(self, spec: ModelSpec, device: torch.device, tp: int, *, timeout_s: float = 300.0,
-                 **runner_kw) -> None:
+    def __init__(self, spec: ModelSpec, device: torch.device, tp: int,
+                 options: RunnerOptions = RunnerOptions(), *, timeout_s: float = 300.0) -> None:
         check_tp_config(spec, tp, device)
         self.tp, self.timeout_s, self.local = tp, timeout_s, None
         self.procs: list = []
         self._closed, self._broken, self._old_threads = False, None, None
         self._tmp = Path(tempfile.mkdtemp(prefix="nanosim-tp-"))
         ctx = mp.get_context("spawn")
-        width = -(-(runner_kw.get("max_model_len") or spec.max_position_embeddings)
-                  // runner_kw.get("block_size", 256))
+        width = -(-(options.max_model_len or spec.max_position_embeddings) // options.block_size)
         self.writer = ShmWriter(ctx, tp - 1, channel_bytes(
-            runner_kw.get("max_num_batched_tokens", 16384), runner_kw.get("max_num_seqs", 512), width))
+            options.max_num_batched_tokens, options.max_num_seqs, width))
         self.store = dist.TCPStore("127.0.0.1", 0, tp, is_master=True, wait_for_workers=False,
                                    timeout=datetime.timedelta(seconds=timeout_s))
         atexit.register(self.close)
         try:
-            self._start(ctx, spec, device, runner_kw)
+            self._start(ctx, spec, device, options)
         except BaseException as e:
             self._broken = f"start-up failed: {e!r}"  # no polite exit: workers may be mid-collective
             self.close()
             raise
 
-    def _start(self, ctx, spec: ModelSpec, device: torch.device, runner_kw: dict) -> None:
+    def _start(self, ctx, spec: ModelSpec, device: torch.device, options: RunnerOptions) -> None:
         threads = max(1, (os.cpu_count() or 1) // self.tp) if device.type == "cpu" else None
         for r in range(1, self.tp):
-            kw = dict(runner_kw, spec=spec, device=str(rank_device(device, r)))
-            args = WorkerArgs(r, self.tp, self.store.port, self.writer.handle(r - 1), kw,
+            args = WorkerArgs(r, self.tp, self.store.port, self.writer.handle(r - 1), spec,
+                              str(rank_device(device, r)), options,
                               self.timeout_s, str(self._tmp / f"rank{r}.err"), os.getpid(), threads)
             p = ctx.Process(target=worker_main, args=(args,), name=f"nanosim-tp-rank{r}", daemon=True)
             p.start()
@@ -133,7 +133,7 @@ class TPRunner:
                       STARTUP_TIMEOUT_S, "up")  # all connected: the rendezvous below is quick
         init_group(self.store, 0, self.tp, rank_device(device, 0), self.timeout_s)
         group = RankGroup(0, self.tp, self.store, self.check_workers)
-        self.local = ModelRunner(spec, rank_device(device, 0), group=group, **runner_kw)
+        self.local = ModelRunner(spec, rank_device(device, 0), options, group=group)
         group.arrive("ready")
 
     def __getattr__(self, name: str):

@@ -31,7 +31,9 @@ class WorkerArgs:
     size: int
     store_port: int  # rank 0's TCPStore (127.0.0.1)
     handle: object  # channel.ReaderHandle
-    runner_kwargs: dict  # ModelRunner(**runner_kwargs); device is this rank's
+    spec: object  # config.ModelSpec
+    device: str  # this rank's
+    options: object  # options.RunnerOptions, the same for every rank
     timeout_s: float  # collectives and store operations
     err_path: str  # where a traceback goes
     parent_pid: int
@@ -73,7 +75,7 @@ def _serve(a: WorkerArgs) -> None:
 
     if a.num_threads:
         torch.set_num_threads(a.num_threads)
-    device = torch.device(a.runner_kwargs["device"])
+    device = torch.device(a.device)
     store = dist.TCPStore("127.0.0.1", a.store_port, a.size, is_master=False,
                           timeout=datetime.timedelta(seconds=a.timeout_s))
     store.set(f"up/{a.rank}", "1")
@@ -81,7 +83,7 @@ def _serve(a: WorkerArgs) -> None:
     if _fault_step(a.rank) == 0:
         raise RuntimeError(f"injected fault ({FAULT_ENV}) in rank {a.rank} at start-up")
     group = RankGroup(a.rank, a.size, store, lambda: _check_parent(a.parent_pid))
-    runner = ModelRunner(group=group, **a.runner_kwargs)
+    runner = ModelRunner(a.spec, a.device, a.options, group=group)
     group.arrive("ready")
     reader = ShmReader(a.handle)
     _follow(runner, reader, a)

@@ -4,6 +4,7 @@ import torch
 
 from nanosim.config import ModelSpec
 from nanosim.gpu.inputs import SeqWork
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -15,7 +16,7 @@ SPEC = ModelSpec("tiny", hidden_size=128, num_layers=2, num_q_heads=4, num_kv_he
 def make(**kw):
     args = dict(dtype=torch.float32, block_size=16, num_kv_blocks=64, max_num_batched_tokens=256,
                 max_num_seqs=8, max_model_len=512, seed=5)
-    return ModelRunner(SPEC, "cuda", **{**args, **kw})
+    return ModelRunner(SPEC, "cuda", RunnerOptions(**{**args, **kw}))
 
 
 def generate(runner, prompts, steps):

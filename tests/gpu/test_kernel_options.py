@@ -42,12 +42,13 @@ def test_runner_hands_its_options_to_backend_layers_and_packer():
     from nanosim.gpu.inputs import SeqWork
     from nanosim.gpu.layers import RMSNorm, SiluAndMul
     from nanosim.gpu.linear import _ParallelLinear
+    from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
     k = KernelOptions(prewait_max_rows=0, splitk_max_m=7, mixed_decode_kernel=False)
-    r = ModelRunner(TINY, "cpu", torch.float32, block_size=4, num_kv_blocks=8,
+    r = ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
                     max_num_batched_tokens=32, max_num_seqs=4, seed=1, attention="triton",
-                    fused_ops=True, kernels=k)
+                    fused_ops=True, kernels=k))
     assert r.kernels is k and r.backend.kernels is k and r.packer.mixed_decode_kernel is False
     lin = [m for m in r.model.modules() if isinstance(m, _ParallelLinear)]
     ew = [m for m in r.model.modules() if isinstance(m, (RMSNorm, SiluAndMul)) and m.fused is not None]
@@ -56,8 +57,8 @@ def test_runner_hands_its_options_to_backend_layers_and_packer():
     assert all(m.fused is k for m in ew)
     out = r.step([SeqWork([1, 2, 3], 0, [0]), SeqWork([4], 0, [1])])
     assert len(out.token_ids) == 2
-    plain = ModelRunner(TINY, "cpu", torch.float32, block_size=4, num_kv_blocks=8,
-                        max_num_batched_tokens=32, max_num_seqs=4, seed=1)
+    plain = ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
+                        max_num_batched_tokens=32, max_num_seqs=4, seed=1))
     assert plain.kernels is KERNELS and all(
         m.kernels is None for m in plain.model.modules() if isinstance(m, _ParallelLinear))
 
@@ -83,3 +84,20 @@ def test_decode_ab_arms_are_kernel_options():
         "old", KernelOptions(prewait_max_rows=0, pdl=False))
     with pytest.raises(SystemExit, match="arm 'x'"):
         parse_arm("x:nope=1")
+
+
+def test_runner_options_hold_the_old_keyword_defaults_and_travel_to_tp_workers():
+    import pickle
+
+    from nanosim.gpu.options import RunnerOptions
+
+    o = RunnerOptions()
+    assert (o.dtype, o.block_size, o.num_kv_blocks, o.gpu_memory_utilization,
+            o.max_num_batched_tokens, o.max_num_seqs, o.attention, o.enforce_eager, o.weights_dir,
+            o.seed, o.max_model_len, o.fused_ops, o.mixed_graphs, o.compile_ops, o.kernels) == (
+        "bfloat16", 256, None, 0.9, 16384, 512, "auto", False, None, 0, None, None, None, False,
+        KERNELS)
+    custom = o.with_(block_size=16, kernels=KernelOptions(pdl=False))
+    assert pickle.loads(pickle.dumps(custom)) == custom  # WorkerArgs carries it to each rank
+    with pytest.raises(AttributeError):
+        o.block_size = 16

@@ -19,6 +19,7 @@ from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.gpu.backend import GpuBackend, SamplingParams
 from nanosim.gpu.inputs import InputPacker
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner
 
 TINY = ModelSpec("tiny", hidden_size=32, num_layers=2, num_q_heads=2, num_kv_heads=1, head_dim=16,
@@ -45,8 +46,8 @@ class EagerGraphs:
 
 
 def make_runner(graphs: bool, num_blocks: int) -> ModelRunner:
-    r = ModelRunner(TINY, "cpu", torch.float32, block_size=BS, num_kv_blocks=num_blocks,
-                    max_num_batched_tokens=64, max_num_seqs=MAX_SEQS, max_model_len=MAX_LEN, seed=3)
+    r = ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=BS, num_kv_blocks=num_blocks,
+                    max_num_batched_tokens=64, max_num_seqs=MAX_SEQS, max_model_len=MAX_LEN, seed=3))
     if graphs:
         r.packer = InputPacker(r.device, BS, 64, MAX_SEQS, MAX_LEN // BS, max(SIZES), 3)
         r._graph_ids = r.packer.graph.dev[slice(*r.packer.graph_layout["input_ids"])]

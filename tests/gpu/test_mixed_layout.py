@@ -8,6 +8,7 @@ import torch
 from nanosim.config import ModelSpec
 from nanosim.gpu.cuda_graphs import mixed_token_buckets
 from nanosim.gpu.inputs import InputPacker, SeqWork
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner
 
 SPEC = ModelSpec("tiny", hidden_size=64, num_layers=2, num_q_heads=4, num_kv_heads=2, head_dim=16,
@@ -16,8 +17,8 @@ BS, BLOCKS = 8, 40
 
 
 def test_mixed_bucket_step_equals_eager_step():
-    r = ModelRunner(SPEC, "cpu", torch.float32, block_size=BS, num_kv_blocks=BLOCKS,
-                    max_num_batched_tokens=64, max_num_seqs=8, attention="triton", seed=3)
+    r = ModelRunner(SPEC, "cpu", RunnerOptions(dtype=torch.float32, block_size=BS, num_kv_blocks=BLOCKS,
+                    max_num_batched_tokens=64, max_num_seqs=8, attention="triton", seed=3))
     g = torch.Generator().manual_seed(0)
     tok = lambda n: torch.randint(0, 256, (n,), generator=g).tolist()  # noqa: E731
     # history: seq A has 13 cached tokens, B 20, C 5 (their K/V written by an eager step)
@@ -50,5 +51,5 @@ def test_mixed_token_buckets():
 
 def test_mixed_graphs_need_cuda_graphs_and_a_tile_map_backend():
     with pytest.raises(ValueError, match="mixed_graphs needs CUDA graphs"):
-        ModelRunner(SPEC, "cpu", torch.float32, block_size=BS, num_kv_blocks=BLOCKS,
-                    max_num_batched_tokens=64, max_num_seqs=8, mixed_graphs=True)
+        ModelRunner(SPEC, "cpu", RunnerOptions(dtype=torch.float32, block_size=BS, num_kv_blocks=BLOCKS,
+                    max_num_batched_tokens=64, max_num_seqs=8, mixed_graphs=True))

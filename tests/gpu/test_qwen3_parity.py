@@ -4,15 +4,16 @@ import torch
 
 from nanosim.gpu.inputs import SeqWork
 from nanosim.gpu.loader import read_spec
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner
 
 BS = 4  # block size: small, so prompts span several blocks and chunks cross block edges
 
 
 def make_runner(path, attention="torch", fused_ops=False, blocks=64, **kw):
-    return ModelRunner(read_spec(path), "cpu", torch.float32, block_size=BS, num_kv_blocks=blocks,
+    return ModelRunner(read_spec(path), "cpu", RunnerOptions(dtype=torch.float32, block_size=BS, num_kv_blocks=blocks,
                        max_num_batched_tokens=128, max_num_seqs=8, attention=attention,
-                       weights_dir=path, max_model_len=128, fused_ops=fused_ops, **kw)
+                       weights_dir=path, max_model_len=128, fused_ops=fused_ops, **kw))
 
 
 def full_logits(runner, ids):

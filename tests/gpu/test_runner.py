@@ -12,6 +12,7 @@ from nanosim.gpu import kv_cache
 from nanosim.gpu.attention import BackendUnavailable, select_backend
 from nanosim.gpu.cuda_graphs import graph_batch_sizes
 from nanosim.gpu.inputs import SeqWork
+from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.runner import ModelRunner, StepOutput
 
 TINY = ModelSpec("tiny", hidden_size=32, num_layers=1, num_q_heads=2, num_kv_heads=1, head_dim=16,
@@ -20,8 +21,8 @@ TINY = ModelSpec("tiny", hidden_size=32, num_layers=1, num_q_heads=2, num_kv_hea
 
 @pytest.fixture(scope="module")
 def runner():
-    return ModelRunner(TINY, "cpu", torch.float32, block_size=4, num_kv_blocks=8,
-                       max_num_batched_tokens=32, max_num_seqs=4, seed=1)
+    return ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
+                       max_num_batched_tokens=32, max_num_seqs=4, seed=1))
 
 
 def test_backend_selection():
@@ -74,7 +75,7 @@ def test_last_position_of_max_model_len_is_accepted(runner):
 
 def test_cpu_needs_explicit_kv_blocks():
     with pytest.raises(ValueError, match="num_kv_blocks is required on CPU"):
-        ModelRunner(TINY, "cpu", torch.float32, block_size=4, max_num_batched_tokens=8, max_num_seqs=2)
+        ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, max_num_batched_tokens=8, max_num_seqs=2))
 
 
 def test_graph_batch_sizes():
@@ -100,9 +101,9 @@ def test_kv_sizing_follows_nano_vllm(monkeypatch):
 
 def test_imports_stay_lazy():
     code = ("import sys, nanosim.gpu, nanosim.config; assert 'torch' not in sys.modules;"
-            "import torch; from nanosim.gpu.runner import ModelRunner; from nanosim.config import ModelSpec;"
+            "import torch; from nanosim.gpu.runner import ModelRunner, RunnerOptions; from nanosim.config import ModelSpec;"
             "s = ModelSpec('t', 32, 1, 2, 1, 16, 64, vocab_size=64, max_position_embeddings=32);"
-            "ModelRunner(s, 'cpu', torch.float32, 4, 4, max_num_batched_tokens=8, max_num_seqs=2);"
+            "ModelRunner(s, 'cpu', RunnerOptions(torch.float32, 4, 4, max_num_batched_tokens=8, max_num_seqs=2));"
             "assert 'triton' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).parents[2])
