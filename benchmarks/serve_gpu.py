@@ -182,6 +182,9 @@ def main() -> int:
     p.add_argument("--azure-scales", type=float, nargs="+", default=[4.0, 16.0])
     p.add_argument("--json", default=None)
     p.add_argument("--offline-only", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--sim-only", action="store_true",
+                   help="only the simulated side (simulate, sim server on --sim-gpu): runs without a GPU")
+    p.add_argument("--sim-gpu", default="h100", help="with --sim-only: the GPU preset")
     p.add_argument("--no-ab", action="store_true",
                    help="skip the A/Bs (engine step inline in the event loop; --stream-interval 4)")
     a = p.parse_args()
@@ -190,9 +193,12 @@ def main() -> int:
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="serve_gpu_"))
     traces = write_traces(tmp, a.azure, a.azure_requests, a.azure_scales)
-    subprocess.run([sys.executable, __file__, "--offline-only", str(tmp / "offline.json")],
-                   check=True, cwd=ROOT)
-    off = json.loads((tmp / "offline.json").read_text())
+    if a.sim_only:
+        off = {"runs": [], "gpu": a.sim_gpu.upper()}
+    else:
+        subprocess.run([sys.executable, __file__, "--offline-only", str(tmp / "offline.json")],
+                       check=True, cwd=ROOT)
+        off = json.loads((tmp / "offline.json").read_text())
     result = {"model": MODEL, "gpu": off["gpu"], "engine": ENGINE, "offline": off["runs"],
               "tpot_definition": "(last token - first token) / (output tokens - 1) per request "
                                  "(vLLM bench serve's TPOT)",
@@ -203,11 +209,12 @@ def main() -> int:
         if a.json:
             Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
 
-    result["real"] = serve_and_bench("real", ["--model", MODEL, *ENGINE], traces, tmp)
-    result["server_vs_offline"] = (result["real"]["nanovllm"]["output_tok_s"]
-                                   / max(r["tok_s"] for r in off["runs"]))
-    save()
-    if not a.no_ab:
+    if not a.sim_only:
+        result["real"] = serve_and_bench("real", ["--model", MODEL, *ENGINE], traces, tmp)
+        result["server_vs_offline"] = (result["real"]["nanovllm"]["output_tok_s"]
+                                       / max(r["tok_s"] for r in off["runs"]))
+        save()
+    if not (a.no_ab or a.sim_only):
         result["real_inline_step"] = serve_and_bench(
             "real_inline", ["--model", MODEL, *ENGINE, "--no-step-thread"], traces, tmp, ["nanovllm"])
         result["real_stream_interval_4"] = serve_and_bench(
@@ -215,7 +222,7 @@ def main() -> int:
         save()
     # the simulated card is the measured one: h100 (the shipped profile) or h200 (no shipped
     # profile: the roofline)
-    sim_gpu = "h200" if "H200" in off["gpu"] else "h100"
+    sim_gpu = a.sim_gpu if a.sim_only else ("h200" if "H200" in off["gpu"] else "h100")
     result["sim_gpu"] = sim_gpu
     result["simulate"] = {name: simulate(path, tmp / f"simulate_{name}", sim_gpu)
                           for name, path in traces.items()}
@@ -223,12 +230,14 @@ def main() -> int:
     result["sim_server"] = serve_and_bench("sim", ["--sim", "--model", MODEL, "--gpu", sim_gpu, *ENGINE],
                                            traces, tmp)
     save()
-    best_off = max(r["tok_s"] for r in off["runs"])
-    served = result["real"]["nanovllm"]["output_tok_s"]
-    print(f"offline {best_off:,.0f} tok/s; server {served:,.0f} tok/s = "
-          f"{100 * served / best_off:.1f}% of offline")
+    if not a.sim_only:
+        best_off = max(r["tok_s"] for r in off["runs"])
+        served = result["real"]["nanovllm"]["output_tok_s"]
+        print(f"offline {best_off:,.0f} tok/s; server {served:,.0f} tok/s = "
+              f"{100 * served / best_off:.1f}% of offline")
+    cols = ("sim_server", "simulate") if a.sim_only else ("real", "sim_server", "simulate")
     for name in traces:
-        row = [result[k][name] for k in ("real", "sim_server", "simulate")]
+        row = [result[k][name] for k in cols]
         print(f"{name:>16}  " + "  |  ".join(
             f"{r['output_tok_s']:8,.0f} tok/s TTFT {r['ttft_s']['p50'] * 1e3:7.1f}/{r['ttft_s']['p99'] * 1e3:7.1f}"
             f" TPOT {r['tpot_s']['p50'] * 1e3:5.2f}/{r['tpot_s']['p99'] * 1e3:5.2f} ms" for r in row))
