@@ -24,17 +24,23 @@ def _hang_guard():
     faulthandler.cancel_dump_traceback_later()
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
+def save_tiny(tmp_path_factory, name: str, heads: int, kv_heads: int):
+    """A tiny fp32 Qwen3 checkpoint (2 layers, head_dim 16, seed 0) with the given heads."""
     cfg = transformers.Qwen3Config(
         vocab_size=383, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0, initializer_range=0.2)
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=16,
+        max_position_embeddings=1024, tie_word_embeddings=False, rms_norm_eps=1e-6,
+        rope_theta=10000.0, initializer_range=0.2)
     torch.manual_seed(0)
     model = transformers.Qwen3ForCausalLM(cfg).eval()
-    path = tmp_path_factory.mktemp("tiny-qwen3-tp")
+    path = tmp_path_factory.mktemp(name)
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return save_tiny(tmp_path_factory, "tiny-qwen3-tp", heads=4, kv_heads=2)
 
 
 def prompts() -> list[list[int]]:

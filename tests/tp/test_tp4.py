@@ -2,29 +2,20 @@
 heads split evenly over four ranks (the CPU half of the 4-GPU run; the GPU half needs a
 4-GPU machine)."""
 import pytest
-import torch
 
 from nanosim.gpu.llm import LLM, SamplingParams
-from tests.tp.conftest import ENGINE, TIMEOUT_S, prompts
+from tests.tp.conftest import ENGINE, TIMEOUT_S, prompts, save_tiny
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def tiny4_dir(tmp_path_factory):
-    cfg = transformers.Qwen3Config(
-        vocab_size=383, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=8, num_key_value_heads=4, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0, initializer_range=0.2)
-    torch.manual_seed(0)
-    model = transformers.Qwen3ForCausalLM(cfg).eval()
-    path = tmp_path_factory.mktemp("tiny-qwen3-tp4")
-    model.save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory, "tiny-qwen3-tp4", heads=8, kv_heads=4)
 
 
 def _token_ids(outputs) -> list[list[int]]:
-    return [o["token_ids"] if isinstance(o, dict) else list(o.outputs[0].token_ids) for o in outputs]
+    return [list(o.outputs[0].token_ids) for o in outputs]
 
 
 def test_tp4_greedy_tokens_equal_tp1(tiny4_dir):
