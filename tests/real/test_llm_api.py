@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from nanosim import LLM, RequestOutput, SamplingParams  # noqa: E402
+from tests.real.test_llm_cpu import hf_greedy  # noqa: E402
 
 VOCAB = 384
 
@@ -33,13 +34,6 @@ def model_dir(tmp_path_factory):
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>",
                                          eos_token="<eos>").save_pretrained(path)
     return path, model
-
-
-def hf_greedy(model, ids, n):
-    with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False,
-                             eos_token_id=None, pad_token_id=0)
-    return out[0, len(ids):].tolist()
 
 
 def test_strings_and_token_ids_give_vllm_shaped_outputs(model_dir):
