@@ -45,8 +45,10 @@ def test_runner_hands_its_options_to_backend_layers_and_packer():
     from nanosim.gpu.options import RunnerOptions
     from nanosim.gpu.runner import ModelRunner
 
+    # Triton runs under the interpreter on CPU (conftest) and natively where CUDA is
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     k = KernelOptions(prewait_max_rows=0, splitk_max_m=7, mixed_decode_kernel=False)
-    r = ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
+    r = ModelRunner(TINY, dev, RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
                     max_num_batched_tokens=32, max_num_seqs=4, seed=1, attention="triton",
                     fused_ops=True, kernels=k))
     assert r.kernels is k and r.backend.kernels is k and r.packer.mixed_decode_kernel is False
@@ -57,7 +59,7 @@ def test_runner_hands_its_options_to_backend_layers_and_packer():
     assert all(m.fused is k for m in ew)
     out = r.step([SeqWork([1, 2, 3], 0, [0]), SeqWork([4], 0, [1])])
     assert len(out.token_ids) == 2
-    plain = ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
+    plain = ModelRunner(TINY, dev, RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
                         max_num_batched_tokens=32, max_num_seqs=4, seed=1))
     assert plain.kernels is KERNELS and all(
         m.kernels is None for m in plain.model.modules() if isinstance(m, _ParallelLinear))
