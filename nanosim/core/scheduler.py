@@ -34,6 +34,20 @@ from nanosim.core.sequence import Sequence, Status
 from nanosim.core.waiting import WaitQueue, policy_key
 
 
+def length_reject_reason(cfg, num_blocks: int, prompt_tokens: int, max_tokens: int) -> str:
+    """Why a request of these lengths can never be served by an engine with config ``cfg``
+    and ``num_blocks`` KV blocks ("" if it can)."""
+    if prompt_tokens > cfg.max_model_len:
+        return f"prompt of {prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
+    if prompt_tokens + max_tokens > cfg.max_model_len:
+        return (f"prompt {prompt_tokens} + output {max_tokens} tokens exceeds "
+                f"max_model_len {cfg.max_model_len}")
+    need = -(-(prompt_tokens + max_tokens - 1) // cfg.block_size_tokens)
+    if need > num_blocks:
+        return f"needs {need} KV blocks, the cache has {num_blocks}"
+    return ""
+
+
 class Scheduler:
     def __init__(self, cfg: EngineConfig, bm: BlockManager, materialize_decodes: bool = False) -> None:
         self.cfg = cfg
@@ -65,16 +79,7 @@ class Scheduler:
 
     def reject_reason(self, prompt_tokens: int, max_tokens: int) -> str:
         """Why a request of these lengths can never be served ("" if it can)."""
-        cfg, bm = self.cfg, self.bm
-        if prompt_tokens > cfg.max_model_len:
-            return f"prompt of {prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
-        if prompt_tokens + max_tokens > cfg.max_model_len:
-            return (f"prompt {prompt_tokens} + output {max_tokens} tokens exceeds "
-                    f"max_model_len {cfg.max_model_len}")
-        if bm.blocks_for(prompt_tokens + max_tokens - 1) > bm.num_blocks:
-            return (f"needs {bm.blocks_for(prompt_tokens + max_tokens - 1)} KV blocks, "
-                    f"the cache has {bm.num_blocks}")
-        return ""
+        return length_reject_reason(self.cfg, self.bm.num_blocks, prompt_tokens, max_tokens)
 
     @property
     def has_work(self) -> bool:

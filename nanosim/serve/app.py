@@ -77,6 +77,8 @@ def build_app(state: ServerState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics():
+        if state.driver is not None:
+            state.driver.refresh_gauges()
         return Response(state.driver.metrics.exposition(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -118,9 +118,12 @@ def add_parsers(sub, engine_args, workload_args, builders: dict) -> None:
     real.add_argument("--dtype", default="bfloat16")
     real.add_argument("--attention", default="auto", choices=["auto", "flash", "triton", "torch"])
     real.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs")
+    real.add_argument("--engine-process", action=argparse.BooleanOptionalAction, default=True,
+                      help="run the engine in its own process (default: HTTP and the engine do not "
+                           "share one GIL) or in the server's process (--no-engine-process)")
     real.add_argument("--step-thread", action=argparse.BooleanOptionalAction, default=True,
-                      help="run engine steps in a worker thread (default) or inline in the "
-                           "event loop (--no-step-thread)")
+                      help="with --no-engine-process: engine steps in a worker thread (default) "
+                           "or inline in the event loop (--no-step-thread)")
     engine_args(s)
     s.set_defaults(func=cmd_serve, **builders)
 

@@ -7,6 +7,10 @@
 Only the loop touches the engine; handlers append to ``pending`` and ``_ending`` (abort on
 disconnect, or a stop string found), which the loop applies between steps. ``max_waiting``
 bounds requests received and not yet running (HTTP 503 beyond it).
+
+The engine is an in-process Engine behind LocalEngine (sim mode; real mode with
+--no-engine-process) or the engine process's CoreClient (engine_core.py): both offer the few
+methods below, and the Sequence-like objects add_request returns are read, never changed.
 """
 from __future__ import annotations
 
@@ -42,10 +46,44 @@ class Job:
     cached_tokens: int = 0
 
 
+class LocalEngine:
+    """The driver's view of an Engine in this process."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.cfg = engine, engine.cfg
+        self.step, self.add_request, self.abort = engine.step, engine.add_request, engine.abort
+
+    def reject_reason(self, prompt_tokens: int, max_tokens: int) -> str:
+        return self.engine.scheduler.reject_reason(prompt_tokens, max_tokens)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.engine.scheduler.waiting)
+
+    @property
+    def has_work(self) -> bool:
+        return self.engine.has_work
+
+    def forget(self, index: int) -> None:
+        self.engine.seqs.pop(index, None)  # a server runs for long: do not keep them
+
+    def gauge_values(self) -> tuple:
+        """(running, waiting, KV usage 0..1, prefix-cache query tokens, hit tokens)."""
+        e = self.engine
+        s, bm = e.scheduler, e.bm
+        return (len(s.running), len(s.waiting) + len(s.swapped),
+                bm.num_used / bm.num_blocks if bm.num_blocks else 0.0, bm.stat_query_tokens,
+                bm.stat_hit_tokens)
+
+    def last_iteration_tokens(self) -> int:
+        steps = self.engine.metrics.steps
+        return steps["prefill_tokens"][-1] + steps["num_decode_seqs"][-1] if steps["step"] else 0
+
+
 class EngineDriver:
     def __init__(self, engine, pacer, metrics, max_waiting: int, tokens_src=None,
                  stream_interval: int = 1) -> None:
-        self.engine, self.pacer, self.metrics = engine, pacer, metrics
+        self.engine, self.pacer, self.metrics = engine, pacer, metrics  # LocalEngine or CoreClient
         self.max_waiting = max_waiting
         self.stream_interval = stream_interval  # tokens per stream item after the first
         self.tokens_src = tokens_src  # SimTokenSource in sim mode
@@ -61,7 +99,7 @@ class EngineDriver:
 
     # ---- called by handlers -----------------------------------------------------------
     def check_lengths(self, prompt_tokens: int, max_tokens: int) -> None:
-        reason = self.engine.scheduler.reject_reason(prompt_tokens, max_tokens)
+        reason = self.engine.reject_reason(prompt_tokens, max_tokens)
         if reason:
             raise RequestError(f"this model's maximum context length is "
                                f"{self.engine.cfg.max_model_len} tokens: {reason}",
@@ -71,7 +109,7 @@ class EngineDriver:
                seed: int | None = None) -> Job:
         if self._stopping or self.draining or self.error is not None:
             raise RequestError("the server is shutting down", status=503)
-        if len(self.pending) + len(self.engine.scheduler.waiting) >= self.max_waiting:
+        if len(self.pending) + self.engine.num_waiting >= self.max_waiting:
             raise RequestError(f"too many waiting requests (--max-waiting {self.max_waiting}); "
                                "retry later", status=503)
         self.check_lengths(len(prompt_ids), max_tokens)
@@ -138,7 +176,7 @@ class EngineDriver:
             if not engine.has_work:
                 if first is None:
                     self._wake.clear()
-                    self._update_gauges()
+                    self.refresh_gauges()
                     await self._wake.wait()
                     continue
             t = pacer.start(t, None if engine.has_work else first)
@@ -182,12 +220,12 @@ class EngineDriver:
             new += self._emit_job(job, end_s)
         if new:
             m.generation_tokens.inc(new)
-        steps = self.engine.metrics.steps
-        if steps["step"]:
-            m.iteration_tokens.observe(steps["prefill_tokens"][-1] + steps["num_decode_seqs"][-1])
+        it = self.engine.last_iteration_tokens()
+        if it:
+            m.iteration_tokens.observe(it)
         m.sim_lag.set(self.pacer.lag_s)
         m.sim_lag_max.set(self.pacer.max_lag_s)
-        self._update_gauges()
+        self.refresh_gauges()
 
     def _emit_job(self, job: Job, end_s: float) -> int:
         """Returns the job's new tokens (for the generation counter)."""
@@ -223,7 +261,7 @@ class EngineDriver:
                     m.tpot.observe((end_s - seq.first_token_s) / (n - 1))
             self._close(job, reason)
             self.live.pop(job.index, None)
-            self.engine.seqs.pop(job.index, None)  # a server runs for long: do not keep them
+            self.engine.forget(job.index)
         return max(new, 0)
 
     def _close(self, job: Job, reason: str) -> None:
@@ -232,9 +270,12 @@ class EngineDriver:
             self.metrics.success[reason if reason in self.metrics.success else "abort"].inc()
             job.queue.put_nowait(None)
 
-    def _update_gauges(self) -> None:
-        e, m = self.engine, self.metrics
-        m.running.set(len(e.scheduler.running))
-        m.waiting.set(len(e.scheduler.waiting) + len(e.scheduler.swapped) + len(self.pending))
-        m.kv_usage.set(e.bm.num_used / e.bm.num_blocks if e.bm.num_blocks else 0.0)
-        m.observe_cache(e.bm.stat_query_tokens, e.bm.stat_hit_tokens)
+    def refresh_gauges(self) -> None:
+        """Set the running / waiting / KV / prefix-cache gauges from the engine's latest state
+        (after each step, and on each /metrics scrape)."""
+        m = self.metrics
+        running, waiting, kv_usage, query_tokens, hit_tokens = self.engine.gauge_values()
+        m.running.set(running)
+        m.waiting.set(waiting + len(self.pending))
+        m.kv_usage.set(kv_usage)
+        m.observe_cache(query_tokens, hit_tokens)

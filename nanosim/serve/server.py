@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 from nanosim.serve.app import ServerState, build_app
-from nanosim.serve.driver import EngineDriver
+from nanosim.serve.driver import EngineDriver, LocalEngine
 from nanosim.serve.metrics import ServerMetrics
 from nanosim.serve.pacing import RealPacer, SimPacer
 from nanosim.serve.tokens import SimTokenSource, Tokens
@@ -46,28 +46,15 @@ def sim_state(a) -> ServerState:
              gpu.name, engine.bm.num_blocks, getattr(cost, "description", cost.name), a.speedup)
 
     def make_driver():
-        return EngineDriver(engine, SimPacer(a.speedup), ServerMetrics(name, cfg.max_model_len),
+        return EngineDriver(LocalEngine(engine), SimPacer(a.speedup), ServerMetrics(name, cfg.max_model_len),
                             a.max_waiting, SimTokenSource(a.seed, vocab), a.stream_interval)
 
     return ServerState(name, cfg.max_model_len, Tokens(tok, vocab), make_driver,
                        lambda body, max_tokens: None)
 
 
-def real_state(a) -> ServerState:
-    from nanosim.gpu.backend import SamplingParams
-
-    llm = a.make_llm(a)
-    try:
-        if llm.device.type != "cpu":
-            llm.warmup()  # no kernel compile inside served requests
-        if a.tokenizer:
-            llm.tokenizer = load_tokenizer(a.tokenizer)
-            llm.eos_token_id = getattr(llm.tokenizer, "eos_token_id", None)
-    except BaseException:
-        llm.close()
-        raise
-    name = a.served_model_name or a.model
-    eos = llm.eos_token_id
+def _sampling_factory(eos: int | None):
+    from nanosim.gpu.sampling_params import SamplingParams
 
     def make_sampling(body, max_tokens: int) -> SamplingParams:
         return SamplingParams(
@@ -77,15 +64,70 @@ def real_state(a) -> ServerState:
             ignore_eos=body.ignore_eos, stop_token_ids=tuple(body.stop_token_ids or ()),
             seed=body.seed, min_tokens=body.min_tokens, eos_token_id=eos)
 
-    def make_driver():
-        return EngineDriver(llm.engine, RealPacer(a.step_thread), ServerMetrics(name, llm.cfg.max_model_len),
-                            a.max_waiting, stream_interval=a.stream_interval)
+    return make_sampling
 
-    log.info("real server: %s on %s (%s attention, CUDA graphs %s), %d KV blocks", llm.spec.name,
-             llm.device, llm.runner.backend.name, getattr(llm.runner, "graphs", None) is not None,
-             llm.engine.bm.num_blocks)
+
+def _front_tokenizer(a):
+    """The tokenizer the HTTP process needs (text prompts, chat): --tokenizer, else the
+    checkpoint's (--weights, or --model as a directory), as the LLM resolves it."""
+    if a.tokenizer:
+        return load_tokenizer(a.tokenizer)
+    from nanosim.gpu.llm import _tokenizer
+
+    for d in (a.weights, a.model):
+        if d and Path(d).is_dir():
+            return _tokenizer(Path(d))
+    return None
+
+
+def real_state(a) -> ServerState:
+    """The engine in its own process (default; engine_core.py), or in this one
+    (--no-engine-process: steps in a worker thread, or inline with --no-step-thread)."""
+    name = a.served_model_name or a.model
+    if a.engine_process:
+        from nanosim.serve.engine_core import CoreClient, CorePacer
+
+        if not Path(a.model).is_dir():
+            from nanosim.config import get_model
+
+            get_model(a.model)  # an unknown preset fails here, not after the core started
+        tok = _front_tokenizer(a)  # before the core starts: a bad --tokenizer fails at once
+        core = CoreClient(a)
+        info = core.info
+        eos = getattr(tok, "eos_token_id", None) if tok is not None else info["eos_token_id"]
+
+        def make_driver():
+            core.start_reading()
+            return EngineDriver(core, CorePacer(core), ServerMetrics(name, core.cfg.max_model_len),
+                                a.max_waiting, stream_interval=a.stream_interval)
+
+        log.info("real server: %s on %s (%s attention, CUDA graphs %s, async decoding %s), %d KV "
+                 "blocks, engine process %d", info["spec_name"], info["device"], info["attention"],
+                 info["cuda_graphs"], info["async_decode"], info["num_blocks"], core.proc.pid)
+        return ServerState(name, core.cfg.max_model_len, Tokens(tok, info["vocab_size"]), make_driver,
+                           _sampling_factory(eos), on_close=core.close)
+
+    llm = a.make_llm(a, async_decode=None)  # async decoding where the runner supports it
+    try:
+        if llm.device.type != "cpu":
+            llm.warmup()  # no kernel compile inside served requests
+        if a.tokenizer:
+            llm.tokenizer = load_tokenizer(a.tokenizer)
+            llm.eos_token_id = getattr(llm.tokenizer, "eos_token_id", None)
+    except BaseException:
+        llm.close()
+        raise
+
+    def make_driver():
+        return EngineDriver(LocalEngine(llm.engine), RealPacer(a.step_thread),
+                            ServerMetrics(name, llm.cfg.max_model_len), a.max_waiting,
+                            stream_interval=a.stream_interval)
+
+    log.info("real server: %s on %s (%s attention, CUDA graphs %s, async decoding %s), %d KV blocks",
+             llm.spec.name, llm.device, llm.runner.backend.name, getattr(llm.runner, "graphs", None) is not None,
+             llm.async_decode, llm.engine.bm.num_blocks)
     return ServerState(name, llm.cfg.max_model_len, Tokens(llm.tokenizer, llm.spec.vocab_size),
-                       make_driver, make_sampling, on_close=llm.close)
+                       make_driver, _sampling_factory(llm.eos_token_id), on_close=llm.close)
 
 
 def make_server(a):

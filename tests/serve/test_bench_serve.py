@@ -73,7 +73,7 @@ def test_bench_serve_speedup_counts_order_and_schema(tmp_path):
         assert main(["bench", "serve", "--endpoint", url, "--trace", str(trace), "--rate-scale", "0.5",
                      "--max-requests", "30", "--out", str(tmp_path / "b"), "--no-progress",
                      "--max-concurrency", "8", "--client-processes", "2"]) == 0
-        served = state.driver.engine.metrics.frames()[0]
+        served = state.driver.engine.engine.metrics.frames()[0]  # LocalEngine wraps the Engine
         # a server without a tokenizer answers chat with a clear 400
         r = httpx.post(url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 400 and "chat template" in r.json()["error"]["message"]

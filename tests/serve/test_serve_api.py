@@ -153,7 +153,7 @@ def test_metrics_carry_vllm_names(sim):
 
 def test_disconnect_mid_stream_aborts_and_frees_blocks(sim):
     url, state = sim
-    engine = state.driver.engine
+    engine = state.driver.engine.engine  # the Engine behind LocalEngine
     before = metrics(url)
     body = {"model": MODEL, "prompt": list(range(1, 250)), "max_tokens": 200, "stream": True}
     with httpx.stream("POST", url + "/v1/completions", json=body) as resp:

@@ -17,21 +17,8 @@ openai = pytest.importorskip("openai")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    torch = pytest.importorskip("torch")
-    cfg = transformers.Qwen3Config(
-        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-qwen3")
-    transformers.Qwen3ForCausalLM(cfg).eval().save_pretrained(path)
-    return path
-
-
-def test_real_mode_cpu_streams_the_tokens_of_llm_generate(tiny_dir):
+@pytest.mark.parametrize("where", ["--engine-process", "--no-engine-process"])
+def test_real_mode_cpu_streams_the_tokens_of_llm_generate(tiny_dir, where):
     from nanosim.gpu.llm import LLM, SamplingParams
 
     prompts = [[5, 6, 7, 8, 9], list(range(20, 61)), [3] * 17]
@@ -41,7 +28,7 @@ def test_real_mode_cpu_streams_the_tokens_of_llm_generate(tiny_dir):
     seeded = llm.generate([prompts[0]], SamplingParams(temperature=0.8, top_k=50, max_tokens=8,
                                                        ignore_eos=True, seed=7))[0]["token_ids"]
     argv = ["--model", str(tiny_dir), "--device", "cpu", "--dtype", "float32", "--block-size", "8",
-            "--max-model-len", "128", "--max-num-batched-tokens", "32", "--max-num-seqs", "4"]
+            "--max-model-len", "128", "--max-num-batched-tokens", "32", "--max-num-seqs", "4", where]
     results = [None] * len(prompts)
     with running_server(argv) as (url, _):
         c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
