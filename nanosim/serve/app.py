@@ -68,7 +68,7 @@ def build_app(state: ServerState) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        ok = state.driver is not None and state.driver.running and state.driver.error is None
+        ok = state.driver is not None and state.driver.healthy
         return Response(status_code=200 if ok else 503)
 
     @app.get("/v1/models")

@@ -67,6 +67,8 @@ class LocalEngine:
     def forget(self, index: int) -> None:
         self.engine.seqs.pop(index, None)  # a server runs for long: do not keep them
 
+    failure = None  # an engine in this process fails through the loop (EngineDriver.error)
+
     def gauge_values(self) -> tuple:
         """(running, waiting, KV usage 0..1, prefix-cache query tokens, hit tokens)."""
         e = self.engine
@@ -107,7 +109,9 @@ class EngineDriver:
 
     def submit(self, prompt_ids: list[int], max_tokens: int, sampling=None,
                seed: int | None = None) -> Job:
-        if self._stopping or self.draining or self.error is not None:
+        if self.engine.failure is not None:
+            raise RequestError(f"the engine failed: {self.engine.failure}", status=503)
+        if self._stopping or self.draining or not self.healthy:
             raise RequestError("the server is shutting down", status=503)
         if len(self.pending) + self.engine.num_waiting >= self.max_waiting:
             raise RequestError(f"too many waiting requests (--max-waiting {self.max_waiting}); "
@@ -136,6 +140,11 @@ class EngineDriver:
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def healthy(self) -> bool:
+        """The loop runs and neither it nor the engine (process) has failed."""
+        return self.running and self.error is None and self.engine.failure is None
 
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

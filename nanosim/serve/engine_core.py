@@ -162,7 +162,7 @@ class CoreClient:
         self.seqs: dict[int, MirrorSeq] = {}
         self._inbox: collections.deque = collections.deque()
         self.gauges = (0, 0, 0.0, 0, 0, 0)
-        self.error: str | None = None
+        self.failure: str | None = None  # set when the engine process is gone or failed
 
     def _wait_ready(self) -> dict:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -226,9 +226,13 @@ class CoreClient:
                 msg = self.conn.recv()
                 if msg[0] == "step":
                     self.gauges = msg[3]  # the latest, also while the driver is idle
+                else:  # ("error", text): the core failed and is exiting
+                    self.failure = msg[1]
                 self._inbox.append(msg)
         except (EOFError, OSError):
-            self._inbox.append(("error", f"the engine process exited (code {self.proc.exitcode})"))
+            self.proc.join(1)
+            self.failure = f"the engine process exited (code {self.proc.exitcode})"
+            self._inbox.append(("error", self.failure))
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
         self._arrived.set()
 

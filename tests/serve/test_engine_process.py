@@ -77,3 +77,15 @@ def test_no_engine_process_outlives_the_server(tiny_dir, sig):
         while alive(kids):
             assert time.monotonic() < deadline, f"still running after {sig.name}: {alive(kids)}"
             time.sleep(0.05)
+
+
+def test_a_dead_engine_process_turns_health_503(tiny_dir):
+    with running_server(["--model", str(tiny_dir), *OPTS]) as (url, state):
+        assert httpx.get(url + "/health").status_code == 200
+        os.kill(state.driver.engine.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while httpx.get(url + "/health").status_code != 503:
+            assert time.monotonic() < deadline, "/health still 200 with the engine process gone"
+            time.sleep(0.05)
+        r = httpx.post(url + "/v1/completions", json={"prompt": [1, 2], "max_tokens": 3}, timeout=10)
+        assert r.status_code == 503 and "engine process exited" in r.json()["error"]["message"]
