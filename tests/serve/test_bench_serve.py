@@ -88,14 +88,15 @@ def test_bench_serve_speedup_counts_order_and_schema(tmp_path):
     assert (req.first_token_s >= req.send_s).all() and (req.finish_s >= req.first_token_s).all()
     assert (req.lateness_s > -1e-3).all()
     # the server saw them in send order (its ids are arrival order) wherever two sends were
-    # more than 5 ms apart (two client processes may swap near-simultaneous ones)
+    # more than 25 ms apart (two client processes on a loaded 2-core machine may swap sends a
+    # few ms apart: one process's send waits for a core)
     served = served.sort_values("request_id")
     assert len(set(req.prompt_tokens)) == 30  # lengths identify requests
     seen_at = dict(zip(served.prompt_tokens, served.arrival_s))
     sends = req.sort_values("send_s")
     for (s1, p1), (s2, p2) in zip(zip(sends.send_s, sends.prompt_tokens),
                                   zip(sends.send_s[1:], sends.prompt_tokens[1:])):
-        assert s2 - s1 <= 0.005 or seen_at[p1] < seen_at[p2]
+        assert s2 - s1 <= 0.025 or seen_at[p1] < seen_at[p2]
     # the server's tokens came at exactly the times a simulation of the arrivals it saw predicts
     from dataclasses import replace
 
