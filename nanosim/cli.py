@@ -32,9 +32,11 @@ def _config(a) -> EngineConfig:
         return EngineConfig(**config_kwargs(a, EngineConfig))
 
 
-def _workload_args(p: argparse.ArgumentParser) -> None:
+def _workload_args(p: argparse.ArgumentParser, suite: bool = False) -> None:
     g = p.add_argument_group("workload")
     src = g.add_mutually_exclusive_group(required=True)
+    if suite:
+        src.add_argument("--suite", help="suite TOML: many runs, one scorecard (docs/calibration.md)")
     src.add_argument("--trace", help="trace file (format detected by content) or registered "
                                      "name (nanosim trace list), optionally with [start_s:end_s]")
     src.add_argument("--workload", help="synthetic suite: chatbot, rag, code, summarization")
@@ -80,7 +82,8 @@ def cmd_simulate(a) -> int:
                                               progress=not a.no_progress,
                                               replicas=a.replicas, router=router,
                                               step_jitter=not a.no_step_jitter, frames=False,
-                                              step_rows=a.steps == "rows")
+                                              step_rows=a.steps == "rows",
+                                              profile_from=a.profile_from)
     summary["source"] = a.trace or f"workload:{a.workload}"
     out = write_run(a.out, req_df, step_df, summary)
     print(format_summary(summary))
@@ -155,47 +158,41 @@ def cmd_profile(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    import dataclasses
+    if a.suite:
+        from nanosim.calibrate.suite_cli import run_suite_command
 
-    import torch
-
+        return run_suite_command(a, _config(a), make_llm=_suite_llm)
+    from nanosim.calibrate.live import device_name, validate_on
     from nanosim.calibrate.profile import gpu_preset
-    from nanosim.calibrate.validate import RecordingBackend, format_validation, validate_replay, write
+    from nanosim.calibrate.validate import format_validation, write
     from nanosim.config import get_gpu
-    from nanosim.core.engine import Engine
-    from nanosim.gpu.backend import SamplingParams
-    from nanosim.sim.backend import SimBackend
     from nanosim.sim.cost_select import make_cost_model
 
     reqs = _load_requests(a)
     with _llm(a, tp=a.tp) as llm:  # tp > 1: the profile must be one measured at that tp
-        gpu = get_gpu(a.gpu or gpu_preset(torch.cuda.get_device_name(llm.device)))
-        cost = make_cost_model(llm.spec, gpu, llm.cfg, a.profile)  # a bad profile fails early
+        gpu = get_gpu(a.gpu or gpu_preset(device_name(llm)))
+        # a bad profile fails early
+        cost = make_cost_model(llm.spec, gpu, llm.cfg, a.profile, a.profile_from)
         llm.warmup()
-        real = Engine(llm.cfg, RecordingBackend(llm.backend), llm.runner.num_kv_blocks, llm.host_blocks)
-        sim = Engine(llm.cfg, SimBackend.for_cost(cost, not a.no_step_jitter, [llm.cfg.seed, 0]),
-                     llm.engine.bm.num_blocks,
-                     llm.engine.bm.num_host_blocks)
-        v = validate_replay(reqs, real, sim,
-                            sampling=SamplingParams(temperature=a.temperature, ignore_eos=True))
-        run = {"model": llm.spec.name, "tp": llm.tp, "gpu": torch.cuda.get_device_name(llm.device),
-               "attention": llm.runner.backend.name,
-               # what re-running the simulated half needs (benchmarks/resimulate.py)
-               "engine": dataclasses.asdict(llm.cfg),
-               "kv_blocks": {"gpu": llm.engine.bm.num_blocks, "host": llm.engine.bm.num_host_blocks},
-               "workload": {k: getattr(a, k) for k in ("format", "rate", "num_requests", "rate_scale",
-                                                       "max_requests", "seed")},
-               "step_jitter": not a.no_step_jitter}
+        v, run = validate_on(llm, reqs, cost, step_jitter=not a.no_step_jitter,
+                             temperature=a.temperature)
+        run["workload"] = {k: getattr(a, k) for k in ("format", "rate", "num_requests", "rate_scale",
+                                                      "max_requests", "seed")}
     v.check(a.max_step_mape, a.max_latency_error)
-    meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), **run,
-            "cost_model": getattr(cost, "description", cost.name),
-            "extrapolated_steps": getattr(cost, "extrapolated_steps", None),
-            "predicted_steps": getattr(cost, "total_steps", None),
-            "preemptions_real": int(v.real_requests.preemptions.sum())}
+    meta = {"trace": a.trace or f"workload:{a.workload}", "requests": len(reqs), **run}
     out = write(v, a.out, meta)
     print(format_validation(v))
     print(f"wrote {out}/validation.html, validation.json, step_summary.csv, latency_errors.csv")
     return 1 if v.failures else 0
+
+
+def _suite_llm(a, model: str, tp: int, cfg: EngineConfig):
+    """The LLM of a suite's (model, tp): the run flags with the suite's model and config."""
+    from nanosim.gpu.llm import LLM, config_kwargs
+
+    return LLM(model, device=a.device, dtype=a.dtype, weights=a.weights, tensor_parallel_size=tp,
+               async_decode=False, enforce_eager=a.enforce_eager, attention=a.attention,
+               **config_kwargs(cfg))
 
 
 def cmd_memory(a) -> int:
@@ -243,6 +240,9 @@ def _simulate_parser(sub) -> None:
     s.add_argument("--profile", default="auto",
                    help="measured profile JSON or folder; 'auto' (default): the shipped profiles "
                         "when one matches model/GPU/tp, else the roofline; 'none': the roofline")
+    s.add_argument("--profile-from", default=None, metavar="GPU",
+                   help="price steps with GPU's profile, its GPU time scaled to --gpu's roofline "
+                        "phase by phase and its host time kept (docs/calibration.md)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--replicas", type=int_at_least(1), default=1, help="engines behind a router")
     s.add_argument("--no-step-jitter", action="store_true",
@@ -288,7 +288,7 @@ def _real_parsers(sub) -> None:
     pr.set_defaults(func=cmd_profile)
 
     va = sub.add_parser("validate", help="real replay vs simulation of one trace on this GPU")
-    _workload_args(va)
+    _workload_args(va, suite=True)
     _real_args(va)
     va.add_argument("--profile", default=None, help="profile JSON (or folder) for the simulator")
     va.add_argument("--temperature", type=float, default=0.0)
@@ -297,6 +297,11 @@ def _real_parsers(sub) -> None:
     va.add_argument("--max-step-mape", type=float, default=0.03, help="fraction; exit 1 above it")
     va.add_argument("--max-latency-error", type=float, default=0.05,
                     help="fraction, on TTFT/TPOT/E2E P50 and P99; exit 1 above it")
+    va.add_argument("--profile-from", default=None, metavar="GPU",
+                    help="simulate with GPU's profile scaled to this GPU's roofline (cross_gpu.py)")
+    from nanosim.calibrate.suite_cli import add_suite_args
+
+    add_suite_args(va.add_argument_group("suite (with --suite)"))
     va.set_defaults(func=cmd_validate)
 
 

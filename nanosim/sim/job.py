@@ -36,19 +36,21 @@ def build_engine(model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig, profile=None
 def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg: EngineConfig,
                    profile=None, progress: bool = False, fast_forward: bool = True,
                    replicas: int = 1, router: str | RouterConfig = "round_robin",
-                   step_jitter: bool = True, frames: bool = True, step_rows: bool = True):
+                   step_jitter: bool = True, frames: bool = True, step_rows: bool = True,
+                   profile_from: str | None = None):
     """Returns (requests DataFrame, steps DataFrame, summary dict). With several replicas
     both tables get a ``replica`` column and the summary a per-replica list. router: a
     policy name (default thresholds) or a RouterConfig. step_jitter: see build_engine (each
     replica draws its own stream, from cfg.seed and its index). frames=False: the tables as
     column dicts (MetricsRecorder.columns, nanosim/arrow_tables.py), no pandas.
-    step_rows=False: the steps table aggregates per step kind (core/metrics.py)."""
+    step_rows=False: the steps table aggregates per step kind (core/metrics.py).
+    profile_from: a GPU preset whose profile prices the steps, scaled to ``gpu`` (cross_gpu.py)."""
     if replicas < 1:
         raise ConfigError(f"replicas must be >= 1 (got {replicas})")
     router = RouterConfig(router) if isinstance(router, str) else router
     # one cost model fitted (~70 ms for a profile), a shallow copy per replica: the fit and
     # grids are shared read-only, each copy keeps its own path state and counts
-    cost = make_cost_model(model, gpu, cfg, profile)  # the config whole: tp, block size
+    cost = make_cost_model(model, gpu, cfg, profile, profile_from)  # the config whole: tp, block size
     engines = [build_engine(model, gpu, cfg, profile, step_jitter, replica=i,
                             step_rows=step_rows, cost=copy.copy(cost)) for i in range(replicas)]
     for e in engines:
