@@ -6,19 +6,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from nanosim.calibrate.suite_spec import SuiteError, load_suite
-from nanosim.calibrate.validate import RecordingBackend, batch_kind, validate_replay, write
+from nanosim.calibrate.validate import (SHAPE_FIELDS, RecordingBackend, batch_kind, validate_replay,
+                                        write)
 from nanosim.cli import main
 from nanosim.config import EngineConfig, get_gpu, get_model
+from nanosim.core.batch import StepShape
 from nanosim.core.engine import Engine
 from nanosim.sim.backend import SimBackend
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.simulator import simulate
-from nanosim.workload import load_trace, make_workload
+from nanosim.workload import make_workload
 from nanosim.workload.canonical_csv import write as write_trace
-from nanosim.workload.transforms import scale_rate
 
 MODEL, GPU = get_model("qwen3-0.6b"), get_gpu("h100")
 BLOCKS = 600
@@ -110,7 +112,7 @@ def test_scorecard_from_recorded_replays_matches_figures_computed_here(suite_dir
             if row["steps"][kind]:
                 assert row["step_mape"][kind] == pytest.approx(1 - 1 / 1.1, rel=1e-9)
         # latency errors: the recorded real requests against a simulation made here
-        real = __import__("pandas").read_parquet(rec / "runs" / run.name / "real_requests.parquet")
+        real = pd.read_parquet(rec / "runs" / run.name / "real_requests.parquet")
         eng = Engine(EngineConfig(max_model_len=4096), SimBackend(RooflineCostModel(MODEL, GPU)), BLOCKS)
         simulate(eng, load_requests(run))
         sim, _ = eng.results()
@@ -205,3 +207,66 @@ def test_shipped_suite_names_held_out_and_tuned_windows(trace_cache):
     assert 0 < len(quick) < len(suite.runs) and all(r.max_requests <= 100 for r in quick)
     with pytest.raises(SuiteError):
         load_suite(Path(__file__))  # not TOML
+
+
+def test_live_suite_on_a_tiny_cpu_model_reuses_one_runner(tmp_path):
+    """The live path (what a GPU machine runs): a tiny Qwen3 on the CPU replays two runs on
+    one loaded runner; the scorecard's step MAPE is the one its step_errors.parquet gives."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from nanosim.gpu.llm import resolve_model
+
+    cfg = transformers.Qwen3Config(
+        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-qwen3"
+    transformers.Qwen3ForCausalLM(cfg).eval().save_pretrained(model_dir)
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n"
+                     + "".join(f"{0.01 * i:.2f},{10 + 3 * i},{4 + i % 5}\n" for i in range(8)))
+    (tmp_path / "s.toml").write_text(f"""
+[defaults]
+model = "{model_dir}"
+max_model_len = 128
+[loads.light]
+max_requests = 8
+[loads.saturated]
+rate_scale = 16.0
+max_requests = 8
+num_kv_blocks = 10
+[[trace]]
+name = "t"
+role = "held_out"
+trace = "{trace}"
+loads = ["light", "saturated"]
+""")
+    out = tmp_path / "o"
+    main(["validate", "--suite", str(tmp_path / "s.toml"), "--out", str(out), "--device", "cpu",
+          "--dtype", "float32", "--gpu", "h100", "--profile", "none", "--block-size", "16",
+          "--no-progress"])
+    rows = json.loads((out / "scorecard.json").read_text())["runs"]
+    assert [r["status"] for r in rows] == ["ok", "ok"], rows
+    spec = resolve_model(str(model_dir))[0]
+    for r in rows:
+        d = out / "runs" / r["run"]
+        steps = pd.read_parquet(d / "step_errors.parquet")
+        assert r["requests"] == 8 and (steps.measured_s > 0).all()
+        # the prices are the roofline's for the tiny model's shapes on the h100 preset
+        rf = RooflineCostModel(spec, GPU, block_size_tokens=16)
+        shapes = [StepShape(**{f: row[f] for f in SHAPE_FIELDS}) for row in steps.to_dict("records")]
+        pred = np.array([rf.step_time_s(s) for s in shapes])
+        assert np.allclose(pred, steps.predicted_s, rtol=1e-12)
+        want = np.mean(np.abs(pred - steps.measured_s) / steps.measured_s)
+        assert r["step_mape"]["all"] == pytest.approx(want, rel=1e-9)
+        assert {batch_kind(s) for s in shapes} <= {"prefill", "decode", "mixed"}
+    meta = json.loads((out / "runs" / rows[1]["run"] / "validation.json").read_text())
+    assert meta["kv_blocks"]["gpu"] == 10 and meta["gpu"] == "cpu"
+    # the single-trace command runs the same replay on the CPU
+    rc = main(["validate", "--trace", str(trace), "--model", str(model_dir), "--out", str(tmp_path / "one"),
+               "--device", "cpu", "--dtype", "float32", "--gpu", "h100", "--profile", "none",
+               "--block-size", "16", "--max-model-len", "128", "--no-progress"])
+    one = json.loads((tmp_path / "one" / "validation.json").read_text())
+    assert rc in (0, 1) and one["requests"] == 8 and one["cost_model"].startswith("roofline")
