@@ -172,7 +172,8 @@ def cmd_validate(a) -> int:
     with _llm(a, tp=a.tp) as llm:  # tp > 1: the profile must be one measured at that tp
         gpu = get_gpu(a.gpu or gpu_preset(device_name(llm)))
         # a bad profile fails early
-        cost = make_cost_model(llm.spec, gpu, llm.cfg, a.profile, a.profile_from)
+        profile = None if (a.profile or "none").lower() == "none" else a.profile
+        cost = make_cost_model(llm.spec, gpu, llm.cfg, profile, a.profile_from)
         llm.warmup()
         v, run = validate_on(llm, reqs, cost, step_jitter=not a.no_step_jitter,
                              temperature=a.temperature)
@@ -290,7 +291,9 @@ def _real_parsers(sub) -> None:
     va = sub.add_parser("validate", help="real replay vs simulation of one trace on this GPU")
     _workload_args(va, suite=True)
     _real_args(va)
-    va.add_argument("--profile", default=None, help="profile JSON (or folder) for the simulator")
+    va.add_argument("--profile", default=None,
+                    help="profile JSON or folder for the simulator; 'auto': the shipped ones; "
+                         "none given or 'none': the roofline (with --suite the default is 'auto')")
     va.add_argument("--temperature", type=float, default=0.0)
     va.add_argument("--no-step-jitter", action="store_true",
                     help="the simulated replay takes the profile's medians (step errors always do)")
