@@ -102,6 +102,8 @@ def markdown(suite_name: str, rows: list[dict], header: dict) -> str:
         if rs:
             met = sum(not r["over_target"] for r in rs)
             lines.append(f"- {role.replace('_', '-')}: {met} of {len(rs)} runs within every target")
+    models = sorted({r["cost_model"] for r in ok if r.get("cost_model")})
+    lines += [f"- cost model: {m}" for m in models]
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines.append(f"- failed: {len(failed)} run(s): {', '.join(r['run'] for r in failed)}")

@@ -113,6 +113,11 @@ def run_suite_command(a, base_cfg, make_llm) -> int:
         raise ConfigError(f"{a.suite}: no run selected (--quick: the suite marks none quick; "
                           f"--only {' '.join(a.only)}: no run name contains it)")
     check_runs(suite, runs, a, base_cfg.block_size_tokens)
+    try:
+        import tabulate  # noqa: F401  (pandas' to_markdown: the scorecard and estimate tables)
+    except ImportError:
+        raise ConfigError("the scorecard's table needs the tabulate package: pip install "
+                          "tabulate (a dependency of nanosim since the suite runner)") from None
     if a.dry_run:
         _print_estimate(runs, estimate(runs, a, base_cfg))
         return 0

@@ -13,10 +13,21 @@ from nanosim.calibrate.scorecard import failed_row, run_row, write_scorecard
 
 
 def load_requests(run) -> list:
-    """The run's requests, as `nanosim validate` loads them from the same flags."""
-    from nanosim.cli import _load_requests
+    """The run's requests, as `nanosim validate` loads them from the same flags (cli's
+    _load_requests, which this package may not import: the CLI imports it)."""
+    from nanosim.cli_args import DEFAULT_RATE_RPS
+    from nanosim.cli_checks import arrival_options
+    from nanosim.workload import load_trace, make_workload
+    from nanosim.workload.transforms import scale_rate
 
-    return _load_requests(run.workload_args())
+    a = run.workload_args()
+    if a.trace:
+        reqs = load_trace(a.trace, **arrival_options(a, a.trace)[0])
+    else:
+        reqs = make_workload(a.workload, a.rate or DEFAULT_RATE_RPS, num_requests=a.num_requests,
+                             seed=a.seed)
+    reqs = reqs[: a.max_requests]
+    return scale_rate(reqs, a.rate_scale) if a.rate_scale != 1.0 else reqs
 
 
 class LiveMeasure:
@@ -152,6 +163,7 @@ def run_suite(suite, runs, out: Path, measure, header: dict, progress: bool = Tr
                 d = write(v, out / "runs" / run.name, meta)
                 rows.append(run_row(run, v, meta, d))
             except Exception as e:  # noqa: BLE001 (the other runs go on; the row says why)
+                measure.close()  # a runner that failed mid-replay is loaded afresh for the next
                 rows.append(failed_row(run, f"{type(e).__name__}: {e}"))
                 print(f"nanosim validate: run {run.name} failed: {type(e).__name__}: {e}",
                       file=sys.stderr)
