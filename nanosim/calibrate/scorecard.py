@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nanosim.calibrate.validate import LATENCY_METRICS, Validation, speed_drift
+from nanosim.calibrate.validate import LATENCY_METRICS, Validation, host_time, speed_drift
 
 KINDS = ("all", "decode", "mixed", "prefill")
 QUANTILES = ("p50", "p90", "p99")
@@ -32,6 +32,7 @@ def run_row(run, v: Validation, meta: dict, out_dir: Path) -> dict:
            "source": run.source, "model": run.model, "tp": run.tp, "status": "ok",
            "requests": int(len(v.real_requests)), "steps": steps, "step_mape": mape,
            "latency_error": latency, "speed_drift": speed_drift(v.steps),
+           "host_time": host_time(v.steps),
            "preemptions_real": int(v.real_requests.preemptions.sum()),
            "cost_model": meta.get("cost_model"), "measured": meta.get("measured", "replay"),
            "dir": str(out_dir)}
@@ -84,6 +85,9 @@ def table(rows: list[dict]) -> pd.DataFrame:
                  "decode / mixed / prefill": " / ".join(_pct(m[k], False) for k in KINDS[1:])}
         for metric in ("ttft", "tpot", "e2e"):
             cells[f"{metric.upper()} p50 / p90 / p99 %"] = " / ".join(_pct(lat[metric][q]) for q in QUANTILES)
+        h = r.get("host_time", {}).get("decode")
+        cells["decode host / device ms"] = (f"{1e3 * h['host_s']:.2f} / {1e3 * h['gpu_s']:.2f}"
+                                            if h else "-")
         cells["drift (steps off)"] = f"{d['low']:.2f}..{d['high']:.2f} ({100 * d['off_fraction']:.0f}%)"
         cells["over target"] = ", ".join(r["over_target"]) or "none"
         out.append(cells)

@@ -122,7 +122,8 @@ class RecordedMeasure:
         rec = pd.read_parquet(vdir / "step_errors.parquet")
         cols = [rec[f].tolist() for f in SHAPE_FIELDS]
         shapes = [StepShape(**dict(zip(SHAPE_FIELDS, vals))) for vals in zip(*cols)]
-        steps = step_errors(shapes, rec["measured_s"].tolist(), cost)
+        steps = step_errors(shapes, rec["measured_s"].tolist(), cost,
+                            rec["gpu_s"].tolist() if "gpu_s" in rec else None)
         real_req = pd.read_parquet(vdir / "real_requests.parquet")
         sim_req, _ = sim.results()
         v = Validation(steps, step_table(steps), latency_errors(real_req, sim_req), real_req, sim_req)

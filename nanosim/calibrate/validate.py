@@ -33,11 +33,13 @@ class RecordingBackend:
         self.caps = replace(inner.caps, decode_runs=False)
         self.shapes: list[StepShape] = []
         self.durations: list[float] = []
+        self.gpu_s: list[float | None] = []  # device time, where the backend measures it
 
     def execute(self, batch: ScheduledBatch) -> StepResult:
         result = self.inner.execute(batch)
         self.shapes.append(batch.shape)
         self.durations.append(result.duration_s)
+        self.gpu_s.append(result.gpu_s)
         return result
 
 
@@ -47,8 +49,10 @@ def batch_kind(s: StepShape) -> str:
     return "prefill" if s.num_prefill_seqs else "decode"
 
 
-def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model) -> pd.DataFrame:
-    """One row per real step: kind, measured, predicted, absolute percentage error."""
+def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model,
+                gpu_s: list | None = None) -> pd.DataFrame:
+    """One row per real step: kind, measured, predicted, absolute percentage error; with
+    ``gpu_s`` (device time per step, None where unmeasured) a gpu_s column too."""
     pred = np.array([cost_model.step_time_s(s) for s in shapes])
     meas = np.asarray(measured_s, dtype=float)
     df = pd.DataFrame({"kind": [batch_kind(s) for s in shapes], "measured_s": meas,
@@ -56,7 +60,24 @@ def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model) ->
                        "num_tokens": [s.num_tokens for s in shapes]})
     for f in SHAPE_FIELDS:  # the whole step shape, so other cost models can be scored offline
         df[f] = [getattr(s, f) for s in shapes]
+    if gpu_s is not None and any(g is not None for g in gpu_s):
+        df["gpu_s"] = np.array([np.nan if g is None else g for g in gpu_s], dtype=float)
     return df
+
+
+def host_time(steps: pd.DataFrame) -> dict:
+    """Per step kind, the medians of a step's measured time, its device time and the rest
+    (host time: input packing, launches, the sampled tokens' read-back), in seconds; {} when
+    the replay did not record device times."""
+    if "gpu_s" not in steps or steps["gpu_s"].isna().all():
+        return {}
+    out = {}
+    for kind, g in [("all", steps), *steps.groupby("kind")]:
+        g = g.dropna(subset=["gpu_s"])
+        if len(g):
+            out[kind] = {"measured_s": float(g.measured_s.median()), "gpu_s": float(g.gpu_s.median()),
+                         "host_s": float((g.measured_s - g.gpu_s).median())}
+    return out
 
 
 def speed_drift(steps: pd.DataFrame, window: int = 301, tolerance: float = 0.05) -> dict:
@@ -133,7 +154,8 @@ def compare(real_engine, recorder: RecordingBackend, sim_engine) -> Validation:
     """Both engines have already replayed the same trace (see run_replays)."""
     real_req, _ = real_engine.results()
     sim_req, _ = sim_engine.results()
-    steps = step_errors(recorder.shapes, recorder.durations, sim_engine.backend.cost_model)
+    steps = step_errors(recorder.shapes, recorder.durations, sim_engine.backend.cost_model,
+                        recorder.gpu_s)
     return Validation(steps, step_table(steps), latency_errors(real_req, sim_req), real_req, sim_req)
 
 
@@ -153,6 +175,7 @@ def _write_files(v: Validation, out: Path, meta: dict) -> None:
     v.sim_requests.to_parquet(out / "sim_requests.parquet", index=False)
     summary = {**meta, "step_summary": v.step_summary.to_dict("records"),
                "latency": v.latency.to_dict("records"), "speed_drift": speed_drift(v.steps),
+               "host_time": host_time(v.steps),
                "failures": v.failures}
     (out / "validation.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     from nanosim.report.calibration import write_figures
@@ -175,6 +198,9 @@ def format_validation(v: Validation) -> str:
     lines.append(f"machine speed over the real replay: rolling median of measured/predicted "
                  f"({d['window_steps']} steps) {d['low']:.3f}..{d['high']:.3f} x the run's; "
                  f"{100 * d['off_fraction']:.0f}% of steps more than 5% off")
+    for kind, h in host_time(v.steps).items():
+        lines.append(f"  {kind:<8} median step {1e3 * h['measured_s']:.3f} ms = device {1e3 * h['gpu_s']:.3f} "
+                     f"ms (CUDA events) + host {1e3 * h['host_s']:.3f} ms")
     if d["off_fraction"] > 0.1:
         lines.append("WARNING: measured/predicted drifted during the real replay: a slow spell of a "
                      "shared machine, or a stretch of batches the model misprices; rerun to tell them apart")

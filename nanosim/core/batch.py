@@ -76,6 +76,10 @@ class StepResult:
     # Sampled token per sequence that produces one this step (decodes and last prefill chunks),
     # in batch order: prefills first, then decodes. None in sim mode (tokens are not modeled).
     token_ids: list[int] | None = None
+    # real mode: the step's device time (CUDA events from its input upload to its tokens'
+    # copy back; the runner's StepOutput.duration_s), so host time = duration_s - gpu_s.
+    # None in sim mode.
+    gpu_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,8 @@ class GpuBackend:
         end = time.perf_counter()
         began = self._last_end if out is not None and out.ahead and self._last_end is not None else t0
         self._last_end = end
-        return StepResult(end - began, [] if out is None else out.token_ids)
+        return StepResult(end - began, [] if out is None else out.token_ids,
+                          None if out is None else out.duration_s)
 
     def _fast_rows(self, batch: ScheduledBatch):
         """Rows of the previous step that make up this decode-only step (None: all of them in

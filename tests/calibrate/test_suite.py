@@ -262,6 +262,11 @@ loads = ["light", "saturated"]
         want = np.mean(np.abs(pred - steps.measured_s) / steps.measured_s)
         assert r["step_mape"]["all"] == pytest.approx(want, rel=1e-9)
         assert {batch_kind(s) for s in shapes} <= {"prefill", "decode", "mixed"}
+        # the runner's own timing of each step's forward (CUDA events on a GPU, the clock
+        # here) is recorded beside the step's wall time, and is part of it
+        assert (steps.gpu_s > 0).all() and (steps.gpu_s < steps.measured_s).all()
+        assert r["host_time"]["all"]["host_s"] == pytest.approx(
+            float((steps.measured_s - steps.gpu_s).median()))
     meta = json.loads((out / "runs" / rows[1]["run"] / "validation.json").read_text())
     assert meta["kv_blocks"]["gpu"] == 10 and meta["gpu"] == "cpu"
     # the single-trace command runs the same replay on the CPU
