@@ -135,8 +135,11 @@ class BlockManager:
                 del self.free[b]
             self.ref[b] += 1
             table.append(b)
-        for _ in range(self.blocks_for(num_slots) - len(table)):
+        n = self.blocks_for(num_slots) - len(table)
+        if n == 1:
             table.append(self._take_free())
+        elif n > 1:
+            table.extend(self._take_free_n(n))
         self.cache_full_blocks(seq, num_slots)
         return True
 
@@ -160,19 +163,51 @@ class BlockManager:
         self.ref[b] = 1
         return b
 
+    def _take_free_n(self, n: int) -> list[int]:
+        """n blocks from the free queue's head, in order (``_take_free`` n times)."""
+        free, block_hash, cached, ref = self.free, self.block_hash, self.cached, self.ref
+        out = []
+        for _ in range(n):
+            b, _ = free.popitem(last=False)
+            h = block_hash[b]
+            if h is not None:  # evict this copy (see _take_free)
+                copies = cached[h]
+                del copies[b]
+                if not copies:
+                    del cached[h]
+                block_hash[b] = None
+            ref[b] = 1
+            out.append(b)
+        return out
+
     def cache_full_blocks(self, seq: Sequence, num_tokens: int) -> None:
         """Register the hashes of seq's blocks that are full within its first num_tokens."""
         if not self.enable_caching:
             return
         table = seq.block_table
         full = min(num_tokens // self.block_size, len(table))
-        for i in range(seq.num_hashed_blocks, full):
+        lo = seq.num_hashed_blocks
+        if full <= lo:
+            return
+        hashes = seq.hashes
+        if len(hashes) < full:
+            if seq.prompt_ids is None:  # every block's content unknown: seq_hash's unique keys
+                key0 = -1 - (seq.seq_id << 32)
+                hashes.extend(range(key0 - len(hashes), key0 - full, -1))
+            else:
+                self.seq_hash(seq, full - 1)
+        block_hash, cached = self.block_hash, self.cached
+        for i in range(lo, full):
             b = table[i]
-            if self.block_hash[b] is None:
-                h = self.seq_hash(seq, i)
-                self.block_hash[b] = h
-                self.cached.setdefault(h, {})[b] = None
-        seq.num_hashed_blocks = max(seq.num_hashed_blocks, full)
+            if block_hash[b] is None:
+                h = hashes[i]
+                block_hash[b] = h
+                copies = cached.get(h)
+                if copies is None:
+                    cached[h] = {b: None}
+                else:
+                    copies[b] = None
+        seq.num_hashed_blocks = full
 
     def free_seq(self, seq: Sequence) -> None:
         """Release seq's blocks, tail first (so its tail is evicted before its prefix root).
@@ -182,16 +217,17 @@ class BlockManager:
         (prepend_n / append_n, PR #42656; with caching off prepend again since PR #51482)."""
         self.cache_full_blocks(seq, seq.num_computed_tokens)
         unhashed = []
+        ref, block_hash, free = self.ref, self.block_hash, self.free
         for b in reversed(seq.block_table):
-            self.ref[b] -= 1
-            if self.ref[b] == 0:
-                if self.block_hash[b] is None:
+            r = ref[b] = ref[b] - 1
+            if r == 0:
+                if block_hash[b] is None:
                     unhashed.append(b)
                 else:
-                    self.free[b] = None
+                    free[b] = None
         for b in reversed(unhashed):  # the group's first block ends at the very head
-            self.free[b] = None
-            self.free.move_to_end(b, last=False)
+            free[b] = None
+            free.move_to_end(b, last=False)
         seq.block_table = []
         seq.num_hashed_blocks = 0
 

@@ -82,16 +82,24 @@ class DecodeGroup:
         seq = entry[3]
         return seq.group is not None and seq.epoch == entry[2]
 
-    def _peek(self, heap) -> tuple | None:
-        while heap and not self._live(heap[0]):
+    @staticmethod
+    def _peek(heap) -> tuple | None:
+        while heap:
+            e = heap[0]
+            seq = e[3]
+            if seq.group is not None and seq.epoch == e[2]:  # _live, inlined (every step)
+                return e
             heapq.heappop(heap)
-        return heap[0] if heap else None
+        return None
 
     def pop_needs(self, upto_clock: int) -> list[Sequence]:
         """Members needing a new block at a step with clock <= upto_clock, in running order."""
+        heap = self._need
+        if not heap or heap[0][0] > upto_clock:  # most steps: nothing due (live or stale)
+            return []
         out = []
-        while (e := self._peek(self._need)) is not None and e[0] <= upto_clock:
-            heapq.heappop(self._need)
+        while (e := self._peek(heap)) is not None and e[0] <= upto_clock:
+            heapq.heappop(heap)
             out.append(e[3])
         return out
 
@@ -101,15 +109,27 @@ class DecodeGroup:
 
     def pop_finished(self) -> list[Sequence]:
         """Members whose final step has run (its clock < current clock), in running order."""
+        heap = self._finish
+        if not heap or heap[0][0] >= self.clock:  # most steps: nothing due (live or stale)
+            return []
         out = []
-        while (e := self._peek(self._finish)) is not None and e[0] < self.clock:
-            heapq.heappop(self._finish)
+        while (e := self._peek(heap)) is not None and e[0] < self.clock:
+            heapq.heappop(heap)
             out.append(e[3])
         return out
 
     def next_finish_clock(self) -> int | None:
         e = self._peek(self._finish)
         return None if e is None else e[0]
+
+    def needs_at_most(self, hi: int) -> int:
+        """An upper bound on the block needs with clock < hi (what needs_between lists):
+        each member has one need in the heap, at or after the heap's top, then one every
+        block_size steps."""
+        heap = self._need
+        if not heap or heap[0][0] >= hi:
+            return 0
+        return len(self.members) * ((hi - 1 - heap[0][0]) // self.block_size + 1)
 
     def needs_between(self, lo: int, hi: int, limit: int) -> list[tuple[int, Sequence]]:
         """Up to ``limit`` future block needs with clock < hi, in (clock, running) order,

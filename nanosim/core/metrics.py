@@ -1,8 +1,8 @@
 """Per-request and per-step tables (same schema in sim and real mode) and the summary.
 
-Rows are kept as plain columns while running (a step appends one value per column; a
-fast-forwarded decode run extends the columns with arrays) and become pandas DataFrames
-only at the end. pandas is imported lazily: the core stays importable without it.
+Steps are kept as row tuples and decode-run records while running (core/step_rows.py) and
+requests as plain columns; they become numpy columns (``columns()``) or pandas DataFrames
+(``frames()``) only at the end. pandas is imported lazily: the core stays importable without it.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 from nanosim.core.batch import StepShape
 from nanosim.core.cache_stats import CachingMetrics
 from nanosim.core.sequence import Sequence, Status
+from nanosim.core.step_rows import StepRows
 
 # Per step, after the shape: preemption events, the prefix-cache records of the step's
 # admissions in tokens (first admissions, then re-admissions after a preemption, as vLLM's
@@ -41,13 +42,18 @@ class MetricsRecorder:
     def __init__(self, kv_blocks_total: int, step_rows: bool = True) -> None:
         self.kv_blocks_total = kv_blocks_total
         self.step_rows = step_rows
-        self.steps: dict[str, list] = {c: [] for c in STEP_COLUMNS}
+        self._steps = StepRows(kv_blocks_total)
         self.requests: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
         self.num_steps = 0
         self.window = CachingMetrics()
         # step_rows=False, per kind: [steps, duration sum, longest, *_SUMS, most KV used,
         # first start, last end]
         self._agg = {k: [0, 0.0, 0.0] + [0] * len(_SUMS) + [0, math.inf, -math.inf] for k in STEP_KINDS}
+
+    @property
+    def steps(self) -> dict[str, list]:
+        """The per-step table so far as {column: list} (step_rows=True)."""
+        return self._steps.lists()
 
     def record_step(self, start_s: float, duration_s: float, shape: StepShape, kv_used: int,
                     preemptions: int = 0, cache: tuple[int, ...] = (0,) * 6,
@@ -68,28 +74,18 @@ class MetricsRecorder:
             a[-1] = max(a[-1], start_s + duration_s)
             self.num_steps += 1
             return
-        s = self.steps
-        s["step"].append(self.num_steps)
-        s["start_s"].append(start_s)
-        s["duration_s"].append(duration_s)
-        s["num_prefill_seqs"].append(shape.num_prefill_seqs)
-        s["prefill_tokens"].append(shape.prefill_tokens)
-        s["num_decode_seqs"].append(shape.num_decode_seqs)
-        s["decode_context_tokens"].append(shape.decode_context_tokens)
-        s["decode_max_context_tokens"].append(shape.decode_max_context_tokens)
-        s["kv_blocks_used"].append(kv_used)
-        s["kv_blocks_total"].append(self.kv_blocks_total)
-        s["preemptions"].append(preemptions)
-        for col, v in zip(CACHE_COLUMNS, cache):
-            s[col].append(v)
-        self.window.observe(*cache[:3], reset=cache_reset)
-        s["prefix_cache_hit_rate_window"].append(self.window.hit_rate)
+        if cache[0] or cache_reset:  # else the window does not change
+            self.window.observe(cache[0], cache[1], cache[2], reset=cache_reset)
+        self._steps.rows.append((
+            start_s, duration_s, shape.num_prefill_seqs, shape.prefill_tokens,
+            shape.num_decode_seqs, shape.decode_context_tokens, shape.decode_max_context_tokens,
+            kv_used, self.kv_blocks_total, preemptions, *cache, self.window.hit_rate))
         self.num_steps += 1
 
     def record_decode_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int,
-                          context0: int, max_context0: int, kv_used: np.ndarray) -> None:
+                          context0: int, max_context0: int, kv_used: np.ndarray | int) -> None:
         """k decode-only steps at once; context grows by num_seqs per step, the longest
-        sequence's by 1."""
+        sequence's by 1; kv_used: blocks in use at each step, or an int for all of them."""
         k = len(durations)
         if not self.step_rows:
             a = self._agg["decode"]
@@ -98,27 +94,13 @@ class MetricsRecorder:
             a[2] = max(a[2], float(np.max(durations)))
             a[5] += num_seqs * k  # num_decode_seqs, decode_context_tokens (an arithmetic series)
             a[6] += context0 * k + num_seqs * (k * (k - 1) // 2)
-            a[-3] = max(a[-3], int(np.max(kv_used)))
+            a[-3] = max(a[-3], kv_used if isinstance(kv_used, int) else int(np.max(kv_used)))
             a[-2] = min(a[-2], float(starts[0]))
             a[-1] = max(a[-1], float(starts[-1] + durations[-1]))
             self.num_steps += k
             return
-        s = self.steps
-        s["step"].extend(range(self.num_steps, self.num_steps + k))
-        s["start_s"].extend(starts.tolist())
-        s["duration_s"].extend(durations.tolist())
-        s["num_prefill_seqs"].extend([0] * k)
-        s["prefill_tokens"].extend([0] * k)
-        s["num_decode_seqs"].extend([num_seqs] * k)
-        s["decode_context_tokens"].extend(range(context0, context0 + num_seqs * k, num_seqs)
-                                          if num_seqs else [0] * k)
-        s["decode_max_context_tokens"].extend(range(max_context0, max_context0 + k)
-                                              if num_seqs else [0] * k)
-        s["kv_blocks_used"].extend(kv_used if isinstance(kv_used, list) else kv_used.tolist())
-        s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
-        for col in ("preemptions", *CACHE_COLUMNS):  # decode-only: nothing admitted or preempted
-            s[col].extend([0] * k)
-        s["prefix_cache_hit_rate_window"].extend([self.window.hit_rate] * k)
+        self._steps.add_run(starts, durations, num_seqs, context0, max_context0, kv_used,
+                            self.window.hit_rate)
         self.num_steps += k
 
     def record_request(self, seq: Sequence) -> None:
@@ -167,22 +149,25 @@ class MetricsRecorder:
             order = np.argsort(req["request_id"], kind="stable")
             return ({c: ([v[i] for i in order.tolist()] if c == "rejected" else v[order])
                      for c, v in req.items()}, self.step_summary())
-        if not self.requests["request_id"] or not self.steps["step"] or not all(
-                isinstance(cols[c][0], float) for cols in (self.requests, self.steps) for c in cols
-                if c.endswith("_s")):  # edge cases (empty, int times): frames() types them
-            return None, None
+        steps = self._steps
+        if not self.requests["request_id"] or not self.num_steps or not all(
+                isinstance(self.requests[c][0], float) for c in REQUEST_COLUMNS if c.endswith("_s")
+        ) or not all(isinstance(steps.first(c), float) for c in STEP_COLUMNS if c.endswith("_s")):
+            return None, None  # edge cases (empty, int times): frames() types them
         req = _arrays(self.requests, REQUEST_COLUMNS)
         order = np.argsort(req["request_id"], kind="stable")
         req = {c: ([v[i] for i in order.tolist()] if c == "rejected" else v[order]) for c, v in req.items()}
-        return req, _arrays(self.steps, STEP_COLUMNS)
+        return req, steps.columns({c: _dtype(c) for c in STEP_COLUMNS})
 
 
 def _arrays(cols: dict[str, list], names) -> dict:
     """Lists -> arrays: times (``*_s``, floats or NaN) and FLOAT_COLUMNS float64, counts
     int64, as pandas infers them; the str column ``rejected`` stays a list."""
-    return {c: cols[c] if c == "rejected" else
-            np.asarray(cols[c], dtype=np.float64 if c.endswith("_s") or c in FLOAT_COLUMNS
-                       else np.int64) for c in names}
+    return {c: cols[c] if c == "rejected" else np.asarray(cols[c], dtype=_dtype(c)) for c in names}
+
+
+def _dtype(column: str) -> type:
+    return np.float64 if column.endswith("_s") or column in FLOAT_COLUMNS else np.int64
 
 
 def _pct(values: np.ndarray) -> dict:

@@ -237,11 +237,11 @@ class Scheduler:
     def postprocess(self, batch: ScheduledBatch, result: StepResult, end_s: float) -> None:
         """Apply a step's outcome at time end_s: counts, sampled tokens, finishes."""
         tokens = result.token_ids
-        samplers = [c for c in batch.prefills if c.is_last]
         if batch.shape.num_decode_seqs:
             g = self.group
             if tokens is not None:
-                for seq, tok in zip(batch.decodes, tokens[len(samplers):]):
+                samplers = sum(1 for c in batch.prefills if c.is_last)  # tokens before the decodes'
+                for seq, tok in zip(batch.decodes, tokens[samplers:]):
                     seq.output_ids.append(tok)
                     if self._stops(seq, tok):
                         self._finish(seq, end_s, "stop")
@@ -324,8 +324,11 @@ class Scheduler:
         if not self.quiet or not len(g):
             return 0
         limit = g.next_finish_clock() - g.clock + 1
-        needs = g.needs_between(g.clock, g.clock + limit, self.bm.num_free + 1)
-        if len(needs) > self.bm.num_free:
+        free = self.bm.num_free
+        if g.needs_at_most(g.clock + limit) <= free:  # no need can fail: no walk
+            return max(limit, 0)
+        needs = g.needs_between(g.clock, g.clock + limit, free + 1)
+        if len(needs) > free:
             limit = needs[-1][0] - g.clock
         return max(limit, 0)
 

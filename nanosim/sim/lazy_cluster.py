@@ -143,7 +143,7 @@ class LazyReplica(Replica):
         if j:
             offsets = sched.advance_decodes(j)
             kv_used = (run.used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(j), side="right")
-                       if offsets else [run.used0] * j)
+                       if offsets else run.used0)
             engine.metrics.record_decode_run(run.ends[:j], run.durs[:j], run.num_seqs, run.ctx0,
                                              run.max0, kv_used)
             self.t = float(run.ends[j])
