@@ -73,16 +73,25 @@ class BlockManager:
     def seq_hash(self, seq: Sequence, i: int) -> int:
         """Chained hash of the sequence's full block i (cached in seq.hashes)."""
         hashes = seq.hashes
-        while len(hashes) <= i:
+        if len(hashes) > i:
+            return hashes[i]
+        last = i + 1  # blocks hashed one by one, from their content
+        if seq.output_ids is None:  # no generated tokens known (sim): every block past the
+            # known prompt ids has unknown content, so its key is made in one go (below)
+            ids = seq.prompt_ids
+            last = min(last, 0 if ids is None else len(ids) // self.block_size)
+        while len(hashes) < last:
             j = len(hashes)
-            parent = hashes[-1] if hashes else None
             toks = seq.block_tokens(j, self.block_size)
             if toks is None:
                 # unknown content: a key unique to (request, block), negative so that it
                 # never equals a content hash (xxh64 digests are >= 0)
                 hashes.append(-1 - ((seq.seq_id << 32) | j))
             else:
-                hashes.append(_chain(parent, toks.tobytes()))
+                hashes.append(_chain(hashes[-1] if hashes else None, toks.tobytes()))
+        if len(hashes) <= i:  # the same keys for blocks len(hashes)..i (j < 2**32)
+            key0 = -1 - (seq.seq_id << 32)
+            hashes.extend(range(key0 - len(hashes), key0 - i - 1, -1))
         return hashes[i]
 
     def lookup(self, seq: Sequence) -> list[int]:
@@ -191,11 +200,7 @@ class BlockManager:
             return
         hashes = seq.hashes
         if len(hashes) < full:
-            if seq.prompt_ids is None:  # every block's content unknown: seq_hash's unique keys
-                key0 = -1 - (seq.seq_id << 32)
-                hashes.extend(range(key0 - len(hashes), key0 - full, -1))
-            else:
-                self.seq_hash(seq, full - 1)
+            self.seq_hash(seq, full - 1)
         block_hash, cached = self.block_hash, self.cached
         for i in range(lo, full):
             b = table[i]

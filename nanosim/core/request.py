@@ -49,16 +49,26 @@ class Request:
 
     def token_ids(self) -> np.ndarray | None:
         """Prompt token ids as int32, or None for a length-only prompt (unique content)."""
+        shared = self.shared_token_ids()
+        if shared is None or self.prompt_token_ids is not None:
+            return shared
+        rest = self.prompt_tokens - len(shared)
+        if rest > 0:
+            shared = np.concatenate([shared, unique_tokens(self.request_id, rest)])
+        return shared
+
+    def shared_token_ids(self) -> np.ndarray | None:
+        """The leading prompt token ids other requests may share, as int32: all of
+        prompt_token_ids, or the prefix_blocks part (clipped to the prompt); None for a
+        length-only prompt. The rest of a prefix_blocks prompt is unique to this request, so
+        the simulator keys its blocks by the request (BlockManager.seq_hash) instead of
+        drawing tokens for them."""
         if self.prompt_token_ids is not None:
             return np.asarray(self.prompt_token_ids, dtype=np.int32)
         if self.prefix_blocks is None:
             return None
         parts = [block_tokens(b, self.prefix_block_tokens) for b in self.prefix_blocks]
-        shared = np.concatenate(parts)[: self.prompt_tokens]
-        rest = self.prompt_tokens - len(shared)
-        if rest > 0:
-            shared = np.concatenate([shared, unique_tokens(self.request_id, rest)])
-        return shared
+        return np.concatenate(parts)[: self.prompt_tokens]
 
 
 @lru_cache(maxsize=4096)  # shared prefixes ask for the same blocks again and again

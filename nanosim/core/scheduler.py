@@ -152,7 +152,9 @@ class Scheduler:
         while self.waiting and st.budget > 0 and len(self.running) < cfg.max_num_seqs:
             seq = self.waiting.peek()
             if seq.prompt_ids is None and seq.req.has_content:
-                seq.prompt_ids = seq.req.token_ids()
+                # real tokens for a runner; else only the ids other requests may share
+                req = seq.req
+                seq.prompt_ids = req.token_ids() if self.materialize_decodes else req.shared_token_ids()
             hits = bm.lookup(seq)
             computed = len(hits) * bm.block_size
             n = self._cap(seq.num_tokens - computed)

@@ -42,7 +42,9 @@ class Sequence:
         self.req = req
         self.seq_id = req.request_id
         self.status = Status.WAITING
-        # int32 prompt ids, or None for a length-only prompt (content unique to this request)
+        # int32 prompt ids, or None for a length-only prompt (content unique to this request);
+        # in the simulator only the ids other requests may share (Request.shared_token_ids:
+        # the tokens past them are unique to this request)
         self.prompt_ids: np.ndarray | None = None
         self.output_ids: list[int] | None = None  # real mode only; sim leaves tokens unmodeled
         self.block_table: list[int] = []
@@ -106,9 +108,12 @@ class Sequence:
         """Token ids of full block i, or None when any of them is unknown (unique content)."""
         lo, hi = i * block_size, (i + 1) * block_size
         p = self.req.prompt_tokens
+        ids = self.prompt_ids
+        if ids is None or (hi > len(ids) and len(ids) < p):  # past the known (shared) ids
+            return None
         if hi <= p:
-            return None if self.prompt_ids is None else self.prompt_ids[lo:hi]
-        if self.output_ids is None or self.prompt_ids is None:
+            return ids[lo:hi]
+        if self.output_ids is None:
             return None
         if lo >= p:
             return np.asarray(self.output_ids[lo - p:hi - p], dtype=np.int32)

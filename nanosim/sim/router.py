@@ -85,5 +85,5 @@ class Router:
         if not req.has_content:
             return [0] * len(replicas)
         probe = Sequence(req)
-        probe.prompt_ids = req.token_ids()
+        probe.prompt_ids = req.shared_token_ids()  # as the scheduler admits it (sim)
         return [r.prefix_hit_blocks(probe) * r.engine.bm.block_size for r in replicas]
