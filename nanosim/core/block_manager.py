@@ -94,19 +94,41 @@ class BlockManager:
             hashes.extend(range(key0 - len(hashes), key0 - i - 1, -1))
         return hashes[i]
 
+    def _prefix_keys(self, seq: Sequence) -> list[int]:
+        """Hashes of the blocks a lookup of ``seq`` may hit (whole blocks, at most
+        num_tokens - 1 tokens); none when caching is off or its content is unknown and it
+        has cached nothing yet (its keys are its own)."""
+        if not self.enable_caching or (seq.prompt_ids is None and seq.num_preemptions == 0):
+            return []
+        n = (seq.num_tokens - 1) // self.block_size
+        if n <= 0:
+            return []
+        hashes = seq.hashes
+        if len(hashes) < n:
+            self.seq_hash(seq, n - 1)
+        return hashes[:n]
+
     def lookup(self, seq: Sequence) -> list[int]:
         """Cached blocks covering the longest prefix of ``seq`` (at most num_tokens - 1 tokens)."""
-        if not self.enable_caching:
-            return []
-        if seq.prompt_ids is None and seq.num_preemptions == 0:
-            return []  # content unknown: its keys are its own, and it has cached none yet
-        hits = []
-        for i in range((seq.num_tokens - 1) // self.block_size):
-            copies = self.cached.get(self.seq_hash(seq, i))
+        hits, cached = [], self.cached
+        for h in self._prefix_keys(seq):
+            copies = cached.get(h)
             if not copies:
                 break
             hits.append(next(iter(copies)))
         return hits
+
+    def num_hit_blocks(self, seq: Sequence, num_taken: int = 0) -> int:
+        """len(lookup_after(seq, num_taken)), without listing the blocks (routers ask this of
+        every replica at every arrival)."""
+        if num_taken:
+            return len(self.lookup_after(seq, num_taken))
+        n, cached = 0, self.cached
+        for h in self._prefix_keys(seq):
+            if h not in cached:  # a hash maps to at least one copy while it is in the map
+                break
+            n += 1
+        return n
 
     def lookup_after(self, seq: Sequence, num_taken: int) -> list[int]:
         """The lookup as it will be once the next ``num_taken`` blocks are taken from the
@@ -115,12 +137,13 @@ class BlockManager:
         none. (Lazy cluster replicas report a pending decode run's cache this way.)"""
         if not num_taken:
             return self.lookup(seq)
-        if not self.enable_caching or (seq.prompt_ids is None and seq.num_preemptions == 0):
+        keys = self._prefix_keys(seq)
+        if not keys:
             return []
         taken = set(islice(self.free, num_taken))
-        hits = []
-        for i in range((seq.num_tokens - 1) // self.block_size):
-            copies = self.cached.get(self.seq_hash(seq, i))
+        hits, cached = [], self.cached
+        for h in keys:
+            copies = cached.get(h)
             b = next((c for c in copies if c not in taken), None) if copies else None
             if b is None:
                 break

@@ -43,6 +43,7 @@ class Engine:
         # (a million-request replay need not keep them)
         self.keep_finished = True
         self.done_tokens = 0  # prompt + max output tokens of the finished / rejected requests
+        self.done_requests = 0  # requests recorded (finished, rejected or aborted)
 
     def add_request(self, req: Request, max_tokens: int | None = None, sampling=None) -> Sequence:
         seq = Sequence(req, max_tokens, sampling)
@@ -150,6 +151,7 @@ class Engine:
             for seq in fin:
                 self.metrics.record_request(seq)
                 self.done_tokens += seq.req.prompt_tokens + seq.max_tokens
+                self.done_requests += 1
                 if not self.keep_finished:
                     del self.seqs[seq.seq_id]
             fin.clear()

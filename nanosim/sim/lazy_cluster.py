@@ -90,7 +90,7 @@ class LazyReplica(Replica):
     def prefix_hit_blocks(self, probe) -> int:
         run = self.run
         taken = 0 if run is None else self._appended_before(run, self.at)
-        return len(self.engine.bm.lookup_after(probe, taken))
+        return self.engine.bm.num_hit_blocks(probe, taken)
 
     def _appended_before(self, run: _Run, a: float) -> int:
         """Blocks the run's steps that start before ``a`` append."""

@@ -31,7 +31,7 @@ class Replica:
 
     def prefix_hit_blocks(self, probe) -> int:
         """Cached leading blocks of the probe's prompt (what prefix reads)."""
-        return len(self.engine.bm.lookup(probe))
+        return self.engine.bm.num_hit_blocks(probe)
 
     @property
     def outstanding_tokens(self) -> int:
@@ -41,4 +41,4 @@ class Replica:
     @property
     def outstanding_requests(self) -> int:
         """Requests routed here and not finished or rejected (a router's in-flight load)."""
-        return self.routed_requests - len(self.engine.metrics.requests["request_id"])
+        return self.routed_requests - self.engine.done_requests

@@ -59,25 +59,24 @@ class Router:
         n = len(replicas)
         turn = self._next
         self._next += 1
-        rotate = lambda r: (r.index - turn) % n  # noqa: E731  (tie-break: round robin)
         if self.policy == "round_robin":
             return replicas[turn % n]
+        tokens = [r.outstanding_tokens for r in replicas]
         if self.policy == "least_tokens":
-            return min(replicas, key=lambda r: (r.outstanding_tokens, rotate(r)))
+            return _first_min(replicas, tokens, turn)
         if self.policy == "least_kv":
-            return min(replicas, key=lambda r: (r.kv_blocks_used() / r.engine.bm.num_blocks,
-                                                r.outstanding_tokens, rotate(r)))
-        least_loaded = lambda r: (r.outstanding_requests, r.outstanding_tokens, rotate(r))  # noqa: E731
+            return _first_min(replicas, [(r.kv_blocks_used() / r.engine.bm.num_blocks, t)
+                                         for r, t in zip(replicas, tokens)], turn)
         cfg = self.config
         loads = [r.outstanding_requests for r in replicas]
         hi, lo = max(loads), min(loads)
         if hi - lo > cfg.balance_abs_threshold and hi > cfg.balance_rel_threshold * lo:
-            return min(replicas, key=least_loaded)
+            return _first_min(replicas, list(zip(loads, tokens)), turn)
         hits = self._prefix_hits(req, replicas)
         best = max(hits)
         if best and best / max(req.prompt_tokens, 1) > cfg.cache_threshold:
-            return min(replicas, key=lambda r: (-hits[r.index], r.outstanding_tokens, rotate(r)))
-        return min(replicas, key=least_loaded)
+            return _first_min(replicas, [(-h, t) for h, t in zip(hits, tokens)], turn)
+        return _first_min(replicas, list(zip(loads, tokens)), turn)
 
     @staticmethod
     def _prefix_hits(req: Request, replicas: list) -> list[int]:
@@ -87,3 +86,14 @@ class Router:
         probe = Sequence(req)
         probe.prompt_ids = req.shared_token_ids()  # as the scheduler admits it (sim)
         return [r.prefix_hit_blocks(probe) * r.engine.bm.block_size for r in replicas]
+
+
+def _first_min(replicas: list, keys: list, turn: int):
+    """The replica with the smallest key; ties rotate: the smallest (index - turn) mod n, so
+    idle replicas share load (min over (key, rotation), the rotation unique per replica)."""
+    m = min(keys)
+    tied = [r for r, k in zip(replicas, keys) if k == m]
+    if len(tied) == 1:
+        return tied[0]
+    n = len(replicas)
+    return min(tied, key=lambda r: (r.index - turn) % n)
