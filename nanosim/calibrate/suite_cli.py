@@ -8,9 +8,11 @@ from pathlib import Path
 
 from nanosim.config import ConfigError
 
-# --dry-run's estimate of what a real replay costs beyond its steps' GPU time: the engine's
-# scheduling and the replay harness per step (host Python), and loading + warming up a
-# model (weights, CUDA graphs) once per (model, tp, max_model_len)
+# --dry-run's estimate of what a real replay costs beyond its steps' measured times (which
+# include the input packing): the engine's scheduling and the replay harness per step, taken
+# generously (two engines stepping a 24,416-step conv replay took 0.7 s on a CPU, ~15 us a
+# step each), and loading + warming up a model (weights, CUDA graphs) once per (model, tp,
+# max_model_len): assumed figures, not measured
 HOST_PER_STEP_S = 0.5e-3
 LOAD_S = {"qwen3-0.6b": 45.0, "qwen3-1.7b": 60.0, "qwen3-4b": 80.0, "qwen3-8b": 110.0}
 DEFAULT_LOAD_S = 90.0
