@@ -59,8 +59,7 @@ class PackingRunner:
 def engine_step_us(batch: int, steps: int, fast: bool) -> float:
     cfg = EngineConfig(block_size_tokens=BLOCK, max_num_seqs=GRAPH_MAX, max_num_batched_tokens=16384,
                        max_model_len=4096)
-    backend = GpuBackend(PackingRunner())
-    backend.fast_decode = fast
+    backend = GpuBackend(PackingRunner(), fast_decode=fast)
     eng = Engine(cfg, backend, BLOCKS)
     for i in range(batch):
         sp = SamplingParams(temperature=0.6, ignore_eos=True, max_tokens=steps + 10)

@@ -7,7 +7,7 @@ the decode MAPE, and the MAPE an oracle would reach if it knew the median ratio 
 better decode model of the step's shape could do, the rest being step-to-step jitter; and
 the steps with several prefill chunks.
 
-With ``--profile P`` the steps are priced anew (in step order, as validate does) by that
+With ``--profile P`` the steps are priced anew (each from its shape, as validate does) by that
 profile's cost model as the code now builds it, so a changed model or another profile of
 the same machine is scored against the same measurements, and the decode batches' tail is
 shown per graph size: the fitted spread term a(b) against the one the measured steps imply,
@@ -26,12 +26,13 @@ import pandas as pd
 
 
 def reprice(d: pd.DataFrame, cm) -> list:
-    """Set d.predicted_s to ``cm``'s prices of the steps, in step order; -> the StepShapes."""
+    """Set d.predicted_s to ``cm``'s prices of the steps; -> the StepShapes, each with the
+    decode path the scheduler gave it (from the steps in order, as validate does)."""
     from nanosim.calibrate.validate import SHAPE_FIELDS
-    from nanosim.core.batch import StepShape
+    from nanosim.core.batch import StepShape, with_decode_paths
 
-    shapes = [StepShape(**{f: r[f] if f == "prefill_attn_pairs" else int(r[f]) for f in SHAPE_FIELDS})
-              for _, r in d.iterrows()]
+    shapes = with_decode_paths([StepShape(**{f: r[f] if f == "prefill_attn_pairs" else int(r[f])
+                                             for f in SHAPE_FIELDS}) for _, r in d.iterrows()])
     d["predicted_s"] = [cm.step_time_s(s) for s in shapes]
     return shapes
 

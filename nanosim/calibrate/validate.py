@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nanosim.core.batch import ScheduledBatch, StepResult, StepShape
+from nanosim.core.batch import ScheduledBatch, StepResult, StepShape, with_decode_paths
 
 LATENCY_METRICS = ("ttft_s", "tpot_s", "e2e_s")
 STATS = ("p50", "p90", "p99", "mean")
+# the counts of a StepShape; its decode_path follows from the steps in order (step_errors)
 SHAPE_FIELDS = ("num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs", "prefill_kv_tokens",
                 "num_decode_seqs", "decode_context_tokens", "swap_blocks", "decode_max_context_tokens")
 
@@ -52,7 +53,11 @@ def batch_kind(s: StepShape) -> str:
 def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model,
                 gpu_s: list | None = None) -> pd.DataFrame:
     """One row per real step: kind, measured, predicted, absolute percentage error; with
-    ``gpu_s`` (device time per step, None where unmeasured) a gpu_s column too."""
+    ``gpu_s`` (device time per step, None where unmeasured) a gpu_s column too.
+    ``shapes``: one engine's steps in order; each is priced on the decode path the scheduler
+    gives it after the previous step (with_decode_paths: the path a recorded shape carries,
+    and the one of a shape read back from SHAPE_FIELDS), written as column decode_path."""
+    shapes = with_decode_paths(shapes)
     pred = np.array([cost_model.step_time_s(s) for s in shapes])
     meas = np.asarray(measured_s, dtype=float)
     df = pd.DataFrame({"kind": [batch_kind(s) for s in shapes], "measured_s": meas,
@@ -60,6 +65,7 @@ def step_errors(shapes: list[StepShape], measured_s: list[float], cost_model,
                        "num_tokens": [s.num_tokens for s in shapes]})
     for f in SHAPE_FIELDS:  # the whole step shape, so other cost models can be scored offline
         df[f] = [getattr(s, f) for s in shapes]
+    df["decode_path"] = [s.decode_path for s in shapes]
     if gpu_s is not None and any(g is not None for g in gpu_s):
         df["gpu_s"] = np.array([np.nan if g is None else g for g in gpu_s], dtype=float)
     return df

@@ -5,11 +5,45 @@ themselves for a backend that runs real tokens. ``Backend`` is the protocol both
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from nanosim.core.sequence import Sequence
+
+
+PACKED, STEADY, SUBSET = "packed", "steady", "subset"  # StepShape.decode_path values
+DECODE_PATHS = (PACKED, STEADY, SUBSET)
+
+
+def decode_path_after(prev_decode_rows: int, rows: int) -> str:
+    """The path of a decode-only step of ``rows`` rows after a step with ``prev_decode_rows``
+    (0 when that step was not decode-only: it had a prefill, or no decode rows). Decode rows
+    only leave between decode-only steps (a sequence joins decoding after its last prefill
+    chunk, or with a swap-in), so fewer rows are a subset of the previous step's."""
+    if rows > prev_decode_rows:
+        return PACKED
+    return SUBSET if rows < prev_decode_rows else STEADY
+
+
+def decode_rows_after(shape: "StepShape") -> int:
+    """What ``decode_path_after`` needs of a step to decide the next one's path: its decode
+    rows when it was decode-only (swaps allowed: the runner's decode graph still ran), else 0."""
+    if shape.prefill_tokens or shape.num_prefill_seqs:
+        return 0
+    return shape.num_decode_seqs
+
+
+def with_decode_paths(shapes) -> list["StepShape"]:
+    """``shapes`` (consecutive steps of one engine, in order) with the decode path each took,
+    decided as the scheduler does: for step shapes recorded without it."""
+    out, prev = [], 0
+    for s in shapes:
+        path = PACKED if s.swap_blocks or decode_rows_after(s) == 0 else \
+            decode_path_after(prev, s.num_decode_seqs)
+        out.append(s if s.decode_path == path else replace(s, decode_path=path))
+        prev = decode_rows_after(s)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +57,15 @@ class StepShape:
     swap_blocks           KV blocks copied between GPU and host this step (in + out)
     decode_max_context_tokens  the longest decode sequence's KV tokens (0: not known; cost
                           models then take every sequence at the mean context)
+    decode_path           how the runner gets this step's decode rows onto the GPU (one of
+                          DECODE_PATHS, decided by the scheduler from the previous step:
+                          ``decode_path_after``): PACKED, inputs packed anew (any step with a
+                          prefill or swaps, the first decode step after one, or a decode step
+                          with a row new to decoding); STEADY, the previous step's inputs
+                          edited in place (the same rows decoded in the previous step, which
+                          was decode-only); SUBSET, that edit dropping the rows that left (a
+                          sequence finished or was preempted). Cost models price from this,
+                          never from the order of their calls.
     """
 
     num_prefill_seqs: int = 0
@@ -33,6 +76,7 @@ class StepShape:
     decode_context_tokens: int = 0
     swap_blocks: int = 0
     decode_max_context_tokens: int = 0
+    decode_path: str = "packed"
 
     @property
     def num_tokens(self) -> int:
@@ -89,8 +133,8 @@ class BackendCaps:
     # real tokens: the scheduler lists every decode sequence each step and sequences keep
     # their output ids (the GPU backend); off, decodes are counted in the decode group only
     needs_tokens: bool = False
-    # decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens) prices a run of
-    # decode-only steps at once, so Engine.fast_forward may advance it in one move (sim)
+    # decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path) prices
+    # a run of decode-only steps at once, so Engine.fast_forward may advance it in one move (sim)
     decode_runs: bool = False
 
 
@@ -105,20 +149,23 @@ class RunBackend(Backend, Protocol):
     same as executing its steps one by one (see CostModel.decode_run_s)."""
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0): ...
+                     max_context_tokens: int = 0, first_path: str = PACKED): ...
 
 
 class CostModel(Protocol):
-    """Predicts step durations from counts alone (the sim backend's engine)."""
+    """Predicts step durations from counts alone (the sim backend's engine): a pure function
+    of the shape (the same price whoever asks, in any order; no state carried between calls
+    but memos and counters)."""
 
     name: str
 
     def step_time_s(self, shape: StepShape) -> float: ...
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0):
+                     max_context_tokens: int = 0, first_path: str = PACKED):
         """Durations (np.ndarray, seconds) of ``num_steps`` decode-only steps of ``num_seqs``
         sequences whose summed context is ``context_tokens`` at the first step and grows by
         ``num_seqs`` per step; the longest sequence's is ``max_context_tokens`` and grows by
-        1 (0: not known). Must equal calling step_time_s step by step."""
+        1 (0: not known). The first step takes ``first_path`` (a StepShape.decode_path), the
+        others STEADY. Must equal calling step_time_s on each step's shape, in any order."""
         ...

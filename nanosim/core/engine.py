@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanosim.config import EngineConfig
-from nanosim.core.batch import Backend
+from nanosim.core.batch import STEADY, Backend
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.metrics import MetricsRecorder
 from nanosim.core.request import Request
@@ -98,7 +98,8 @@ class Engine:
             return None
         g = sched.group
         num_seqs, ctx0, max0 = len(g), g.context_tokens, g.max_context_tokens
-        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, max0, k, now, next_event_s)
+        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, max0, k, now, next_event_s,
+                                                      sched.next_decode_path())
         k = int(np.searchsorted(starts, next_event_s, side="left"))  # steps starting before it
         if k < 2:
             return None
@@ -114,21 +115,23 @@ class Engine:
 
     @staticmethod
     def _decode_durations(run_s, num_seqs: int, ctx0: int, max0: int, k_max: int, now: float,
-                          until_s: float):
+                          until_s: float, first_path: str):
         """Durations and start times of up to k_max decode-only steps, asked of the cost
         model in doubling chunks until a step starts at or after ``until_s`` (so a run cut
-        short by an arrival does not price thousands of steps). Times are sequential float
-        sums, as stepping one by one gives. Returns (durations, starts, ends_at) where
-        ends_at[i] is the end of step i - 1 (ends_at[0] = now)."""
+        short by an arrival does not price thousands of steps); the first step takes
+        ``first_path``, the rest the steady path. Pricing changes no state: a run the caller
+        then drops needs no undoing. Times are sequential float sums, as stepping one by one
+        gives. Returns (durations, starts, ends_at) where ends_at[i] is the end of step i - 1
+        (ends_at[0] = now)."""
         m = min(64, k_max)  # the first chunk alone mostly suffices: no list round trip
-        d = np.asarray(run_s(num_seqs, ctx0, m, max0), dtype=float)
+        d = np.asarray(run_s(num_seqs, ctx0, m, max0, first_path), dtype=float)
         e = np.cumsum(np.concatenate(([now], d)))
         if m >= k_max or e[-2] >= until_s:
             return d, e[:-1], e
         durs, t, n, chunk = [d], [now, *e[1:].tolist()], m, 128
         while n < k_max:
             m = min(chunk, k_max - n)
-            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n), dtype=float)
+            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, STEADY), dtype=float)
             e = np.cumsum(np.concatenate(([t[-1]], d)))
             durs.append(d)
             t.extend(e[1:].tolist())

@@ -27,7 +27,8 @@ from __future__ import annotations
 from collections import deque
 
 from nanosim.config import EngineConfig
-from nanosim.core.batch import PrefillChunk, ScheduledBatch, StepResult, StepShape
+from nanosim.core.batch import (PACKED, PrefillChunk, ScheduledBatch, StepResult, StepShape,
+                                decode_path_after)
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.decode_group import DecodeGroup
 from nanosim.core.sequence import Sequence, Status
@@ -64,6 +65,8 @@ class Scheduler:
         # True when the last step was decode-only and changed nothing that could let a
         # waiting or swapped request in: the next decode-only steps can be fast-forwarded.
         self.quiet = False
+        # decode rows of the last step if decode-only, else 0: the next one's StepShape.decode_path
+        self.last_decode_rows = 0
 
     # ---- admission --------------------------------------------------------------------
     def add(self, seq: Sequence) -> bool:
@@ -227,12 +230,16 @@ class Scheduler:
     def _batch(self, st: "_Step") -> ScheduledBatch:
         g = self.group
         nd = len(g) if st.decodes else 0
+        swaps = len(st.swap_in) + len(st.swap_out)
+        decode_only = nd and not st.prefills
+        path = decode_path_after(self.last_decode_rows, nd) if decode_only and not swaps else PACKED
+        self.last_decode_rows = nd if decode_only else 0
         shape = StepShape(
             num_prefill_seqs=len(st.prefills), prefill_tokens=st.prefill_tokens,
             prefill_attn_pairs=st.attn_pairs, prefill_kv_tokens=st.kv_tokens,
             num_decode_seqs=nd, decode_context_tokens=g.context_tokens if nd else 0,
-            swap_blocks=len(st.swap_in) + len(st.swap_out),
-            decode_max_context_tokens=g.max_context_tokens if nd else 0)
+            swap_blocks=swaps, decode_max_context_tokens=g.max_context_tokens if nd else 0,
+            decode_path=path)
         decodes = list(g.members.values()) if (nd and self.materialize_decodes) else []
         return ScheduledBatch(shape, st.prefills, decodes, st.swap_in, st.swap_out)
 
@@ -334,6 +341,11 @@ class Scheduler:
             limit = needs[-1][0] - g.clock
         return max(limit, 0)
 
+    def next_decode_path(self) -> str:
+        """The path the next step takes when it is decode-only without swaps (a decode run's
+        first step; the run's later steps are STEADY)."""
+        return decode_path_after(self.last_decode_rows, len(self.group))
+
     def advance_decodes(self, num_steps: int) -> list[int]:
         """Run ``num_steps`` decode-only steps at once (no arrivals in between, limit from
         decode_run_limit). Returns the step offsets (0-based) at which a block was added."""
@@ -349,6 +361,7 @@ class Scheduler:
                 g.block_added(seq)
                 offsets.append(at - start)
         g.clock = end
+        self.last_decode_rows = len(g) if num_steps else self.last_decode_rows
         return offsets
 
     def finish_due(self, end_s: float) -> None:

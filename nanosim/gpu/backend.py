@@ -8,9 +8,11 @@ duration_s is the host wall time of the whole execute(): input packing, the forw
 sampler and the copy back of the sampled tokens (the runner synchronizes), i.e. what one
 engine step costs apart from the scheduler's own Python time.
 
-Steady decoding takes the runner's fast path: when a decode-only step's sequences all
-decoded in the previous step too (which was a CUDA-graph decode step), no SeqWork is built
-and runner.step_next(keep) edits the previous step's packed inputs (runner.py).
+Steady decoding takes the runner's fast path: when the scheduler says a decode-only step's
+rows all decoded in the previous step (StepShape.decode_path steady or subset, the path the
+cost models price) and that step armed the runner (a CUDA-graph decode step), no SeqWork is
+built and runner.step_next(keep) edits the previous step's packed inputs (runner.py); keep
+maps each row to its row in the previous step.
 
 async_decode (off by default here; LLM turns it on where it runs): steady decode steps also launch the step after them before
 their tokens are read (runner.py's lookahead), so that step runs on the GPU while the
@@ -25,7 +27,7 @@ import time
 
 import numpy as np
 
-from nanosim.core.batch import BackendCaps, ScheduledBatch, StepResult
+from nanosim.core.batch import PACKED, BackendCaps, ScheduledBatch, StepResult
 from nanosim.core.request import unique_tokens
 from nanosim.core.sequence import Sequence
 from nanosim.gpu.inputs import SeqWork
@@ -36,7 +38,11 @@ class GpuBackend:
     # the scheduler lists decode sequences; outputs are real token ids; each step is measured
     caps = BackendCaps(needs_tokens=True, decode_runs=False)
 
-    def __init__(self, runner, num_host_blocks: int = 0, async_decode: bool = False) -> None:
+    def __init__(self, runner, num_host_blocks: int = 0, async_decode: bool = False, *,
+                 fast_decode: bool = True, default_sampling: SamplingParams | None = None) -> None:
+        """fast_decode: use runner.step_next where the path allows (off: an A/B arm, every
+        step packed); default_sampling: for requests added without their own (default
+        SamplingParams()). Fixed at construction: an A/B builds one backend per arm."""
         if async_decode and not runner.supports_lookahead:
             raise ValueError("async_decode needs a single-GPU runner (tensor_parallel_size=1)")
         self.runner = runner
@@ -45,9 +51,9 @@ class GpuBackend:
         # made-up ids of length-only prompts (int32, kept for the run: ~4 bytes per prompt token)
         self._prompts: dict[int, np.ndarray] = {}
         self.num_host_blocks = num_host_blocks
-        self.default_sampling = SamplingParams()  # for requests added without their own
+        self.default_sampling = SamplingParams() if default_sampling is None else default_sampling
         self.vocab_size = runner.spec.vocab_size
-        self.fast_decode = True  # use runner.step_next when it applies (off: an A/B switch)
+        self.fast_decode = fast_decode
         self._prev_decodes: list[Sequence] = []  # the last step's decode rows, when it armed step_next
 
     def execute(self, batch: ScheduledBatch) -> StepResult:
@@ -58,7 +64,7 @@ class GpuBackend:
         if swaps:
             self._swap(batch.swap_out, to_host=True)
             self._swap(batch.swap_in, to_host=False)
-        keep = self._fast_rows(batch) if not (swaps or batch.prefills) else False
+        keep = self._fast_rows(batch)
         if keep is not False:
             out = self.runner.step_next(keep, ahead=True) if self.async_decode else self.runner.step_next(keep)
         else:
@@ -75,9 +81,11 @@ class GpuBackend:
 
     def _fast_rows(self, batch: ScheduledBatch):
         """Rows of the previous step that make up this decode-only step (None: all of them in
-        order), or False when the fast path does not apply (a sequence new to decoding)."""
+        order), or False when the fast path does not apply: the scheduler's path is packed (a
+        prefill, swaps, or a sequence new to decoding), the last step did not arm the runner,
+        or (a check) a row did not decode in it."""
         prev, cur = self._prev_decodes, batch.decodes
-        if not (self.fast_decode and prev and cur):
+        if batch.shape.decode_path == PACKED or not (self.fast_decode and prev and cur):
             return False
         if cur == prev:  # identity comparison of the same sequences, in C
             return None

@@ -2,7 +2,7 @@
 drawn step-time jitter factor when one is given (nanosim/sim/jitter.py)."""
 from __future__ import annotations
 
-from nanosim.core.batch import BackendCaps, CostModel, ScheduledBatch, StepResult
+from nanosim.core.batch import PACKED, BackendCaps, CostModel, ScheduledBatch, StepResult
 
 
 class SimBackend:
@@ -27,6 +27,7 @@ class SimBackend:
         return StepResult(t if self.jitter is None else t * self.jitter.draw())
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0):
-        t = self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens)
+                     max_context_tokens: int = 0, first_path: str = PACKED):
+        t = self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens,
+                                         first_path)
         return t if self.jitter is None or num_steps == 0 else t * self.jitter.draw(num_steps)

@@ -47,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from nanosim.config import GpuSpec, ModelSpec, check_tp, ConfigError
-from nanosim.core.batch import StepShape
+from nanosim.core.batch import PACKED, StepShape
 
 # --- defaults and their anchors (FACTS.md, measured on our H100 unless said otherwise) ---
 # HBM: device-to-device copy reaches ~3.0 TB/s of the 3.35 TB/s datasheet -> 0.90.
@@ -288,10 +288,10 @@ class RooflineCostModel:
         return t
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0) -> np.ndarray:
+                     max_context_tokens: int = 0, first_path: str = PACKED) -> np.ndarray:
         """``num_steps`` decode-only steps; step i attends ``context_tokens + i*num_seqs``
-        tokens in total (the longest sequence: unused, bytes are what this model prices).
-        Equal, bit for bit, to calling step_time_s per step."""
+        tokens in total (the longest sequence and the decode path: unused, bytes and FLOPs
+        are what this model prices). Equal, bit for bit, to calling step_time_s per step."""
         if num_steps < 0:
             raise ValueError(f"num_steps must be >= 0, got {num_steps}")
         if num_seqs <= 0 or num_steps == 0:

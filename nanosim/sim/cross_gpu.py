@@ -28,7 +28,7 @@ import copy
 import numpy as np
 
 from nanosim.config import GpuSpec
-from nanosim.core.batch import StepShape
+from nanosim.core.batch import PACKED, StepShape
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.fit import _theta, model_from_theta
 
@@ -67,7 +67,7 @@ class CrossGpuCostModel:
             f"bf16 {target.bf16_flops_per_s / sg.bf16_flops_per_s:.2f}x, "
             f"link {target.link_bytes_per_s / sg.link_bytes_per_s:.2f}x {sg.name}'s), host time kept")
 
-    def __copy__(self):  # a replica's copy: its own path state in the source model
+    def __copy__(self):  # a replica's copy: its own step counts in the source model
         new = object.__new__(CrossGpuCostModel)
         new.__dict__.update(self.__dict__)
         new.source = copy.copy(self.source)
@@ -109,8 +109,8 @@ class CrossGpuCostModel:
         return self.source.step_time_s(shape) * self.ratio(shape)
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0) -> np.ndarray:
-        t = self.source.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens)
+                     max_context_tokens: int = 0, first_path: str = PACKED) -> np.ndarray:
+        t = self.source.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path)
         if num_steps == 0 or num_seqs <= 0:
             return t
         b = self.source._graph_size(num_seqs)

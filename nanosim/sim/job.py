@@ -49,7 +49,7 @@ def run_simulation(requests: list[Request], model: ModelSpec, gpu: GpuSpec, cfg:
         raise ConfigError(f"replicas must be >= 1 (got {replicas})")
     router = RouterConfig(router) if isinstance(router, str) else router
     # one cost model fitted (~70 ms for a profile), a shallow copy per replica: the fit and
-    # grids are shared read-only, each copy keeps its own path state and counts
+    # grids are shared read-only (prices depend on the shape alone), each copy counts its steps
     cost = make_cost_model(model, gpu, cfg, profile, profile_from)  # the config whole: tp, block size
     engines = [build_engine(model, gpu, cfg, profile, step_jitter, replica=i,
                             step_rows=step_rows, cost=copy.copy(cost)) for i in range(replicas)]

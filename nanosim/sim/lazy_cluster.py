@@ -32,6 +32,7 @@ from itertools import islice
 import numpy as np
 import simpy
 
+from nanosim.core.batch import STEADY
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.sim.replica import Replica
@@ -42,10 +43,12 @@ _FIRST_CHUNK = 64  # steps priced when a run starts; doubled while arrivals need
 class _Run:
     """A priced decode-only run of up to ``k`` steps from ``start_s``, not applied yet."""
 
-    __slots__ = ("k", "num_seqs", "ctx0", "max0", "durs", "ends", "offsets", "used0", "horizon")
+    __slots__ = ("k", "num_seqs", "ctx0", "max0", "durs", "ends", "offsets", "used0", "horizon", "path")
 
-    def __init__(self, k: int, num_seqs: int, ctx0: int, max0: int, start_s: float, used0: int):
+    def __init__(self, k: int, num_seqs: int, ctx0: int, max0: int, start_s: float, used0: int,
+                 path: str):
         self.k, self.num_seqs, self.ctx0, self.max0, self.used0 = k, num_seqs, ctx0, max0, used0
+        self.path = path  # the first step's decode path (the others: steady)
         self.durs = np.empty(0)
         self.ends = np.array([start_s])  # ends[i]: end of step i - 1 = start of step i
         self.offsets: np.ndarray | None = None  # steps whose scheduling appends a block
@@ -59,8 +62,8 @@ class _Run:
         n = len(self.durs)
         while n < self.k and self.ends[-1] < a:
             m = min(max(_FIRST_CHUNK, n), self.k - n)
-            d = np.asarray(run_s(self.num_seqs, self.ctx0 + self.num_seqs * n, m, self.max0 + n),
-                           dtype=float)
+            d = np.asarray(run_s(self.num_seqs, self.ctx0 + self.num_seqs * n, m, self.max0 + n,
+                                 STEADY if n else self.path), dtype=float)
             e = np.cumsum(np.concatenate((self.ends[-1:], d)))
             self.durs = np.concatenate((self.durs, d))
             self.ends = np.concatenate((self.ends, e[1:]))
@@ -121,8 +124,9 @@ class LazyReplica(Replica):
                 return
             k = engine.scheduler.decode_run_limit()
             if k >= 2:
-                self.run = _Run(k, len(engine.scheduler.group), engine.scheduler.group.context_tokens,
-                                engine.scheduler.group.max_context_tokens, self.t, engine.bm.num_used)
+                g = engine.scheduler.group
+                self.run = _Run(k, len(g), g.context_tokens, g.max_context_tokens, self.t,
+                                engine.bm.num_used, engine.scheduler.next_decode_path())
                 continue
             self.t += engine.step(self.t)
             if self._check:

@@ -7,8 +7,9 @@ A step is priced as the runner executes it:
   max(mean + a(b) * (longest - mean), w(b) * longest), mean = sum / b, where a (how much
   a spread of contexts costs a loaded split-KV kernel) and w (how long a lone long row
   holds it) are fitted to the profile's non-uniform points (skewed, half-long, and padded
-  half-long batches: fewer rows than their graph size); on the path that follows the last priced
-  step (packed, row-dropping edit, or steady edit);
+  half-long batches: fewer rows than their graph size); on the runner path the shape names
+  (StepShape.decode_path: packed, row-dropping edit, or steady edit), which the scheduler
+  decided from the previous step, so a price depends on the shape alone;
 * prefill chunks (one or several): as a prefill-only step of their token bucket, plus the
   decode-rows grid (what decode rows added in the profile's mixed points);
 * swaps: the fitted roofline.
@@ -22,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from nanosim.config import ConfigError, GpuSpec, ModelSpec, get_gpu
-from nanosim.core.batch import StepShape
+from nanosim.core.batch import PACKED, STEADY, SUBSET, StepShape
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.fit import FitResult, fit_roofline
 from nanosim.sim.grid import Grid2D, InverseWeights, ratio_grid
@@ -87,10 +88,10 @@ class ProfileCostModel:
         sub = [p for p in uniform if "subset_duration_s" in p.extra]
         self._decode_subset = ratio_grid([((p.batch_size, p.context_tokens), float(p.extra["subset_duration_s"]),
                                             self._padded(p.shape)) for p in sub], self.roofline)
-        self._prev_decode_only = False  # the last priced step: the runner's fast path follows it
-        self._prev_rows = 0  # its decode rows
-        # (rows, context, path state) at the start of the last run decode_run_s priced
-        self._run_start: tuple[int, int, bool, int] | None = None
+        # the decode grid of each StepShape.decode_path (a path the profile did not measure:
+        # the steady grid)
+        self._path_grids = {PACKED: self._decode_packed or self._decode,
+                            SUBSET: self._decode_subset or self._decode, STEADY: self._decode}
         self._spread, self._longest = self._tail_weights(
             [p for p in profile.decode if p.max_context_tokens or (sizes and p.batch_size not in sizes)])
         self._prefill = ratio_grid([((self._padded(p.shape).prefill_tokens, p.cached_tokens), p.duration_s,
@@ -106,7 +107,6 @@ class ProfileCostModel:
 
     def reset_counts(self) -> None:
         self.total_steps = self.extrapolated_steps = 0
-        self._prev_decode_only, self._prev_rows, self._run_start = False, 0, None
 
     def _padded(self, shape: StepShape) -> StepShape:
         """The step as the runner executes it. A decode-only batch: padded to its CUDA-graph
@@ -120,13 +120,13 @@ class ProfileCostModel:
             i = bisect_left(buckets, t)
             return shape if i == len(buckets) else StepShape(
                 s.num_prefill_seqs, q + buckets[i] - t, s.prefill_attn_pairs, s.prefill_kv_tokens,
-                b, s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens)
+                b, s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens, s.decode_path)
         if shape.swap_blocks or b < 1:
             return shape
         g = self._graph_size(b)
         return shape if g == b else StepShape(
             s.num_prefill_seqs, q, s.prefill_attn_pairs, s.prefill_kv_tokens, g,
-            s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens)
+            s.decode_context_tokens, s.swap_blocks, s.decode_max_context_tokens, s.decode_path)
 
     def _graph_size(self, rows: int) -> int:
         """The decode CUDA-graph size a batch of ``rows`` decodes runs at (rows itself when
@@ -216,17 +216,7 @@ class ProfileCostModel:
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
             c = self._tail_context(b, c, float(shape.decode_max_context_tokens))
-        return self._uniform_decode_s(self._path_grid(shape.num_decode_seqs), b, c)
-
-    def _path_grid(self, rows: int) -> Grid2D:
-        """The decode grid of the runner's path for a step of ``rows`` after the last priced
-        step: packed after a step with a prefill (or more rows than before: a new sequence),
-        the row-dropping edit after a decode step with more rows, else the steady edit."""
-        if not self._prev_decode_only or rows > self._prev_rows:
-            return self._decode_packed or self._decode
-        if rows < self._prev_rows:
-            return self._decode_subset or self._decode
-        return self._decode
+        return self._uniform_decode_s(self._path_grids[shape.decode_path], b, c)
 
     # ---- steps with prefill chunks and decode rows -------------------------------------
     def _chunks_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
@@ -332,17 +322,11 @@ class ProfileCostModel:
         return t, inside
 
     def step_time_s(self, shape: StepShape) -> float:
-        """Calls must come in step order: a decode step right after another decode step is
-        priced on the runner's fast path (inputs edited in place), one after a step with a
-        prefill (or the first) on the packed path."""
+        """The step's price, from its shape alone (a decode-only step on the grid of its
+        decode_path): the same whoever asks, in any order."""
         padded = self._padded(shape)
         decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
                        and shape.num_prefill_seqs == 0)
-        rs, self._run_start = self._run_start, None
-        if rs is not None and decode_only and (shape.num_decode_seqs, shape.decode_context_tokens) == rs[:2]:
-            # the engine dropped the run decode_run_s priced (it steps this, its first step,
-            # instead): the path state is the one before that run
-            self._prev_decode_only, self._prev_rows = rs[2], rs[3]
         if decode_only and shape.swap_blocks == 0 and self._decode is not None:
             t, inside = self._decode_s(shape, padded)
         elif (shape.num_prefill_seqs >= 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
@@ -350,18 +334,16 @@ class ProfileCostModel:
             t, inside = self._mixed_s(shape, padded)
         else:  # swaps: the fitted roofline alone
             t, inside = self.roofline.step_time_s(padded), False
-        self._prev_decode_only = decode_only
-        self._prev_rows = shape.num_decode_seqs if decode_only else 0
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
         return t
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0) -> np.ndarray:
+                     max_context_tokens: int = 0, first_path: str = PACKED) -> np.ndarray:
         """Step times of a run of decode-only steps (context grows num_seqs per step, the
-        longest row's by 1); the same values step_time_s gives one step at a time, its first
-        step on the path that follows the last priced step."""
+        longest row's by 1); the same values step_time_s gives each step's shape, the first
+        on ``first_path``, the others steady."""
         if num_steps == 0 or num_seqs <= 0 or self._decode is None:
             base = self.roofline.decode_run_s(num_seqs, context_tokens, num_steps)
             self.total_steps += num_steps
@@ -374,13 +356,9 @@ class ProfileCostModel:
         if max_context_tokens:
             c = self._tail_context(b, c, (max_context_tokens + steps).astype(np.float64))
         t, inside = self._uniform_decode_s(self._decode, b, c)
-        first = self._path_grid(num_seqs)  # the run's first step follows the last priced one
+        first = self._path_grids[first_path]
         if first is not self._decode:
             t[0] = self._uniform_decode_s(first, b, float(c[0]))[0]
-        rs = self._run_start
-        if rs is None or rs[0] != num_seqs or context_tokens <= rs[1]:  # not a later chunk
-            self._run_start = (num_seqs, context_tokens, self._prev_decode_only, self._prev_rows)
-        self._prev_decode_only, self._prev_rows = True, num_seqs
         self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
         return t
 

@@ -3,11 +3,15 @@ in place; it must leave exactly what a fresh pack of the next step writes. GpuBa
 it when a decode step's sequences all decoded in the previous step; an engine run with it
 must produce the same tokens as one without (a fake runner whose tokens are a function of
 the packed inputs, so a wrong position, token, slot or block id changes the output)."""
+from collections import Counter
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from nanosim.config import EngineConfig, ModelSpec
+from nanosim.core.batch import PACKED, STEADY, SUBSET, StepShape, with_decode_paths
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.gpu.backend import GpuBackend, SamplingParams
@@ -125,8 +129,7 @@ def run_engine(fast: bool, num_blocks: int = BLOCKS):
     spec = ModelSpec("tiny", hidden_size=64, num_layers=1, num_q_heads=2, num_kv_heads=1, head_dim=32,
                      intermediate_size=64, vocab_size=97, max_position_embeddings=WIDTH * BS)
     runner = PackingRunner(spec)
-    backend = GpuBackend(runner)
-    backend.fast_decode = fast
+    backend = GpuBackend(runner, fast_decode=fast)
     cfg = EngineConfig(block_size_tokens=BS, max_num_seqs=GRAPH_MAX, max_num_batched_tokens=64,
                        max_model_len=WIDTH * BS)
     eng = Engine(cfg, backend, num_blocks)
@@ -161,16 +164,66 @@ def test_engine_tokens_identical_with_and_without_the_fast_path(num_blocks):
 def test_fast_rows_only_for_sequences_that_decoded_last_step():
     from types import SimpleNamespace
 
-    backend = GpuBackend(PackingRunner(ModelSpec("t", 64, 1, 2, 1, 32, 64, 97, 32)))
+    spec = ModelSpec("t", 64, 1, 2, 1, 32, 64, 97, 32)
+    backend = GpuBackend(PackingRunner(spec))
     a, b, c = object(), object(), object()
-    batch = lambda decs: SimpleNamespace(decodes=decs)  # noqa: E731
-    assert backend._fast_rows(batch([a])) is False  # nothing armed yet
-    backend._prev_decodes = [a, b]
-    assert backend._fast_rows(batch([a, b])) is None
-    assert backend._fast_rows(batch([b])) == [1]
-    assert backend._fast_rows(batch([b, c])) is False  # c did not decode last step
-    backend.fast_decode = False
-    assert backend._fast_rows(batch([a, b])) is False
+
+    def batch(decs, path):
+        return SimpleNamespace(decodes=decs, shape=StepShape(num_decode_seqs=len(decs), decode_path=path))
+
+    assert backend._fast_rows(batch([a], STEADY)) is False  # nothing armed yet
+    backend._prev_decodes = [a, b]  # as a CUDA-graph decode step of rows a, b leaves it
+    assert backend._fast_rows(batch([a, b], STEADY)) is None
+    assert backend._fast_rows(batch([b], SUBSET)) == [1]
+    assert backend._fast_rows(batch([a, b], PACKED)) is False  # the scheduler says: packed
+    assert backend._fast_rows(batch([b, c], SUBSET)) is False  # (a check) c did not decode last step
+    off = GpuBackend(PackingRunner(spec), fast_decode=False)
+    off._prev_decodes = [a, b]
+    assert off._fast_rows(batch([a, b], STEADY)) is False
+
+
+def test_scheduler_paths_are_the_rows_that_decoded_last_step():
+    """The decode path the scheduler puts in each step's shape (what the cost models price)
+    is steady or subset exactly when every decode row decoded in the previous step, a
+    decode-only step, and this one has no prefill or swaps; a recorded run's paths are what
+    with_decode_paths derives from its shapes in order."""
+    from nanosim.calibrate.validate import RecordingBackend
+
+    seen = []
+
+    class Watch(RecordingBackend):
+        def execute(self, batch):
+            seen.append((batch.shape, [id(s) for s in batch.decodes]))
+            return super().execute(batch)
+
+    spec = ModelSpec("tiny", hidden_size=64, num_layers=1, num_q_heads=2, num_kv_heads=1, head_dim=32,
+                     intermediate_size=64, vocab_size=97, max_position_embeddings=WIDTH * BS)
+    rec = Watch(GpuBackend(PackingRunner(spec)))
+    cfg = EngineConfig(block_size_tokens=BS, max_num_seqs=GRAPH_MAX, max_num_batched_tokens=64,
+                       max_model_len=WIDTH * BS)
+    eng = Engine(cfg, rec, 14)  # few blocks: preemptions drop rows
+    rng = np.random.default_rng(1)
+    t = 0.0
+    for step in range(200):
+        for _ in range({0: 5, 6: 2, 15: 3}.get(step, 0)):
+            rid = len(eng.seqs)
+            p, o = int(rng.integers(3, 9)), int(rng.integers(4, 20))
+            eng.add_request(Request(rid, t, p, o), o, SamplingParams(temperature=0.0, max_tokens=o, ignore_eos=True))
+        if not eng.has_work:
+            break
+        t += eng.step(t)
+    prev, fast = None, Counter()
+    for shape, rows in seen:
+        plain = not (shape.num_prefill_seqs or shape.swap_blocks) and rows
+        stayed = prev is not None and plain and set(rows) <= set(prev)
+        assert (shape.decode_path != PACKED) == stayed, (shape, rows, prev)
+        if stayed:
+            assert shape.decode_path == (STEADY if rows == prev else SUBSET)
+        fast[shape.decode_path] += 1
+        prev = rows if rows and not shape.num_prefill_seqs else None
+    assert fast[STEADY] > 0 and fast[SUBSET] > 0 and fast[PACKED] > 0
+    assert eng.results()[0].preemptions.sum() > 0
+    assert with_decode_paths([replace(s, decode_path=PACKED) for s in rec.shapes]) == rec.shapes
 
 
 def test_profile_times_decode_points_on_the_fast_path():

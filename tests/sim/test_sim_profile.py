@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nanosim.config import GPUS, MODELS
-from nanosim.core.batch import StepShape
+from nanosim.core.batch import PACKED, STEADY, SUBSET, StepShape
 from nanosim.sim.cost_select import make_cost_model
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.profile import (
@@ -359,24 +359,24 @@ def test_prefill_steps_are_priced_at_their_mixed_graph_bucket(tmp_path):
 
 def test_decode_after_a_prefill_is_priced_on_the_packed_path(tmp_path):
     """Decode points may carry packed_duration_s (the runner's step() that packs its inputs);
-    the first decode step after a step with a prefill costs that, later ones duration_s."""
+    a decode step on the packed path (the first after a step with a prefill) costs that, one
+    on the steady path duration_s. The path is the shape's: no call order involved."""
     base = make_profile()
     slow = tuple(replace(p, extra={"packed_duration_s": p.duration_s * 1.2}) for p in base.decode)
     save_profile(replace(base, decode=slow), tmp_path / "p.json")
     prof = load_profile(tmp_path / "p.json")
     assert prof.decode[0].extra["packed_duration_s"] == pytest.approx(base.decode[0].duration_s * 1.2)
     pm, plain = ProfileCostModel(prof, Q06, H100), ProfileCostModel(base, Q06, H100)
-    dec, pre = decode_shape(8, 8 * 1000), prefill_shape(256, 0)
-    pm.step_time_s(pre)
-    first, second = pm.step_time_s(dec), pm.step_time_s(dec)
+    dec = decode_shape(8, 8 * 1000)
+    assert dec.decode_path == PACKED  # a shape that names no path: packed (no previous step known)
+    first, second = pm.step_time_s(dec), pm.step_time_s(replace(dec, decode_path=STEADY))
     assert first == pytest.approx(1.2 * second, rel=0.02)
-    assert second == pytest.approx(plain.step_time_s(dec), rel=1e-9)
-    pm.step_time_s(pre)  # a run of decode steps: only its first step packs
-    run = pm.decode_run_s(8, 8 * 1000, 3)
+    assert second == pytest.approx(plain.step_time_s(dec), rel=1e-9)  # no packed grid: steady
+    assert pm.step_time_s(dec) == first
+    run = pm.decode_run_s(8, 8 * 1000, 3, first_path=PACKED)  # a run: only its first step packs
     assert run[0] == pytest.approx(1.2 * run[1], rel=0.02) and run[1] < run[0]
-    loop = ProfileCostModel(prof, Q06, H100)
-    loop.step_time_s(pre)
-    want = [loop.step_time_s(StepShape(num_decode_seqs=8, decode_context_tokens=8 * 1000 + 8 * i)) for i in range(3)]
+    want = [pm.step_time_s(StepShape(num_decode_seqs=8, decode_context_tokens=8 * 1000 + 8 * i,
+                                     decode_path=PACKED if i == 0 else STEADY)) for i in range(3)]
     assert np.array_equal(run, np.array(want))
 
 
@@ -392,20 +392,17 @@ def test_decode_after_a_row_finished_is_priced_on_the_subset_path(tmp_path):
     pm = ProfileCostModel(load_profile(tmp_path / "p.json"), Q06, H100)
     steady = ProfileCostModel(make_profile(), Q06, H100)
     d8, d7 = decode_shape(8, 1000), decode_shape(7, 1000)
-    pm.step_time_s(d8)
-    assert pm.step_time_s(d7) == pytest.approx(1.1 * steady.step_time_s(d7), rel=0.02)  # a row left
-    assert pm.step_time_s(d7) == pytest.approx(steady.step_time_s(d7), rel=1e-9)  # then steady
-    assert pm.step_time_s(d8) == pytest.approx(1.2 * steady.step_time_s(d8), rel=0.02)  # a row joined
-    pm.step_time_s(d8)
-    run = pm.decode_run_s(7, 7 * 1000, 3, 1000)  # a run right after a row left
+    on = lambda s, path: pm.step_time_s(replace(s, decode_path=path))  # noqa: E731
+    assert on(d7, SUBSET) == pytest.approx(1.1 * steady.step_time_s(d7), rel=0.02)  # a row left
+    assert on(d7, STEADY) == pytest.approx(steady.step_time_s(d7), rel=1e-9)  # then steady
+    assert on(d8, PACKED) == pytest.approx(1.2 * steady.step_time_s(d8), rel=0.02)  # a row joined
+    run = pm.decode_run_s(7, 7 * 1000, 3, 1000, first_path=SUBSET)  # a run right after a row left
     assert run[0] == pytest.approx(1.1 * run[1], rel=0.02)
-    # the engine may drop a priced run and step its first step instead: same price
-    pm.decode_run_s(7, 7 * 1000 + 7 * 3, 64, 1003)  # a later chunk of that run
-    assert pm.step_time_s(d7) == run[0]
-    pm.step_time_s(d8)
-    pm.decode_run_s(7, 7 * 1000, 3, 1000)
-    pm.step_time_s(replace(d7, decode_context_tokens=7 * 1002))  # run kept (2 steps): steady
-    assert pm._prev_rows == 7 and pm._path_grid(7) is pm._decode
+    # the engine may drop a priced run and step its first step instead: the same price, with
+    # nothing to undo (pricing a later chunk of the run in between changes nothing)
+    pm.decode_run_s(7, 7 * 1000 + 7 * 3, 64, 1003, first_path=STEADY)
+    assert on(d7, SUBSET) == run[0]
+    assert on(replace(d7, decode_context_tokens=7 * 1001), STEADY) == run[1]
 
 
 @pytest.mark.parametrize("which", ["shipped", "three-path"])
