@@ -20,16 +20,17 @@ def main() -> None:
     a = ap.parse_args()
     from nanosim.calibrate.validate import RecordingBackend, batch_kind
     from nanosim.core.engine import Engine
-    from nanosim.gpu.backend import SamplingParams
+    from nanosim.gpu.backend import GpuBackend, SamplingParams
     from nanosim.gpu.llm import LLM
     from nanosim.sim.simulator import simulate
     from nanosim.workload import load_trace
 
     reqs = load_trace(a.trace)[: a.max_requests]
     llm = LLM(a.model, attention=a.attention, max_model_len=32768)
-    llm.backend.default_sampling = SamplingParams(temperature=0.0, ignore_eos=True)
+    greedy = GpuBackend(llm.runner, llm.host_blocks, llm.async_decode,  # the LLM's, greedy by default
+                        default_sampling=SamplingParams(temperature=0.0, ignore_eos=True))
     for p in (1, 2):
-        rec = RecordingBackend(llm.backend)
+        rec = RecordingBackend(greedy)
         eng = Engine(llm.cfg, rec, llm.engine.bm.num_blocks)
         simulate(eng, reqs, fast_forward=False)
         kinds = np.array([batch_kind(s) for s in rec.shapes])

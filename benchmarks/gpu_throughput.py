@@ -84,14 +84,15 @@ def decode_period_ahead(runner, batch: int, context: int = 1024, reps: int = 200
 
 
 def async_ab(llm, prompts, outs, rounds: int = 2) -> dict:
-    """Throughput and batch-1 engine TPOT with async decoding off and on, in turns."""
+    """Throughput and batch-1 engine TPOT with async decoding off and on, in turns (one
+    LLM per arm over the same runner: LLM.with_decoding)."""
     out = {"off": [], "on": []}
+    arms = {arm: llm.with_decoding(async_decode=arm == "on") for arm in out}
     for _ in range(rounds):
-        for arm in ("off", "on"):
-            llm.backend.async_decode = arm == "on"
-            thr = engine_throughput(llm, prompts, outs)
+        for arm, arm_llm in arms.items():
+            thr = engine_throughput(arm_llm, prompts, outs)
             out[arm].append({"tok_s": thr["tok_s"], "seconds": thr["seconds"],
-                             "engine_tpot_b1_s": engine_tpot(llm)})
+                             "engine_tpot_b1_s": engine_tpot(arm_llm)})
             print("async", arm, json.dumps(out[arm][-1]), flush=True)
     return out
 
@@ -271,9 +272,8 @@ def main() -> None:
     extra = {} if a.fused_ops is None else {"fused_ops": a.fused_ops}
     llm = LLM(a.model, device="cuda", attention=a.attention, chunked_prefill=a.chunked_prefill,
               tensor_parallel_size=a.tp, async_decode=False if a.sync_decode else None,
-              kernels=kernels, **extra, **ENGINE)
+              fast_decode=not a.no_fast_decode, kernels=kernels, **extra, **ENGINE)
     start_s = time.perf_counter() - t0
-    llm.engine.backend.fast_decode = not a.no_fast_decode
     res = {"gpu": torch.cuda.get_device_name(), "roofline_gpu": gpu.name,
            "model": a.model, "tp": a.tp,
            "decode_split_tokens": kernels.split_tokens,

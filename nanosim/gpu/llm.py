@@ -14,6 +14,7 @@ Scripts that use it need the ``if __name__ == "__main__":`` guard (workers are s
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -79,12 +80,13 @@ class LLM:
     def __init__(self, model: str, device: str = "cuda", dtype: str | torch.dtype = "bfloat16",
                  tensor_parallel_size: int = 1, seed: int = 0, block_size: int = 256,
                  weights: str | None = None, dist_timeout_s: float = 300.0,
-                 async_decode: bool | None = None, **engine_options) -> None:
+                 async_decode: bool | None = None, fast_decode: bool = True, **engine_options) -> None:
         """dist_timeout_s bounds each tensor-parallel collective and command hand-off (start-up
         stages wait while the ranks are alive; a dead rank is reported at once).
         async_decode: steady decode steps are launched one step ahead, so the GPU is not idle
         while the scheduler plans (backend.py). None (default): on where it runs (one GPU with
-        CUDA graphs), as in vLLM; the virtual-clock replays of `nanosim run` turn it off."""
+        CUDA graphs), as in vLLM; the virtual-clock replays of `nanosim run` turn it off.
+        fast_decode=False: every step packs its inputs anew (an A/B arm; see with_decoding)."""
         from nanosim.gpu.dist import check_tp_config
 
         self.runner = None
@@ -111,14 +113,14 @@ class LLM:
                                    RunnerOptions(**runner_kw))
         if async_decode is None:  # where step_next runs: a single runner with decode graphs
             async_decode = self.tp == 1 and getattr(self.runner, "graphs", None) is not None
-        self.async_decode = async_decode
         try:
-            self._start_engine(cfg, block_size)
+            self._start_engine(cfg, block_size, async_decode, fast_decode)
         except BaseException:
             self.close()
             raise
 
-    def _start_engine(self, cfg: EngineConfig, block_size: int) -> None:
+    def _start_engine(self, cfg: EngineConfig, block_size: int, async_decode: bool,
+                      fast_decode: bool) -> None:
         from nanosim.gpu.kv_cache import check_fits, kv_block_bytes
 
         self.cfg = cfg.with_(num_kv_blocks=self.runner.num_kv_blocks)
@@ -126,11 +128,25 @@ class LLM:
         check_fits(self.runner.num_kv_blocks, block_size, cfg.max_model_len, block_bytes,
                    cfg.gpu_memory_utilization)  # also when num_kv_blocks was given
         host_blocks = cfg.swap_space_bytes // block_bytes if cfg.preemption_mode == "swap" else 0
-        self.backend = GpuBackend(self.runner, host_blocks, self.async_decode)
         self.host_blocks = host_blocks
         self.eos_token_id = getattr(self.tokenizer, "eos_token_id", None)
-        self.reset()
+        self._start_backend(async_decode, fast_decode)
         _freeze_heap()
+
+    def _start_backend(self, async_decode: bool, fast_decode: bool) -> None:
+        self.async_decode, self.fast_decode = async_decode, fast_decode
+        self.backend = GpuBackend(self.runner, self.host_blocks, async_decode, fast_decode=fast_decode)
+        self.reset()
+
+    def with_decoding(self, async_decode: bool | None = None, fast_decode: bool | None = None) -> "LLM":
+        """An LLM over this one's runner (weights, KV cache, CUDA graphs: nothing loaded or
+        captured again) whose backend is built with these decoding options (None: this one's),
+        with a fresh engine: the arms of an A/B. Use one at a time (they share the KV cache);
+        close() either to stop the shared tensor-parallel workers."""
+        other = copy.copy(self)
+        other._start_backend(self.async_decode if async_decode is None else async_decode,
+                             self.fast_decode if fast_decode is None else fast_decode)
+        return other
 
     def reset(self) -> None:
         """A fresh engine (empty queues, KV block manager, metrics) on the same runner."""

@@ -101,11 +101,10 @@ def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
     prompts = [list(range(1 + i, 30 + 3 * i)) for i in range(6)] + [list(range(1, 30)) + [3, 4]]
 
     def run(async_decode: bool, stops):
-        llm.backend.async_decode = async_decode
-        llm.reset()
+        arm = llm.with_decoding(async_decode=async_decode)
         sps = [SamplingParams(temperature=0.8 if i % 2 else 0.0, max_tokens=20 + 5 * i, seed=i,
                               stop_token_ids=st) for i, st in enumerate(stops)]
-        outs = llm.generate(prompts, sps)
+        outs = arm.generate(prompts, sps)
         return [o.token_ids for o in outs], [o.finish_reason for o in outs]
 
     free, _ = run(False, [()] * len(prompts))

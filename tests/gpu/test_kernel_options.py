@@ -75,6 +75,21 @@ def test_no_module_attribute_is_assigned_from_outside():
     assert not hits, hits
 
 
+def test_no_backend_option_is_flipped_after_construction():
+    """`x.backend.NAME = ...`, `backend.NAME = ...`, `engine.backend = ...` (a built backend's
+    option changed from outside: async_decode, fast_decode, default_sampling; or an engine's
+    backend swapped) and `llm.async_decode = ...` appear nowhere in the package, the
+    benchmarks or the tests: an A/B builds one backend per arm (GpuBackend(...,
+    fast_decode=..., default_sampling=...), LLM(fast_decode=...), LLM.with_decoding)."""
+    pat = re.compile(r"^\s*(?:\w+\.)*(?:(?:backend|engine)\.[a-z]\w*|llm\.(?:async|fast)_decode)\s*=[^=]",
+                     re.M)
+    hits = [f"{p.relative_to(ROOT)}: {m.group().strip()}"
+            for d in ("nanosim", "benchmarks", "tests") for p in (ROOT / d).rglob("*.py")
+            for m in pat.finditer(p.read_text())]
+    assert not hits, hits
+    assert pat.search("    llm.backend.async_decode = True") and pat.search("backend.fast_decode = f")
+
+
 def test_decode_ab_arms_are_kernel_options():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:

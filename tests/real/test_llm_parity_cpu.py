@@ -69,3 +69,19 @@ def test_replay_leaves_the_llm_as_built(tiny_dir):  # noqa: F811
     ahead = small_llm(path, num_kv_blocks=32, async_decode=True)
     with pytest.raises(ValueError, match="async_decode=False"):
         replay(ahead, reqs, "virtual")
+
+
+def test_with_decoding_builds_an_arm_over_the_same_runner(tiny_dir):  # noqa: F811
+    """An A/B arm is an LLM built with its decoding options over the same runner (nothing
+    loaded again), with its own backend and engine; the LLM it came from is left as built."""
+    path, _ = tiny_dir
+    llm = small_llm(path, num_kv_blocks=32)
+    arm = llm.with_decoding(fast_decode=False)
+    assert arm.runner is llm.runner and arm.backend is not llm.backend and arm.engine is not llm.engine
+    assert (arm.backend.fast_decode, llm.backend.fast_decode) == (False, True)
+    assert arm.backend.async_decode is llm.backend.async_decode is False
+    greedy = SamplingParams(temperature=0.0, max_tokens=5)
+    prompts = [list(range(3, 20)), list(range(7, 30))]
+    assert [o["token_ids"] for o in arm.generate(prompts, greedy)] == \
+        [o["token_ids"] for o in llm.generate(prompts, greedy)]
+    assert len(llm.engine.results()[0]) == len(arm.engine.results()[0]) == 2
