@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 
 from nanosim.config import EngineConfig
-from nanosim.core.batch import (PACKED, PrefillChunk, ScheduledBatch, StepResult, StepShape,
+from nanosim.core.batch import (PACKED, STEADY, SUBSET, PrefillChunk, ScheduledBatch, StepResult, StepShape,
                                 decode_path_after)
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.decode_group import DecodeGroup
@@ -230,9 +230,9 @@ class Scheduler:
     def _batch(self, st: "_Step") -> ScheduledBatch:
         g = self.group
         nd = len(g) if st.decodes else 0
-        swaps = len(st.swap_in) + len(st.swap_out)
-        decode_only = nd and not st.prefills
-        path = decode_path_after(self.last_decode_rows, nd) if decode_only and not swaps else PACKED
+        swaps, prev = len(st.swap_in) + len(st.swap_out), self.last_decode_rows
+        decode_only = nd and not st.prefills  # the path: decode_path_after, inline (every step)
+        path = (STEADY if nd == prev else SUBSET) if decode_only and not swaps and nd <= prev else PACKED
         self.last_decode_rows = nd if decode_only else 0
         shape = StepShape(
             num_prefill_seqs=len(st.prefills), prefill_tokens=st.prefill_tokens,
