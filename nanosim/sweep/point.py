@@ -17,30 +17,38 @@ from __future__ import annotations
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
 
-from nanosim.config import (GPUS, MODELS, POLICIES, PREEMPTION_MODES, ConfigError, EngineConfig,
-                            check_tp, get_gpu, get_model)
+from nanosim.config import GPUS, MODELS, ConfigError, EngineConfig, check_tp, get_gpu, get_model
 from nanosim.sim.router import ROUTERS, RouterConfig
 from nanosim.workload.synthetic import SUITES
 
-_E = EngineConfig()  # defaults of the engine fields below (read once, never mutated)
 _R = RouterConfig()  # defaults of the router thresholds
+# the engine keys: every EngineConfig field (its default, its order) but tp, a hardware key
+_ENGINE = [f for f in fields(EngineConfig) if f.name != "tp"]
 
-# Allowed values and lower bounds of single fields (checked before cross-field rules).
-_CHOICES = {"model": tuple(MODELS), "gpu": tuple(GPUS), "router": ROUTERS, "policy": POLICIES,
-            "preemption_mode": PREEMPTION_MODES, "workload": tuple(SUITES)}
-_AT_LEAST_1 = ("tp", "replicas", "num_requests", "max_requests", "system_prompt_groups",
-               "block_size_tokens", "max_num_seqs", "max_num_batched_tokens",
-               "max_model_len", "num_kv_blocks")
+
+def _engine_rule(kind: str) -> tuple[str, ...]:
+    """EngineConfig fields whose CLI metadata has this kind (config._flag)."""
+    return tuple(f.name for f in fields(EngineConfig) if f.metadata.get("kind") == kind)
+
+
+# Allowed values and lower bounds of single fields (checked before cross-field rules); the
+# engine fields' rules follow their metadata kinds (count, count0, fraction, choice)
+_CHOICES = {"model": tuple(MODELS), "gpu": tuple(GPUS), "router": ROUTERS, "workload": tuple(SUITES),
+            **{f.name: f.metadata["choices"] for f in fields(EngineConfig)
+               if f.metadata.get("kind") == "choice"}}
+_AT_LEAST_1 = ("replicas", "num_requests", "max_requests", "system_prompt_groups", *_engine_rule("count"))
 _POSITIVE = ("rate_rps", "duration_s", "rate_scale", "router_balance_rel_threshold")
-_NON_NEGATIVE = ("system_prompt_tokens", "swap_space_bytes", "seed", "long_prefill_token_threshold",
-                 "router_balance_abs_threshold")
-_FRACTIONS = ("sample_fraction", "gpu_memory_utilization")  # in (0, 1]
+_NON_NEGATIVE = ("system_prompt_tokens", "swap_space_bytes", "router_balance_abs_threshold",
+                 *_engine_rule("count0"))
+_FRACTIONS = ("sample_fraction", *_engine_rule("fraction"))  # in (0, 1]
 
 
 @dataclass(frozen=True)
-class Point:
+class _Knobs:
+    """The hardware and workload keys of a Point, and its methods (Point adds the engine's)."""
+
     # hardware
     model: str = "qwen3-8b"
     gpu: str = "h100"
@@ -67,20 +75,6 @@ class Point:
     system_prompt_tokens: int = 0  # > 0: prepend shared system prompts (prefix reuse)
     system_prompt_groups: int = 1  # distinct system prompts
     high_priority_fraction: float = 0.0  # share of requests in priority class 0 (rest: 1)
-    # engine (EngineConfig fields, same defaults)
-    block_size_tokens: int = _E.block_size_tokens
-    max_num_seqs: int = _E.max_num_seqs
-    max_num_batched_tokens: int = _E.max_num_batched_tokens
-    max_model_len: int = _E.max_model_len
-    chunked_prefill: bool = _E.chunked_prefill
-    policy: str = _E.policy
-    preemption_mode: str = _E.preemption_mode
-    enable_prefix_caching: bool = _E.enable_prefix_caching
-    long_prefill_token_threshold: int = _E.long_prefill_token_threshold
-    gpu_memory_utilization: float = _E.gpu_memory_utilization
-    swap_space_bytes: int = _E.swap_space_bytes
-    num_kv_blocks: int | None = _E.num_kv_blocks
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -140,6 +134,17 @@ class Point:
         if self.workload is not None:
             return f"{self.workload}@{self.rate_rps:g}rps"
         return self.trace.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+# A sweep point: the keys above, then the engine's (EngineConfig's fields but tp, with their
+# defaults and in their order), derived from EngineConfig: a new engine field is a sweep key
+# with no edit here. The point id hashes the parameters by name (sorted), so ids stay the same.
+_HINTS = typing.get_type_hints(EngineConfig)
+Point = make_dataclass(
+    "Point", [(f.name, _HINTS[f.name], field(default=f.default) if f.default is not MISSING
+               else field(default_factory=f.default_factory)) for f in _ENGINE],
+    bases=(_Knobs,), frozen=True, namespace={"__module__": __name__, "__doc__": (
+        "One sweep point: the hardware and workload keys (_Knobs), then the engine's.")})
 
 
 def check_field(name: str, value) -> None:

@@ -3,9 +3,11 @@ config built from parsed flags, the LLM's keyword arguments and the sweep's engi
 import argparse
 from dataclasses import dataclass, field, fields
 
+import pytest
+
 from nanosim.cli import _config, build_parser
 from nanosim.cli_args import add_config_args, config_kwargs, field_flags
-from nanosim.config import EngineConfig
+from nanosim.config import ConfigError, EngineConfig
 from nanosim.sweep.point import Point
 
 FLAGS = {"block_size_tokens": "--block-size", "max_num_seqs": "--max-num-seqs",
@@ -68,3 +70,17 @@ def test_sweep_engine_keys_are_the_config_fields():
     engine = {f.name: f.default for f in fields(EngineConfig) if f.name != "tp"}
     assert {k: point[k] for k in engine} == engine  # tp is the point's hardware key
     assert [k for k in point if k in engine] == list(engine)  # same order (point ids hash them)
+
+
+def test_point_ids_are_unchanged_by_deriving_the_engine_keys():
+    """Point's engine keys come from EngineConfig's fields; the ids of points computed
+    when they were listed by hand (commit de7ec6a) are still the same, so a results store
+    written then resumes."""
+    assert Point(trace="traces/a.csv").point_id == "01fc56bc4f1f"
+    assert Point(workload="chatbot", num_requests=100, rate_rps=4.0, tp=2, max_num_seqs=64, policy="sjf",
+                 preemption_mode="swap", chunked_prefill=False, num_kv_blocks=5000, seed=3,
+                 long_prefill_token_threshold=512, gpu_memory_utilization=0.8).point_id == "87be510f44a0"
+    with pytest.raises(ConfigError, match="not one of fcfs"):  # the engine keys' rules: metadata
+        Point(trace="a.csv", policy="lifo")
+    with pytest.raises(ConfigError, match=">= 1"):
+        Point(trace="a.csv", max_num_seqs=0)
