@@ -23,14 +23,16 @@ from nanosim.sim.simulator import simulate
 
 Q06, H100 = MODELS["qwen3-0.6b"], GPUS["h100"]
 CFG = EngineConfig(max_num_seqs=16, max_num_batched_tokens=512, max_model_len=4096)
+MODELS_ = ["profile", "roofline", "cross-gpu"]
 # counters and memos: the only attributes pricing may change
 BOOKKEEPING = {"total_steps", "extrapolated_steps", "_graph_sizes", "_fixed_decode"}
 
 
 def cost_models():
-    """The shipped qwen3-0.6b H100 profile (it measured the packed, subset and steady paths)
-    and the roofline, each built fresh."""
-    return {"profile": make_cost_model(Q06, H100, CFG, "auto"), "roofline": RooflineCostModel(Q06, H100)}
+    """The shipped qwen3-0.6b H100 profile (it measured the packed, subset and steady paths),
+    the roofline, and that profile carried to an H200 (--profile-from), each built fresh."""
+    return {"profile": make_cost_model(Q06, H100, CFG, "auto"), "roofline": RooflineCostModel(Q06, H100),
+            "cross-gpu": make_cost_model(Q06, GPUS["h200"], CFG, "auto", profile_from="h100")}
 
 
 def requests(n: int = 40) -> list[Request]:
@@ -76,7 +78,7 @@ def test_recorded_steps_take_every_path(stepped_shapes):
     assert with_decode_paths([replace(s, decode_path=PACKED) for s in stepped_shapes]) == stepped_shapes
 
 
-@pytest.mark.parametrize("name", ["profile", "roofline"])
+@pytest.mark.parametrize("name", MODELS_)
 def test_shuffled_order_prices_like_step_order(stepped_shapes, name):
     """(a) The same durations, shape by shape, priced in step order, shuffled, or reversed."""
     cm = cost_models()[name]
@@ -89,7 +91,7 @@ def test_shuffled_order_prices_like_step_order(stepped_shapes, name):
     assert [shuffled[i] for i in range(len(order))] == in_order == backwards
 
 
-@pytest.mark.parametrize("name", ["profile", "roofline"])
+@pytest.mark.parametrize("name", MODELS_)
 def test_no_hidden_state(stepped_shapes, name):
     """(b) A fresh cost model and one that priced a whole replay (steps and decode runs)
     price every shape identically; pricing changes nothing but counters and memos."""
@@ -105,7 +107,7 @@ def test_no_hidden_state(stepped_shapes, name):
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
 
 
-@pytest.mark.parametrize("name", ["profile", "roofline"])
+@pytest.mark.parametrize("name", MODELS_)
 @pytest.mark.parametrize("first", DECODE_PATHS)
 def test_decode_run_equals_stepping_across_a_path_change(name, first):
     """(c) decode_run_s of a run whose first step takes ``first`` (then steady) equals the
@@ -118,7 +120,7 @@ def test_decode_run_equals_stepping_across_a_path_change(name, first):
               for i in range(k)]
     want = np.array([cm.step_time_s(s) for s in reversed(shapes)][::-1])
     assert np.array_equal(got, want) and got.sum() == want.sum()
-    if name == "profile" and first != STEADY:  # the shipped profile prices the paths apart
+    if name != "roofline" and first != STEADY:  # the shipped profile prices the paths apart
         assert got[0] != cm.decode_run_s(n, ctx0, 1, max0, STEADY)[0]
 
 
