@@ -32,6 +32,7 @@ from nanosim.core.batch import (PACKED, STEADY, SUBSET, PrefillChunk, ScheduledB
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.decode_group import DecodeGroup
 from nanosim.core.sequence import Sequence, Status
+from nanosim.core.step_plan import StepPlan
 from nanosim.core.waiting import WaitQueue, policy_key
 
 
@@ -90,22 +91,27 @@ class Scheduler:
 
     # ---- one step ---------------------------------------------------------------------
     def schedule(self) -> ScheduledBatch:
-        st = _Step(self.cfg.max_num_batched_tokens)
-        if self.cfg.chunked_prefill:
-            self._schedule_decodes(st)
-            self._schedule_running_prefills(st)
-            if not st.preempted:
-                self._admit(st, chunk_any=True)
-        else:
-            self._schedule_running_prefills(st)
-            if not st.preempted:
-                self._admit(st, chunk_any=False)
-            if not st.prefills:
+        while True:
+            st = StepPlan(self.cfg.max_num_batched_tokens)
+            if self.cfg.chunked_prefill:
                 self._schedule_decodes(st)
+                self._schedule_running_prefills(st)
+                if not st.preempted:
+                    self._admit(st, chunk_any=True)
+            else:
+                self._schedule_running_prefills(st)
+                if not st.preempted:
+                    self._admit(st, chunk_any=False)
+                if not st.prefills:
+                    self._schedule_decodes(st)
+            # a step that only preempted (a running prefill was its own victim, recomputed) runs
+            # nothing: vLLM runs it empty; here the next step is planned at once
+            if not st.preempted or st.prefills or st.decodes or st.swap_out:
+                break
         self.quiet = st.decodes and not (st.prefills or st.preempted or st.swap_in or st.admitted)
         return self._batch(st)
 
-    def _schedule_decodes(self, st: "_Step") -> None:
+    def _schedule_decodes(self, st: StepPlan) -> None:
         g = self.group
         for seq in g.pop_needs(g.clock):
             if seq.group is None:  # preempted earlier in this loop
@@ -120,7 +126,7 @@ class Scheduler:
         st.decodes = len(g) > 0
         st.budget -= len(g)
 
-    def _schedule_running_prefills(self, st: "_Step") -> None:
+    def _schedule_running_prefills(self, st: StepPlan) -> None:
         for seq in list(self.prefilling.values()):
             if st.budget <= 0:
                 break
@@ -131,7 +137,7 @@ class Scheduler:
                 break
             st.add_chunk(PrefillChunk(seq, seq.num_computed_tokens, n))
 
-    def _admit(self, st: "_Step", chunk_any: bool) -> None:
+    def _admit(self, st: StepPlan, chunk_any: bool) -> None:
         bm, cfg = self.bm, self.cfg
         while self.swapped and len(self.running) < cfg.max_num_seqs and st.budget > 0:
             seq = self.swapped[0]
@@ -191,7 +197,7 @@ class Scheduler:
         self.running[seq.seq_id] = seq
 
     # ---- preemption -------------------------------------------------------------------
-    def _allocate_or_preempt(self, seq: Sequence, num_slots: int, st: "_Step") -> bool:
+    def _allocate_or_preempt(self, seq: Sequence, num_slots: int, st: StepPlan) -> bool:
         while not self.bm.allocate(seq, num_slots):
             victim = self._victim()
             self._preempt(victim, st)
@@ -204,7 +210,7 @@ class Scheduler:
             return next(reversed(self.running.values()))
         return max(self.running.values(), key=lambda s: policy_key(self.cfg.policy, s))
 
-    def _preempt(self, seq: Sequence, st: "_Step") -> None:
+    def _preempt(self, seq: Sequence, st: StepPlan) -> None:
         st.preempted = True
         self.num_preemptions += 1
         del self.running[seq.seq_id]
@@ -227,7 +233,7 @@ class Scheduler:
             self.waiting.push_front(seq)
 
     # ---- batch and postprocess --------------------------------------------------------
-    def _batch(self, st: "_Step") -> ScheduledBatch:
+    def _batch(self, st: StepPlan) -> ScheduledBatch:
         g = self.group
         nd = len(g) if st.decodes else 0
         swaps, prev = len(st.swap_in) + len(st.swap_out), self.last_decode_rows
@@ -372,39 +378,3 @@ class Scheduler:
         yield from self.running.values()
         yield from self.swapped
 
-
-class _Step:
-    """Scratch state of one schedule() call."""
-
-    __slots__ = ("budget", "prefills", "prefill_tokens", "attn_pairs", "kv_tokens", "decodes",
-                 "preempted", "admitted", "swap_in", "swap_out")
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.prefills: list[PrefillChunk] = []
-        self.prefill_tokens = 0
-        self.attn_pairs = 0.0
-        self.kv_tokens = 0
-        self.decodes = False
-        self.preempted = False
-        self.admitted = False
-        self.swap_in: list[tuple[int, int]] = []
-        self.swap_out: list[tuple[int, int]] = []
-
-    def add_chunk(self, c: PrefillChunk) -> None:
-        self.prefills.append(c)
-        self._count(c, +1)
-
-    def drop_chunk(self, seq: Sequence) -> None:
-        for i, c in enumerate(self.prefills):
-            if c.seq is seq:
-                self._count(c, -1)
-                del self.prefills[i]
-                return
-
-    def _count(self, c: PrefillChunk, sign: int) -> None:
-        q = c.num_tokens
-        self.budget -= sign * q
-        self.prefill_tokens += sign * q
-        self.attn_pairs += sign * q * (c.start + (q + 1) / 2)
-        self.kv_tokens += sign * (c.start + q)

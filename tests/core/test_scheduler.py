@@ -1,6 +1,7 @@
 """Scheduler semantics on hand-worked cases (../shared/SCENARIOS.md section C)."""
 import pytest
 
+from nanosim.core.request import Request
 from nanosim.core.sequence import Status
 from tests.core.toy import make_engine, req
 
@@ -236,16 +237,42 @@ def test_s19_cache_stats_counted_once_at_admission():
 
 
 def test_prefill_first_swap_in_never_mixes_prefill_and_decode():
-    from nanosim.core.scheduler import _Step
+    from nanosim.core.step_plan import StepPlan
 
     e = make_engine(num_blocks=8, chunked_prefill=False, preemption_mode="swap", host_blocks=16)
     b = e.add_request(req(1, 16, out=40))
     step(e)
     step(e)
-    e.scheduler._preempt(b, _Step(100))  # b goes to host memory while decoding
+    e.scheduler._preempt(b, StepPlan(100))  # b goes to host memory while decoding
     assert b.status is Status.SWAPPED
     e.add_request(req(2, 16, out=3))
     chunks, decodes = step(e)  # b swapped back in and c admitted in the same step
     assert b.status is Status.RUNNING and chunks == [(2, 16)] and decodes == []
     chunks, decodes = step(e)
     assert chunks == [] and decodes == [1, 2]
+
+
+def test_a_prefill_that_preempts_itself_does_not_stall_the_engine():
+    """sjf: a running prefill that needs blocks preempts the running request with the
+    largest key, here itself (recomputed: the host pool is full); that step then has nothing
+    to run (vLLM runs it empty). The next step is planned at once: the other prefill runs,
+    every request finishes, and fast-forward still equals stepping (found by
+    test_properties' hypothesis search: it raised NoProgressError before)."""
+    import pandas as pd
+
+    from nanosim.sim.simulator import simulate
+
+    reqs = [Request(0, 0.0, 1, 1), Request(1, 0.0, 1, 1), Request(2, 0.0, 15, 21), Request(3, 0.0, 1, 1),
+            Request(4, 0.02, 16, 10), Request(5, 0.02, 2, 12)]
+    tables = []
+    for ff in (False, True):
+        e = make_engine(num_blocks=37, block_size_tokens=1, max_num_seqs=3, max_num_batched_tokens=18,
+                        policy="sjf", preemption_mode="swap", enable_prefix_caching=False, host_blocks=1,
+                        max_model_len=200)
+        simulate(e, reqs, fast_forward=ff, check_every_step=True)
+        assert all(s.status is Status.FINISHED for s in e.seqs.values())
+        tables.append(e.results())
+    req, steps = tables[0]
+    assert req.preemptions.sum() > 0
+    pd.testing.assert_frame_equal(req, tables[1][0], check_exact=True)
+    pd.testing.assert_frame_equal(steps, tables[1][1], check_exact=True)
