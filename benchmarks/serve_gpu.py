@@ -13,8 +13,8 @@ One process per engine, so GPU memory is free between them:
     (the first --azure-requests requests, clipped to max_model_len) at two loads
     (--azure-scales: multiples of the trace's rate).
  2b. A/B on the nano-vLLM workload: the engine in the server's own process
-    (--no-engine-process: steps in a worker thread, sharing the GIL with HTTP), and
-    --stream-interval 4 (tokens streamed every 4 steps after the first).
+    (--no-engine-process: steps in a worker thread, sharing the GIL with HTTP); with
+    --stream-interval-ab also --stream-interval 4 (tokens streamed every 4 steps after the first).
  3. sim server: `nanosim serve --sim --gpu h100` (the shipped 0.6B H100 profile; on an H200,
     --gpu h200, which has no shipped profile: the roofline) and the same
     bench runs; and `nanosim simulate` of the same traces (the prediction without HTTP).
@@ -187,7 +187,9 @@ def main() -> int:
                    help="only the simulated side (simulate, sim server on --sim-gpu): runs without a GPU")
     p.add_argument("--sim-gpu", default="h100", help="with --sim-only: the GPU preset")
     p.add_argument("--no-ab", action="store_true",
-                   help="skip the A/Bs (engine in the server's process; --stream-interval 4)")
+                   help="skip the A/B of the engine in the server's process")
+    p.add_argument("--stream-interval-ab", action="store_true",
+                   help="also the A/B of --stream-interval 4")
     a = p.parse_args()
     if a.offline_only:
         offline(a.offline_only)
@@ -219,8 +221,10 @@ def main() -> int:
         result["real_one_process"] = serve_and_bench(
             "real_one_process", ["--model", MODEL, *ENGINE, "--no-engine-process"], traces, tmp,
             ["nanovllm"])
-        result["real_stream_interval_4"] = serve_and_bench(
-            "real_si4", ["--model", MODEL, *ENGINE, "--stream-interval", "4"], traces, tmp, ["nanovllm"])
+        if a.stream_interval_ab:
+            result["real_stream_interval_4"] = serve_and_bench(
+                "real_si4", ["--model", MODEL, *ENGINE, "--stream-interval", "4"], traces, tmp,
+                ["nanovllm"])
         save()
     # the simulated card is the measured one: h100 (the shipped profile) or h200 (no shipped
     # profile: the roofline)
