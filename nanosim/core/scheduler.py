@@ -240,12 +240,9 @@ class Scheduler:
         decode_only = nd and not st.prefills  # the path: decode_path_after, inline (every step)
         path = (STEADY if nd == prev else SUBSET) if decode_only and not swaps and nd <= prev else PACKED
         self.last_decode_rows = nd if decode_only else 0
-        shape = StepShape(
-            num_prefill_seqs=len(st.prefills), prefill_tokens=st.prefill_tokens,
-            prefill_attn_pairs=st.attn_pairs, prefill_kv_tokens=st.kv_tokens,
-            num_decode_seqs=nd, decode_context_tokens=g.context_tokens if nd else 0,
-            swap_blocks=swaps, decode_max_context_tokens=g.max_context_tokens if nd else 0,
-            decode_path=path)
+        shape = StepShape(  # positional (field order): ~0.4 us a step less than by keyword
+            len(st.prefills), st.prefill_tokens, st.attn_pairs, st.kv_tokens, nd,
+            g.context_tokens if nd else 0, swaps, g.max_context_tokens if nd else 0, path)
         decodes = list(g.members.values()) if (nd and self.materialize_decodes) else []
         return ScheduledBatch(shape, st.prefills, decodes, st.swap_in, st.swap_out)
 
