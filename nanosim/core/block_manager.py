@@ -123,12 +123,16 @@ class BlockManager:
         every replica at every arrival)."""
         if num_taken:
             return len(self.lookup_after(seq, num_taken))
-        n, cached = 0, self.cached
-        for h in self._prefix_keys(seq):
-            if h not in cached:  # a hash maps to at least one copy while it is in the map
-                break
-            n += 1
-        return n
+        if not self.enable_caching or (seq.prompt_ids is None and seq.num_preemptions == 0):
+            return 0
+        n = (seq.num_tokens - 1) // self.block_size  # _prefix_keys, without the list copy
+        hashes, cached = seq.hashes, self.cached
+        if len(hashes) < n:
+            self.seq_hash(seq, n - 1)
+        for i in range(n):
+            if hashes[i] not in cached:  # a hash maps to at least one copy while in the map
+                return i
+        return max(n, 0)
 
     def lookup_after(self, seq: Sequence, num_taken: int) -> list[int]:
         """The lookup as it will be once the next ``num_taken`` blocks are taken from the

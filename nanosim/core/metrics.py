@@ -44,6 +44,7 @@ class MetricsRecorder:
         self.step_rows = step_rows
         self._steps = StepRows(kv_blocks_total)
         self.requests: dict[str, list] = {c: [] for c in REQUEST_COLUMNS}
+        self._request_lists = [self.requests[c] for c in REQUEST_COLUMNS]
         self.num_steps = 0
         self.window = CachingMetrics()
         # step_rows=False, per kind: [steps, duration sum, longest, *_SUMS, most KV used,
@@ -104,20 +105,18 @@ class MetricsRecorder:
         self.num_steps += k
 
     def record_request(self, seq: Sequence) -> None:
-        r, q = seq.req, self.requests
+        r = seq.req
         done = seq.status is Status.FINISHED
         out = seq.num_output_tokens if done else 0
         ttft = seq.first_token_s - r.arrival_s if seq.first_token_s is not None else math.nan
         e2e = seq.finish_s - r.arrival_s if done else math.nan
         tpot = (seq.finish_s - seq.first_token_s) / (out - 1) if done and out > 1 else math.nan
-        for col, v in (("request_id", r.request_id), ("arrival_s", r.arrival_s),
-                       ("first_token_s", seq.first_token_s if seq.first_token_s is not None else math.nan),
-                       ("finish_s", seq.finish_s if done else math.nan),
-                       ("prompt_tokens", r.prompt_tokens), ("output_tokens", out),
-                       ("cached_prompt_tokens", seq.num_cached_tokens),
-                       ("preemptions", seq.num_preemptions), ("rejected", seq.reject_reason),
-                       ("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e)):
-            q[col].append(v)
+        for col, v in zip(self._request_lists, (  # REQUEST_COLUMNS order
+                r.request_id, r.arrival_s,
+                seq.first_token_s if seq.first_token_s is not None else math.nan,
+                seq.finish_s if done else math.nan, r.prompt_tokens, out, seq.num_cached_tokens,
+                seq.num_preemptions, seq.reject_reason, ttft, tpot, e2e)):
+            col.append(v)
 
     def frames(self):
         import pandas as pd

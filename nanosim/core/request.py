@@ -68,6 +68,8 @@ class Request:
         if self.prefix_blocks is None:
             return None
         parts = [block_tokens(b, self.prefix_block_tokens) for b in self.prefix_blocks]
+        if len(parts) == 1:  # one shared block (a system prompt): a read-only view of it
+            return parts[0][: self.prompt_tokens]
         return np.concatenate(parts)[: self.prompt_tokens]
 
 
