@@ -90,10 +90,13 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
 
     def engine_loop(rep: Replica):
         engine, t = rep.engine, 0.0
+        sched, step = engine.scheduler, engine.step
         while True:
-            src.route_until(t)
-            rep.release()
-            if not engine.has_work:
+            if src.next_s <= t:
+                src.route_until(t)
+            if rep.pending:
+                rep.release()
+            if not sched.has_work:
                 if src.exhausted:
                     break
                 rep.wake = env.event()
@@ -105,7 +108,7 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
             nxt = src.next_s
             end = engine.fast_forward(t, nxt) if fast_forward else None
             if end is None:
-                end = t + engine.step(t)
+                end = t + step(t)
             if check_every_step:
                 engine.check()
             t = end
@@ -115,7 +118,8 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
                 # arrival and none of those after. Until then no one can observe this
                 # replica, so its steps run without a SimPy event each.
                 yield env.timeout(t - env.now)
-            report(t)
+            if progress is not None:
+                report(t)
         clock["end"] = max(clock["end"], t)
 
     env.process(arrivals())
