@@ -105,7 +105,7 @@ class Engine:
             return None
         used0 = self.bm.num_used
         offsets = sched.advance_decodes(k)
-        kv_used = (used0 + np.searchsorted(np.asarray(offsets, dtype=np.int64), np.arange(k), side="right")
+        kv_used = (used0 + np.asarray(offsets, dtype=np.int64).searchsorted(np.arange(k), side="right")
                    if offsets else used0)
         self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, max0, kv_used)
         end = float(ends_at[k])
