@@ -119,8 +119,12 @@ class StepRows:
         has = seqs > 0
         ctx0 = np.fromiter((r[4] for r in runs), dtype=np.int64, count=len(runs))[run_of]
         max0 = np.fromiter((r[5] for r in runs), dtype=np.int64, count=len(runs))[run_of]
-        kv = np.concatenate([np.full(len(r[2]), r[6], dtype=np.int64) if isinstance(r[6], int)
-                             else np.asarray(r[6], dtype=np.int64) for r in runs])
+        # KV blocks used: one value per run where it did not change (most runs), else per step
+        kv = np.repeat(np.fromiter((r[6] if isinstance(r[6], int) else 0 for r in runs),
+                                   dtype=np.int64, count=len(runs)), ks)
+        for i, r in enumerate(runs):
+            if not isinstance(r[6], int):
+                kv[before[i]:before[i + 1]] = r[6]
         run_values = {
             "start_s": np.concatenate([r[1] for r in runs]),
             "duration_s": np.concatenate([r[2] for r in runs]),
