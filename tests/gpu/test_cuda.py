@@ -105,16 +105,16 @@ def test_async_decode_gives_the_tokens_of_synchronous_decoding(num_blocks):
         sps = [SamplingParams(temperature=0.8 if i % 2 else 0.0, max_tokens=20 + 5 * i, seed=i,
                               stop_token_ids=st) for i, st in enumerate(stops)]
         outs = arm.generate(prompts, sps)
-        return [o.token_ids for o in outs], [o.finish_reason for o in outs]
+        return [o.token_ids for o in outs], [o.finish_reason for o in outs], arm
 
-    free, _ = run(False, [()] * len(prompts))
+    free, _, _ = run(False, [()] * len(prompts))
     stops = [(t[12],) if i in (1, 2, 5) else () for i, t in enumerate(free)]
-    ref, reasons = run(False, stops)
-    got, got_reasons = run(True, stops)
+    ref, reasons, _ = run(False, stops)
+    got, got_reasons, arm = run(True, stops)
     assert got == ref and got_reasons == reasons
     assert "length" in reasons and "stop" in reasons
-    if num_blocks == 16:
-        assert llm.engine.results()[0].preemptions.sum() > 0
+    if num_blocks == 16:  # the engine that ran is the arm's (with_decoding: a fresh engine)
+        assert arm.engine.results()[0].preemptions.sum() > 0
 
 
 @pytest.mark.parametrize("small_rows", [16, 0])
