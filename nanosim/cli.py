@@ -52,12 +52,14 @@ def _workload_args(p: argparse.ArgumentParser, suite: bool = False) -> None:
 
 
 def _load_requests(a) -> list:
-    from nanosim.workload import load_trace, make_workload
+    from nanosim.workload import load_trace
     from nanosim.workload.transforms import scale_rate
 
     if a.trace:
         reqs = load_trace(a.trace, format=a.format, **arrival_options(a, a.trace)[0])
     else:
+        from nanosim.workload import make_workload
+
         reqs = make_workload(a.workload, a.rate or DEFAULT_RATE_RPS, num_requests=a.num_requests,
                              seed=a.seed)
     if a.max_requests is not None:

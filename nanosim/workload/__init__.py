@@ -60,8 +60,19 @@ def load_trace(source: str | PathLike, format: str | None = None, **options) -> 
                                   f"{', '.join(FORMAT_NAMES)}")
 
 
-from nanosim.workload.stats import format_stats, trace_stats, write_canonical  # noqa: E402
-from nanosim.workload.synthetic import make_workload  # noqa: E402
+_LAZY = {"format_stats": "stats", "trace_stats": "stats", "write_canonical": "stats",
+         "make_workload": "synthetic"}
+
+
+def __getattr__(name: str):
+    """Statistics and synthetic workloads, imported when first asked for (loading a trace,
+    the simulate command's path, needs neither)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"nanosim.workload.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["FORMATS", "FORMAT_NAMES", "Request", "TraceError", "TraceNotCached", "TraceSource", "TraceWarning", "detect_format",
            "format_stats", "load_trace", "make_workload", "resolve_trace", "trace_stats", "write_canonical"]

@@ -17,7 +17,6 @@ import difflib
 import functools
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -143,6 +142,8 @@ def parse_registry(data: dict) -> Registry:
 @functools.cache
 def registry() -> Registry:
     """The packaged registry (nanosim/workload/traces.toml), read once."""
+    import tomllib  # here: a trace given as a file path needs no registry
+
     text = resources.files("nanosim.workload").joinpath("traces.toml").read_text()
     return parse_registry(tomllib.loads(text))
 
