@@ -68,29 +68,54 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
         from nanosim.sim.lazy_cluster import simulate_cluster_lazy
 
         return simulate_cluster_lazy(engines, requests, router, progress, check_every_step)
-    env = simpy.Environment()
-    replicas = [Replica(e, i) for i, e in enumerate(engines)]
-    src = _Arrivals(requests, replicas, router)
-    clock = {"end": 0.0, "report": time.perf_counter()}
+    return _SimpyCluster(engines, requests, router, fast_forward, progress, check_every_step).run()
 
-    def report(t: float) -> None:
-        if progress is not None and time.perf_counter() - clock["report"] > 0.2:
-            clock["report"] = time.perf_counter()
-            progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), t)
 
-    def arrivals():
+class _SimpyCluster:
+    """One SimPy environment: an arrivals process that routes requests as they come, and one
+    loop per replica that steps its engine (fast-forwarding decode runs up to the next
+    arrival) and sleeps while it has nothing to do."""
+
+    def __init__(self, engines, requests, router, fast_forward: bool, progress, check_every_step: bool):
+        self.env = simpy.Environment()
+        self.replicas = [Replica(e, i) for i, e in enumerate(engines)]
+        self.src = _Arrivals(requests, self.replicas, router)
+        self.fast_forward, self.progress, self.check_every_step = fast_forward, progress, check_every_step
+        self.end_s = 0.0
+        self.reported = time.perf_counter()  # wall time of the last progress call
+
+    def run(self) -> float:
+        env = self.env
+        env.process(self.arrivals())
+        loops = [env.process(self.engine_loop(r)) for r in self.replicas]
+        env.run(until=simpy.AllOf(env, loops))
+        if self.progress is not None:
+            self.progress(self.requests_done(), self.end_s)
+        return self.end_s
+
+    def requests_done(self) -> int:
+        return sum(len(r.engine.metrics.requests["request_id"]) for r in self.replicas)
+
+    def report(self, t: float) -> None:
+        if time.perf_counter() - self.reported > 0.2:
+            self.reported = time.perf_counter()
+            self.progress(self.requests_done(), t)
+
+    def arrivals(self):
+        env, src = self.env, self.src
         while not src.exhausted:
             nxt = src.next_s
             if nxt > env.now:
                 yield env.timeout(nxt - env.now)
             src.route_until(nxt)
-        for rep in replicas:  # let idle replicas see that nothing more will come
+        for rep in self.replicas:  # let idle replicas see that nothing more will come
             if rep.wake is not None and not rep.wake.triggered:
                 rep.wake.succeed()
 
-    def engine_loop(rep: Replica):
-        engine, t = rep.engine, 0.0
+    def engine_loop(self, rep: Replica):
+        env, src, engine, t = self.env, self.src, rep.engine, 0.0
         sched, step = engine.scheduler, engine.step
+        fast_forward, progress, check = self.fast_forward, self.progress, self.check_every_step
         while True:
             if src.next_s <= t:
                 src.route_until(t)
@@ -109,7 +134,7 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
             end = engine.fast_forward(t, nxt) if fast_forward else None
             if end is None:
                 end = t + step(t)
-            if check_every_step:
+            if check:
                 engine.check()
             t = end
             if t >= nxt and t > env.now:
@@ -119,15 +144,8 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
                 # replica, so its steps run without a SimPy event each.
                 yield env.timeout(t - env.now)
             if progress is not None:
-                report(t)
-        clock["end"] = max(clock["end"], t)
-
-    env.process(arrivals())
-    loops = [env.process(engine_loop(r)) for r in replicas]
-    env.run(until=simpy.AllOf(env, loops))
-    if progress is not None:
-        progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), clock["end"])
-    return clock["end"]
+                self.report(t)
+        self.end_s = max(self.end_s, t)
 
 
 def simulate(engine: Engine, requests: Seq[Request], **kwargs) -> float:
