@@ -2,7 +2,11 @@
 
 Each point is a real runner.step() on synthetic sequences (distinct KV blocks, CUDA graphs
 as in serving), timed as the GpuBackend times a step: host wall time from input packing to
-the sampled tokens back on the host; the median of ``reps`` after ``warmup`` runs. Decode
+the sampled tokens back on the host; the median of ``reps`` after ``warmup`` runs. Beside
+it, each point records the device time of the same runs (``gpu_duration_s``): the runner's
+StepOutput.duration_s, its CUDA events from the input upload to the sampled tokens' copy
+back, as the replays record it per step (StepResult.gpu_s); on a CPU the runner times the
+same span with perf_counter. Wall - device is the step's host time. Decode
 points are timed on the path steady decoding takes in serving: runner.step_next() right
 after an untimed step() of the same rows (inputs edited in place, not packed anew). Written
 as a versioned profile JSON (nanosim/sim/profile.py) that `nanosim simulate --profile` and
@@ -18,7 +22,7 @@ from dataclasses import replace
 from typing import Callable
 
 from nanosim.calibrate.shapes import Composition, default_grid
-from nanosim.sim.profile import Profile, build_profile, decode_shape, prefill_shape
+from nanosim.sim.profile import DEVICE_KEYS, Profile, build_profile, decode_shape, prefill_shape
 
 def gpu_preset(device_name: str) -> str:
     """The preset name for a CUDA device name (nanosim.config.gpu_for_device)."""
@@ -30,7 +34,8 @@ def gpu_preset(device_name: str) -> str:
 def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int = 200,
           between: Callable[[], None] | None = None,
           packed: dict | None = None, next_steps: int = 4,
-          subset: dict | None = None, ratios: list | None = None) -> Callable[[Composition], float]:
+          subset: dict | None = None, ratios: list | None = None,
+          device: dict | None = None) -> Callable[[Composition], float]:
     """Median wall time of runner.step over >= reps runs and >= min_time_s of runs (short
     steps get more repeats: their host-side jitter is a larger share), after warmup runs.
     The SeqWorks are built inside the timed region, as GpuBackend builds them each step.
@@ -42,7 +47,10 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     points also time the step_next(keep) that follows a step with one more row (a sequence
     finished: the runner drops its row), appending that median to subset[comp]. With
     ``ratios`` given, each timed run's duration over the median it returns is appended (the
-    step-time jitter, Profile.step_jitter)."""
+    step-time jitter, Profile.step_jitter). With ``device`` given, the median device time
+    (StepOutput.duration_s) of the same runs as each returned or appended median is appended
+    to device[(comp, key)], key the profile field: gpu_duration_s, packed_gpu_duration_s,
+    subset_gpu_duration_s (nothing where the runner returns no StepOutput)."""
     from nanosim.gpu.inputs import SeqWork
 
     def measure(comp: Composition) -> float:
@@ -52,6 +60,8 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
         times: list[float] = []
         slow: list[float] = []
         drop: list[float] = []
+        dev: dict[str, list] = {"gpu_duration_s": [], "packed_gpu_duration_s": [],
+                                "subset_gpu_duration_s": []}
         plus = replace(comp, num_decodes=comp.num_decodes + 1)
         graphs = getattr(runner, "graphs", None)
         time_drop = (fast and subset is not None and not comp.long_context
@@ -62,21 +72,32 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
             if between is not None:
                 between(comp)
             if fast:
-                t_step, t_next = _time_step_run(runner, comp.works(runner.block_size, SeqWork), next_steps)
+                (t_step, d_step), t_next = _time_step_run(runner, comp.works(runner.block_size, SeqWork),
+                                                          next_steps)
                 slow.append(t_step)
-                times.extend(t_next)
+                dev["packed_gpu_duration_s"].append(d_step)
+                times.extend(t for t, _ in t_next)
+                dev["gpu_duration_s"].extend(d for _, d in t_next)
                 if time_drop:
                     t = _time_step_drop(runner, plus.works(runner.block_size, SeqWork))
                     if t is not None:
-                        drop.append(t)
+                        drop.append(t[0])
+                        dev["subset_gpu_duration_s"].append(t[1])
                 continue
             t0 = time.perf_counter()
-            runner.step(comp.works(runner.block_size, SeqWork))
+            out = runner.step(comp.works(runner.block_size, SeqWork))
             times.append(time.perf_counter() - t0)
+            dev["gpu_duration_s"].append(_device_s(out))
         if fast and packed is not None:
             packed.setdefault(comp, []).append(statistics.median(slow))
         if drop:
             subset.setdefault(comp, []).append(statistics.median(drop))
+        if device is not None:
+            keep = {"gpu_duration_s": True, "packed_gpu_duration_s": fast and packed is not None,
+                    "subset_gpu_duration_s": bool(drop)}
+            for key, ds in dev.items():
+                if keep[key] and ds and None not in ds:
+                    device.setdefault((comp, key), []).append(statistics.median(ds))
         med = statistics.median(times)
         if ratios is not None:
             ratios.extend(t / med for t in times)
@@ -84,37 +105,46 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
     return measure
 
 
-def _time_step_run(runner, works, next_steps: int) -> tuple[float, list[float]]:
-    """Wall times of a step() of ``works`` (decodes; each table gets a spare block id, which
-    the next positions may need: next_steps < block size) and of the step_next() calls
-    after it; where the runner armed no fast path (no CUDA graph for this size, or the run
-    would pass max_model_len) the one step()'s own time stands for them."""
+def _device_s(out) -> float | None:
+    """The device seconds of a runner step's StepOutput (None: no StepOutput, a test double)."""
+    d = getattr(out, "duration_s", None)
+    return None if d is None else float(d)
+
+
+Timed = tuple[float, float | None]  # (wall seconds, device seconds or None)
+
+
+def _time_step_run(runner, works, next_steps: int) -> tuple[Timed, list[Timed]]:
+    """(wall, device) seconds of a step() of ``works`` (decodes; each table gets a spare
+    block id, which the next positions may need: next_steps < block size) and of the
+    step_next() calls after it; where the runner armed no fast path (no CUDA graph for this
+    size, or the run would pass max_model_len) the one step()'s own times stand for them."""
     for w in works:
         w.block_table.append(w.block_table[-1])
     t0 = time.perf_counter()
-    runner.step(works)
-    t_step = time.perf_counter() - t0
+    out = runner.step(works)
+    t_step = (time.perf_counter() - t0, _device_s(out))
     if not runner.can_step_next or max(w.start_pos for w in works) + 1 + next_steps > runner.max_model_len:
         return t_step, [t_step]
     t_next = []
     for _ in range(next_steps):
         t0 = time.perf_counter()
-        runner.step_next()
-        t_next.append(time.perf_counter() - t0)
+        out = runner.step_next()
+        t_next.append((time.perf_counter() - t0, _device_s(out)))
     return t_step, t_next
 
 
-def _time_step_drop(runner, works) -> float | None:
-    """Wall time of the step_next(keep) that drops the last of ``works``' rows after an
-    (untimed) step() of them all; None where the runner armed no fast path."""
+def _time_step_drop(runner, works) -> Timed | None:
+    """(wall, device) seconds of the step_next(keep) that drops the last of ``works``' rows
+    after an (untimed) step() of them all; None where the runner armed no fast path."""
     for w in works:
         w.block_table.append(w.block_table[-1])
     runner.step(works)
     if not runner.can_step_next or max(w.start_pos for w in works) + 2 > runner.max_model_len:
         return None
     t0 = time.perf_counter()
-    runner.step_next(list(range(len(works) - 1)))
-    return time.perf_counter() - t0
+    out = runner.step_next(list(range(len(works) - 1)))
+    return time.perf_counter() - t0, _device_s(out)
 
 
 SERVING_CHUNK = 256  # tokens of the prefill run before each decode point's packed step
@@ -219,12 +249,14 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
     import torch
 
     dec, pre, mixed, comps = _grid(runner)
+    device: dict = {}
     times, packed, subset, ratios = _measure(runner, comps, reps, warmup, passes, prefill_passes,
-                                             progress)
+                                             progress, device)
     prof = build_profile(
         runner.spec, gpu_name, tp, times.__getitem__, dec, pre, [m.shape for m in mixed],
         dtype=str(runner.dtype).removeprefix("torch."), attention_backend=runner.backend.name,
-        versions=versions(runner), gpu_device_name=torch.cuda.get_device_name(runner.device),
+        versions=versions(runner),
+        gpu_device_name=torch.cuda.get_device_name(runner.device) if runner.device.type == "cuda" else "cpu",
         created_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         decode_graph_sizes=runner.graphs.sizes if runner.graphs is not None else (),
         mixed_token_buckets=runner.mixed_graphs.sizes if runner.mixed_graphs is not None else (),
@@ -237,7 +269,16 @@ def profile_runner(runner, gpu_name: str, reps: int = 5, warmup: int = 2,
         if c in subset:
             extra["subset_duration_s"] = statistics.median(subset[c])
         return replace(p, extra=extra)
-    return replace(prof, decode=tuple(paths(p) for p in prof.decode), step_jitter=jitter_quantiles(ratios))
+
+    def on_device(p):  # each path's device time: the median over passes, as its wall time
+        c, extra = comps[p.shape], dict(p.extra)
+        for key in DEVICE_KEYS.values():
+            if (c, key) in device:
+                extra[key] = statistics.median(device[c, key])
+        return replace(p, extra=extra)
+    return replace(prof, decode=tuple(on_device(paths(p)) for p in prof.decode),
+                   prefill=tuple(on_device(p) for p in prof.prefill),
+                   mixed=tuple(on_device(p) for p in prof.mixed), step_jitter=jitter_quantiles(ratios))
 
 
 def _grid(runner) -> tuple[list, list, list, dict]:
@@ -258,19 +299,21 @@ def _grid(runner) -> tuple[list, list, list, dict]:
 
 
 def _measure(runner, comps: dict, reps: int, warmup: int, passes: int, prefill_passes: int,
-             progress) -> tuple[dict, dict, dict, list]:
+             progress, device: dict | None = None) -> tuple[dict, dict, dict, list]:
     """Time every point (see profile_runner): decode points in runs over ``passes`` sweeps,
     steps with a prefill once per visit over ``prefill_passes`` sweeps. Returns ({shape:
     seconds}, {decode Composition: per-pass medians of its packed step()}, {...: of the
-    step_next(keep) after a step with one more row}, every timed run / its point's median)."""
+    step_next(keep) after a step with one more row}, every timed run / its point's median);
+    ``device`` gets the per-pass device-time medians (timer's ``device``)."""
     from nanosim.gpu.inputs import SeqWork
 
     packed: dict = {}
     subset: dict = {}
     ratios: list = []
     between = serving_between(runner)
-    measure = timer(runner, reps, warmup, between=between, packed=packed, subset=subset, ratios=ratios)
-    once = timer(runner, 1, 0, min_time_s=0.0, between=between)  # one timed run per visit
+    measure = timer(runner, reps, warmup, between=between, packed=packed, subset=subset, ratios=ratios,
+                    device=device)
+    once = timer(runner, 1, 0, min_time_s=0.0, between=between, device=device)  # one timed run per visit
     dec_keys = [k for k in comps if not comps[k].num_prefills]
     pre_keys = [k for k in comps if comps[k].num_prefills]
     n_dec = passes * len(dec_keys)
@@ -305,7 +348,9 @@ def _notes(runner, reps: int, warmup: int, passes: int, prefill_passes: int) -> 
             f"the CUDA-graph sizes (and half-long ones midway between two: padded), prefill chunks "
             f"at the mixed-graph buckets; skewed decode points: long_rows (default 1) rows at "
             f"max_context_tokens; step_jitter: quantiles of every timed run / its point's "
-            f"median")
+            f"median; gpu_duration_s (packed_, subset_): the device time of the same runs "
+            f"(the runner's CUDA events from the input upload to the tokens' copy back), "
+            f"median alike")
 
 
 def jitter_quantiles(ratios: list[float], n: int = 101) -> tuple[float, ...]:

@@ -30,9 +30,9 @@ from nanosim.sim.grid import Grid2D, InverseWeights, ratio_grid
 from nanosim.sim.profile_read import load_profile, profile_from_dict  # noqa: F401  (re-exported)
 from nanosim.sim.profile_schema import (  # noqa: F401  (re-exported: the profile API in one place)
     DEFAULT_DECODE_BATCH_SIZES, DEFAULT_DECODE_CONTEXTS, DEFAULT_PREFILL_CACHED,
-    DEFAULT_PREFILL_CHUNKS, DTYPE_BYTES, MIXED_FIELDS, MODEL_FIELDS, SCHEMA_VERSION, DecodePoint,
-    MixedPoint, PrefillPoint, Profile, ProfileError, build_profile, decode_shape, prefill_shape,
-    profile_to_dict, save_profile)
+    DEFAULT_PREFILL_CHUNKS, DEVICE_KEYS, DTYPE_BYTES, MIXED_FIELDS, MODEL_FIELDS, SCHEMA_VERSION, DecodePoint,
+    MixedPoint, PrefillPoint, Profile, ProfileError, build_profile, decode_shape, device_profile,
+    prefill_shape, profile_to_dict, save_profile)
 
 # ---------------------------------------------------------------------------------------
 # Cost model

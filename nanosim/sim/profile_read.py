@@ -10,7 +10,7 @@ from pathlib import Path
 from nanosim.config import ConfigError, ModelSpec
 from nanosim.core.batch import StepShape
 from nanosim.sim.profile_schema import (
-    DTYPE_BYTES, MIXED_FIELDS, MODEL_FIELDS, SCHEMA_VERSION, DecodePoint, MixedPoint,
+    DEVICE_KEYS, DTYPE_BYTES, MIXED_FIELDS, MODEL_FIELDS, SCHEMA_VERSION, DecodePoint, MixedPoint,
     PrefillPoint, Profile, ProfileError)
 
 
@@ -59,7 +59,21 @@ class _Reader:
         v = self.get(obj, "duration_s", where, "number")
         if not v > 0:
             raise self.fail(f"{where}.duration_s", f"must be a positive number of seconds, got {v!r}")
+        self.device_times(obj, where)
         return v
+
+    def device_times(self, obj: dict, where: str) -> None:
+        """The optional device times (DEVICE_KEYS): positive seconds, at most their wall time."""
+        for wall, key in DEVICE_KEYS.items():
+            if key not in obj:
+                continue
+            v = self.get(obj, key, where, "number")
+            if wall not in obj:
+                raise self.fail(f"{where}.{key}", f"is a device time without its wall time {wall}")
+            w = self.get(obj, wall, where, "number")
+            if not 0 < v <= w * (1 + 1e-9):
+                raise self.fail(f"{where}.{key}", f"must be a positive number of seconds <= "
+                                f"{wall} ({w!r}), got {v!r}")
 
 
 def profile_from_dict(d, source: str = "<dict>") -> Profile:

@@ -33,6 +33,14 @@ Points may carry extra keys, which are kept: decode points' ``packed_duration_s`
 runner's packed step) and ``subset_duration_s`` (the edit that drops a finished row) are
 read by the cost model as the time of those paths; others (``repeats``...) are unused.
 
+Device time (optional, DEVICE_KEYS): ``gpu_duration_s`` beside a point's ``duration_s``,
+and ``packed_gpu_duration_s`` / ``subset_gpu_duration_s`` beside the decode paths' wall
+times: the median device time of the same runs (the runner's CUDA events from the input
+upload to the sampled tokens' copy back, as the replays record StepResult.gpu_s), each a
+positive number of seconds <= its wall time. Wall - device is the step's host time. When
+every point carries them (device_profile), `--profile-from` scales only the device part
+(nanosim/sim/cross_gpu.py); ProfileCostModel prices wall times and ignores them.
+
 ProfileCostModel (profile.py, which documents the decode-path, longest-row and decode-row
 terms) predicts a step as ``fitted_roofline(shape) * ratio`` where the roofline's
 coefficients are fitted to the profile points (fit.py) and ``ratio`` = measured / fitted,
@@ -59,6 +67,10 @@ MODEL_FIELDS = ("hidden_size", "num_layers", "num_q_heads", "num_kv_heads", "hea
                 "intermediate_size", "vocab_size", "tie_word_embeddings")
 MIXED_FIELDS = ("num_prefill_seqs", "prefill_tokens", "prefill_attn_pairs", "prefill_kv_tokens",
                 "num_decode_seqs", "decode_context_tokens")
+
+# wall-time field -> the field of its device time (optional, see the module doc)
+DEVICE_KEYS = {"duration_s": "gpu_duration_s", "packed_duration_s": "packed_gpu_duration_s",
+               "subset_duration_s": "subset_gpu_duration_s"}
 
 # A grid a GPU profiler can start from (log-spaced; CUDA-graph batch sizes).
 DEFAULT_DECODE_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -173,6 +185,24 @@ class Profile:
                 + [(p.shape, p.duration_s) for p in self.mixed])
 
 
+def device_profile(p: Profile) -> Profile | None:
+    """``p`` with each point's (and decode path's) wall time replaced by its device time
+    (DEVICE_KEYS), or None unless every point and path that has a wall time has one."""
+    from dataclasses import replace
+
+    def swap(x):
+        wall = {"duration_s": x.duration_s, **x.extra}
+        if any(w in wall and d not in x.extra for w, d in DEVICE_KEYS.items()):
+            raise LookupError
+        extra = {w: float(x.extra[d]) for w, d in DEVICE_KEYS.items() if w != "duration_s" and w in wall}
+        return replace(x, duration_s=float(x.extra["gpu_duration_s"]), extra=extra)
+    try:
+        return replace(p, decode=tuple(map(swap, p.decode)), prefill=tuple(map(swap, p.prefill)),
+                       mixed=tuple(map(swap, p.mixed)))
+    except LookupError:
+        return None
+
+
 def profile_to_dict(p: Profile) -> dict:
     m = p.model
     d: dict = {
@@ -219,8 +249,10 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
                   gpu_device_name: str | None = None, notes: str | None = None,
                   created_utc: str | None = None,
                   decode_graph_sizes: Iterable[int] = (),
-                  mixed_token_buckets: Iterable[int] = ()) -> Profile:
-    """Measure ``measure(shape) -> seconds`` over the grids and return a Profile.
+                  mixed_token_buckets: Iterable[int] = (),
+                  measure_device: Callable[[StepShape], float] | None = None) -> Profile:
+    """Measure ``measure(shape) -> seconds`` over the grids and return a Profile
+    (``measure_device(shape) -> seconds``, when given: each point's gpu_duration_s).
 
     ``decode_grid`` holds (batch_size, context_tokens) pairs or (batch_size, context_tokens,
     max_context_tokens[, long_rows]) skewed points, ``prefill_grid`` (chunk_tokens,
@@ -228,14 +260,17 @@ def build_profile(model: ModelSpec, gpu_name: str, tp: int, measure: Callable[[S
     pass a synthetic one.
     """
     v = {"torch": None, "driver": None, "nanosim": None, **(versions or {})}
+
+    def dev(shape: StepShape) -> dict:
+        return {} if measure_device is None else {"gpu_duration_s": float(measure_device(shape))}
     return Profile(
         model=model, gpu_name=gpu_name, tp=tp, dtype=dtype, attention_backend=attention_backend,
         versions=v, gpu_device_name=gpu_device_name, notes=notes, created_utc=created_utc,
         decode_graph_sizes=tuple(sorted(set(decode_graph_sizes))),
         mixed_token_buckets=tuple(sorted(set(mixed_token_buckets))),
-        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c, m, k))), max_context_tokens=m,
-                                 long_rows=k)
+        decode=tuple(DecodePoint(b, c, float(measure(decode_shape(b, c, m, k))),
+                                 dev(decode_shape(b, c, m, k)), max_context_tokens=m, long_rows=k)
                      for b, c, m, k in (tuple(x) + (0, 1)[len(x) - 2:] for x in decode_grid)),
-        prefill=tuple(PrefillPoint(q, p, float(measure(prefill_shape(q, p))))
+        prefill=tuple(PrefillPoint(q, p, float(measure(prefill_shape(q, p))), dev(prefill_shape(q, p)))
                       for q, p in prefill_grid),
-        mixed=tuple(MixedPoint(s, float(measure(s))) for s in mixed_shapes))
+        mixed=tuple(MixedPoint(s, float(measure(s)), dev(s)) for s in mixed_shapes))
