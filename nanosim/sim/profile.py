@@ -25,8 +25,9 @@ import numpy as np
 from nanosim.config import ConfigError, GpuSpec, ModelSpec, get_gpu
 from nanosim.core.batch import PACKED, STEADY, SUBSET, StepShape
 from nanosim.sim.costmodel import RooflineCostModel
+from nanosim.sim.decode_price import DecodePricer
 from nanosim.sim.fit import FitResult, fit_roofline
-from nanosim.sim.grid import Grid2D, InverseWeights, ratio_grid
+from nanosim.sim.grid import Grid2D, InverseWeights, median, ratio_grid
 from nanosim.sim.profile_read import load_profile, profile_from_dict  # noqa: F401  (re-exported)
 from nanosim.sim.profile_schema import (  # noqa: F401  (re-exported: the profile API in one place)
     DEFAULT_DECODE_BATCH_SIZES, DEFAULT_DECODE_CONTEXTS, DEFAULT_PREFILL_CACHED,
@@ -67,6 +68,9 @@ class ProfileCostModel:
         self.profile, self.model, self.gpu, self.tp = profile, model, gpu, tp
         self._graph_sizes: dict[int, int] = {}  # rows -> decode graph size (memo)
         self._fixed_decode: dict[int, float] = {}  # graph size -> roofline's fixed seconds (memo)
+        # decode path -> graph size -> its DecodePricer; graph size -> tail weights (a, w)
+        self._pricers: dict[str, dict[int, DecodePricer]] = {PACKED: {}, SUBSET: {}, STEADY: {}}
+        self._tails: dict[int, tuple[float, float]] = {}
         if prior is None:
             prior = RooflineCostModel(model, gpu, tp, profile.dtype_bytes)
         shapes, durs = zip(*profile.points())
@@ -141,7 +145,8 @@ class ProfileCostModel:
     # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
     def _uniform_decode_s(self, grid: Grid2D, b: int, c):
         """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens
-        (float, or a float ndarray): the fitted roofline times the measured ratio."""
+        (float, or a float ndarray): the fitted roofline times the measured ratio. The
+        general form of what DecodePricer computes from its tables (the same floats)."""
         rf = self.roofline
         fixed = self._fixed_decode.get(b)
         if fixed is None:  # the same float _fixed_s gives, once per graph size
@@ -153,16 +158,27 @@ class ProfileCostModel:
             r, inside = grid.at(b, c)
         return base * r, inside
 
+    def _pricer(self, path: str, b: int) -> DecodePricer:
+        """The decode pricer of graph size b on the grid of ``path`` (built once)."""
+        pr = self._pricers[path].get(b)
+        if pr is None:
+            fixed = self._fixed_decode.get(b)
+            if fixed is None:
+                fixed = self._fixed_decode[b] = self.roofline._fixed_s(0, 0, 0.0, 0, b, 0)
+            pr = self._pricers[path][b] = DecodePricer(self._path_grids[path], self.roofline, b, fixed)
+        return pr
+
     def _equivalent_context(self, b: int, duration_s: float, lo: float, hi: float) -> float:
         """The context at which a uniform batch of graph size b takes duration_s, clamped to
         [lo, hi] (bisection on the decode grid's price)."""
-        if self._uniform_decode_s(self._decode, b, lo)[0] >= duration_s:
+        price = self._pricer(STEADY, b).scalar  # the decode grid's price, from its tables
+        if price(lo)[0] >= duration_s:
             return lo
-        if self._uniform_decode_s(self._decode, b, hi)[0] <= duration_s:
+        if price(hi)[0] <= duration_s:
             return hi
         for _ in range(50):
             mid = 0.5 * (lo + hi)
-            if self._uniform_decode_s(self._decode, b, mid)[0] < duration_s:
+            if price(mid)[0] < duration_s:
                 lo = mid
             else:
                 hi = mid
@@ -203,20 +219,24 @@ class ProfileCostModel:
     def _tail_context(self, b: int, mean, longest):
         """The equivalent context of a decode batch of graph size b (see _tail_weights);
         mean and longest: floats (one step, the simulator's hot path) or float ndarrays."""
-        a, w = self._spread(b), self._longest(b)
+        aw = self._tails.get(b)
+        if aw is None:
+            aw = self._tails[b] = (self._spread(b), self._longest(b))
+        a, w = aw
         if isinstance(mean, np.ndarray):
             return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
         return max(mean + a * max(longest - mean, 0.0), w * longest)
 
-    def _decode_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+    def _decode_s(self, shape: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
         equivalent context of _tail_context: the padding rows attend nothing, and the
         longest row holds the step up by the weights its size measured."""
-        b = padded.num_decode_seqs
+        b = self._graph_sizes.get(shape.num_decode_seqs) or self._graph_size(shape.num_decode_seqs)
+        pr = self._pricers[shape.decode_path].get(b) or self._pricer(shape.decode_path, b)
         c = shape.decode_context_tokens / b
         if shape.decode_max_context_tokens:
             c = self._tail_context(b, c, float(shape.decode_max_context_tokens))
-        return self._uniform_decode_s(self._path_grids[shape.decode_path], b, c)
+        return pr.scalar(c)
 
     # ---- steps with prefill chunks and decode rows -------------------------------------
     def _chunks_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
@@ -229,8 +249,18 @@ class ProfileCostModel:
         single chunk's attention over to chunks that do not have it: on our H100's replays
         such steps were priced 4-7% over (README, Calibration). Several chunks count as
         extrapolated (the grid measured single chunks). Decode rows are not in it."""
+        return self._chunks_at(shape, padded.prefill_tokens + padded.num_decode_seqs)
+
+    def _bucket(self, t: int) -> int:
+        """The tokens a step with a prefill and t computed tokens runs at: its mixed-graph
+        bucket (t beyond them all), = _padded(shape)'s prefill tokens + decode rows."""
+        buckets = self.profile.mixed_token_buckets
+        i = bisect_left(buckets, t)
+        return t if i == len(buckets) else buckets[i]
+
+    def _chunks_at(self, shape: StepShape, tokens: int) -> tuple[float, bool]:
+        """_chunks_s with the step's bucket of ``tokens`` given."""
         n, q = shape.num_prefill_seqs, shape.prefill_tokens
-        tokens = padded.prefill_tokens + padded.num_decode_seqs
         if n == 1:
             return self._one_chunk_s(tokens, q, shape.prefill_kv_tokens - q, shape)
         one, _ = self._one_chunk_s(tokens, q, 0.0)
@@ -245,10 +275,9 @@ class ProfileCostModel:
         ``cached``)."""
         pairs = shape.prefill_attn_pairs if shape else q * cached + q * (q + 1) / 2
         kv = shape.prefill_kv_tokens if shape else q + cached
-        alone = StepShape(num_prefill_seqs=1, prefill_tokens=tokens, prefill_attn_pairs=pairs,
-                          prefill_kv_tokens=kv)
         r, inside = self._prefill.at(tokens, cached)
-        return self.roofline.step_time_s(alone) * r, inside
+        # the roofline's price of StepShape(1, tokens, pairs, kv): no decode rows
+        return self.roofline._fixed_s(1, tokens, pairs, kv, 0, 0) * r, inside
 
     @staticmethod
     def _pair_costs(points) -> tuple[list[float], list[float]]:
@@ -259,7 +288,7 @@ class ProfileCostModel:
         by: dict[tuple[int, int], list[float]] = {}
         for p in points:
             by.setdefault((p.chunk_tokens, p.cached_tokens), []).append(p.duration_s)
-        med = {k: float(np.median(v)) for k, v in by.items()}
+        med = {k: median(v) for k, v in by.items()}
         out = []
         for t in sorted({t for t, _ in med}):
             cs = [c for u, c in med if u == t and c > 0]
@@ -292,7 +321,7 @@ class ProfileCostModel:
             nd = s.num_decode_seqs
             key = (float(nd), s.decode_context_tokens / nd)
             nodes.setdefault(key, []).append(p.duration_s - self._chunks_s(s, self._padded(s))[0])
-        values = {k: float(np.median(v)) for k, v in nodes.items()}
+        values = {k: median(v) for k, v in nodes.items()}
         grid = Grid2D(sorted({k[0] for k in values}), sorted({k[1] for k in values}), values)
         # weight of the longest row at each row count n: the launch has a fixed split count,
         # so its time per token of context is max(bytes per row x n, L) where L, the slope
@@ -303,19 +332,20 @@ class ProfileCostModel:
         ws = [min(1.0, max(0.0, lat / sl)) if sl > 0 and lat > 0 else 0.0 for sl in slopes]
         return grid, InverseWeights(grid.xs, ws)
 
-    def _mixed_s(self, shape: StepShape, padded: StepShape) -> tuple[float, bool]:
+    def _mixed_s(self, shape: StepShape, padded: StepShape | None = None) -> tuple[float, bool]:
         """Prefill chunks plus decode rows: the chunks as _chunks_s prices them, plus
         what decode rows of that count and (equivalent) context added in the profile's mixed
         points (none measured: what they add to the fitted roofline; extrapolated)."""
-        t, inside = self._chunks_s(shape, padded)
         nd = shape.num_decode_seqs
+        t, inside = self._chunks_at(shape, self._bucket(shape.prefill_tokens + nd))
         if nd and self._decode_rows is not None:
             c = shape.decode_context_tokens / nd
             if shape.decode_max_context_tokens:
                 w = self._rows_w(nd)
                 c = max(c, w * shape.decode_max_context_tokens)
-            t += self._decode_rows.at(nd, c)[0]
+            t += self._decode_rows.row_at(nd).at(c)[0]
         elif nd:
+            padded = padded or self._padded(shape)
             rf, no_rows = self.roofline, replace(padded, num_decode_seqs=0, decode_context_tokens=0,
                                                  decode_max_context_tokens=0)
             t, inside = t + rf.step_time_s(padded) - rf.step_time_s(no_rows), False
@@ -324,16 +354,14 @@ class ProfileCostModel:
     def step_time_s(self, shape: StepShape) -> float:
         """The step's price, from its shape alone (a decode-only step on the grid of its
         decode_path): the same whoever asks, in any order."""
-        padded = self._padded(shape)
-        decode_only = (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0
-                       and shape.num_prefill_seqs == 0)
-        if decode_only and shape.swap_blocks == 0 and self._decode is not None:
-            t, inside = self._decode_s(shape, padded)
+        if (shape.num_decode_seqs > 0 and shape.prefill_tokens == 0 and shape.num_prefill_seqs == 0
+                and shape.swap_blocks == 0 and self._decode is not None):  # decode-only
+            t, inside = self._decode_s(shape)
         elif (shape.num_prefill_seqs >= 1 and shape.prefill_tokens > 0 and shape.swap_blocks == 0
               and self._prefill is not None):
-            t, inside = self._mixed_s(shape, padded)
+            t, inside = self._mixed_s(shape)
         else:  # swaps: the fitted roofline alone
-            t, inside = self.roofline.step_time_s(padded), False
+            t, inside = self.roofline.step_time_s(self._padded(shape)), False
         self.total_steps += 1
         if not inside:
             self.extrapolated_steps += 1
@@ -350,16 +378,17 @@ class ProfileCostModel:
             self.extrapolated_steps += num_steps
             return base * 1.0
         self.total_steps += num_steps
-        steps = np.arange(num_steps, dtype=np.int64)
-        b = self._graph_size(num_seqs)
-        c = (context_tokens + steps * num_seqs) / b
+        b = self._graph_sizes.get(num_seqs) or self._graph_size(num_seqs)
+        # contexts context_tokens + i * num_seqs (int64, exact), longest max + i (exact floats)
+        c = np.arange(context_tokens, context_tokens + num_steps * num_seqs, num_seqs,
+                      dtype=np.int64) / b
         if max_context_tokens:
-            c = self._tail_context(b, c, (max_context_tokens + steps).astype(np.float64))
-        t, inside = self._uniform_decode_s(self._decode, b, c)
-        first = self._path_grids[first_path]
-        if first is not self._decode:
-            t[0] = self._uniform_decode_s(first, b, float(c[0]))[0]
-        self.extrapolated_steps += int(num_steps - np.count_nonzero(inside))
+            c = self._tail_context(b, c, np.arange(max_context_tokens, max_context_tokens + num_steps,
+                                                   dtype=np.float64))
+        t, inside = (self._pricers[STEADY].get(b) or self._pricer(STEADY, b)).vector(c)
+        if self._path_grids[first_path] is not self._decode:
+            t[0] = (self._pricers[first_path].get(b) or self._pricer(first_path, b)).scalar(float(c[0]))[0]
+        self.extrapolated_steps += num_steps - inside
         return t
 
     def __repr__(self) -> str:
