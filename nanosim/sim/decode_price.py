@@ -54,20 +54,29 @@ class DecodePricer:
         monotone formula of the step index computed in a few float operations, so
         c[0] (1 - 1e-12) <= c[k] <= c[-1] (1 + 1e-12)). When that range lies in one cell
         of the grid (contexts grow a few tokens a step), the cell is looked up once."""
+        # in place where a new array is not needed (IEEE + and * commute exactly)
         ctx = self.b * c
-        m = (ctx * self.kvb + self.psb) * self.ub
+        m = ctx * self.kvb
+        m += self.psb
+        m *= self.ub
         if not self.mem_only:
             cc = ctx * self.afp * self.ua
             m = np.maximum(cc, m) if self.overlap else cc + m
-        base = self.fixed + m
+        base = m
+        base += self.fixed
         ys, n = self.ys, len(self.ys)
         lo, hi = float(c[0]) * (1.0 - 1e-12), float(c[-1]) * (1.0 + 1e-12)
         if n > 1 and ys[0] <= lo and hi <= ys[-1]:
             j = min(bisect_right(ys, lo) - 1, n - 2)
             if j == min(bisect_right(ys, hi) - 1, n - 2):  # one cell: no clamp, no gather
                 y0 = ys[j]
-                ty = (c - y0) / (ys[j + 1] - y0)
-                r = self.row[j] * (1.0 - ty) + self.row[j + 1] * ty
-                return base * r, len(c) if self.ok[j] else 0
+                ty = c - y0
+                ty /= ys[j + 1] - y0
+                r = 1.0 - ty
+                r *= self.row[j]
+                ty *= self.row[j + 1]
+                r += ty
+                r *= base
+                return r, len(c) if self.ok[j] else 0
         r, inside = self.grid.at_y(float(self.b), c)
         return base * r, int(np.count_nonzero(inside))

@@ -219,13 +219,15 @@ class ProfileCostModel:
     def _tail_context(self, b: int, mean, longest):
         """The equivalent context of a decode batch of graph size b (see _tail_weights);
         mean and longest: floats (one step, the simulator's hot path) or float ndarrays."""
-        aw = self._tails.get(b)
-        if aw is None:
-            aw = self._tails[b] = (self._spread(b), self._longest(b))
-        a, w = aw
+        a, w = self._tails.get(b) or self._tail_pair(b)
         if isinstance(mean, np.ndarray):
             return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
         return max(mean + a * max(longest - mean, 0.0), w * longest)
+
+    def _tail_pair(self, b: int) -> tuple[float, float]:
+        """(a, w) of graph size b (memo of the hot paths)."""
+        aw = self._tails[b] = (self._spread(b), self._longest(b))
+        return aw
 
     def _decode_s(self, shape: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
@@ -234,8 +236,10 @@ class ProfileCostModel:
         b = self._graph_sizes.get(shape.num_decode_seqs) or self._graph_size(shape.num_decode_seqs)
         pr = self._pricers[shape.decode_path].get(b) or self._pricer(shape.decode_path, b)
         c = shape.decode_context_tokens / b
-        if shape.decode_max_context_tokens:
-            c = self._tail_context(b, c, float(shape.decode_max_context_tokens))
+        if shape.decode_max_context_tokens:  # _tail_context, inlined
+            a, w = self._tails.get(b) or self._tail_pair(b)
+            longest = float(shape.decode_max_context_tokens)
+            c = max(c + a * max(longest - c, 0.0), w * longest)
         return pr.scalar(c)
 
     # ---- steps with prefill chunks and decode rows -------------------------------------
@@ -382,9 +386,10 @@ class ProfileCostModel:
         # contexts context_tokens + i * num_seqs (int64, exact), longest max + i (exact floats)
         c = np.arange(context_tokens, context_tokens + num_steps * num_seqs, num_seqs,
                       dtype=np.int64) / b
-        if max_context_tokens:
-            c = self._tail_context(b, c, np.arange(max_context_tokens, max_context_tokens + num_steps,
-                                                   dtype=np.float64))
+        if max_context_tokens:  # _tail_context, inlined
+            a, w = self._tails.get(b) or self._tail_pair(b)
+            longest = np.arange(max_context_tokens, max_context_tokens + num_steps, dtype=np.float64)
+            c = np.maximum(c + a * np.maximum(longest - c, 0.0), w * longest)
         t, inside = (self._pricers[STEADY].get(b) or self._pricer(STEADY, b)).vector(c)
         if self._path_grids[first_path] is not self._decode:
             t[0] = (self._pricers[first_path].get(b) or self._pricer(first_path, b)).scalar(float(c[0]))[0]
