@@ -4,9 +4,9 @@ at that size, and the grid's row interpolated at that size (Grid2D._row). A simu
 prices a handful of graph sizes tens of thousands of times each (every decode step, every
 fast-forwarded run), so the per-call work is the context lookup alone.
 
-Every price is the same float operations, in the same order, as ProfileCostModel's
-general path (fixed + RooflineCostModel._decode_attn_s(b, b * c), times Grid2D.at / at_y),
-so the results are equal bit for bit (tests/sim/test_decode_price.py checks it).
+Every price is the same float operations, in the same order, as the general form
+(uniform_decode_s: fixed + RooflineCostModel._decode_attn_s(b, b * c), times Grid2D.at or
+at_y), so the results are equal bit for bit (tests/sim/test_decode_price.py checks it).
 """
 from __future__ import annotations
 
@@ -16,6 +16,15 @@ import numpy as np
 
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.grid import Grid2D
+
+
+def uniform_decode_s(rf: RooflineCostModel, grid: Grid2D, b: int, c):
+    """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens (float,
+    or a float ndarray), the general form: the fitted roofline ``rf`` times the measured
+    ratio on ``grid``."""
+    base = rf._fixed_s(0, 0, 0.0, 0, b, 0) + rf._decode_attn_s(b, b * c)
+    r, inside = grid.at_y(b, c) if isinstance(c, np.ndarray) else grid.at(b, c)
+    return base * r, inside
 
 
 class DecodePricer:
@@ -38,7 +47,7 @@ class DecodePricer:
     # ---- one step ----------------------------------------------------------------------
     def scalar(self, c: float) -> tuple[float, bool]:
         """(seconds, inside the grid) of one decode step whose rows attend ``c`` tokens each
-        (float): as ProfileCostModel._uniform_decode_s with Grid2D.at."""
+        (float): as uniform_decode_s with Grid2D.at."""
         ctx = self.b * c
         cc = ctx * self.afp * self.ua
         m = (ctx * self.kvb + self.psb) * self.ub
@@ -49,7 +58,7 @@ class DecodePricer:
     # ---- a run of steps ----------------------------------------------------------------
     def vector(self, c: np.ndarray) -> tuple[np.ndarray, int]:
         """(seconds, how many inside the grid) of decode steps whose rows attend c[k]
-        tokens each: as _uniform_decode_s with Grid2D.at_y. ``c``: a float ndarray (len
+        tokens each: as uniform_decode_s with Grid2D.at_y. ``c``: a float ndarray (len
         >= 1) of a run's contexts, non-decreasing but for a few roundings (each c[k] is a
         monotone formula of the step index computed in a few float operations, so
         c[0] (1 - 1e-12) <= c[k] <= c[-1] (1 + 1e-12)). When that range lies in one cell

@@ -71,6 +71,8 @@ class ProfileCostModel:
         # decode path -> graph size -> its DecodePricer; graph size -> tail weights (a, w)
         self._pricers: dict[str, dict[int, DecodePricer]] = {PACKED: {}, SUBSET: {}, STEADY: {}}
         self._tails: dict[int, tuple[float, float]] = {}
+        self._buckets: dict[int, int] = {}  # tokens of a step with a prefill -> its bucket
+        self._pair_at: dict[int, float] = {}  # bucket -> seconds per attention pair (_pair_costs)
         if prior is None:
             prior = RooflineCostModel(model, gpu, tp, profile.dtype_bytes)
         shapes, durs = zip(*profile.points())
@@ -143,27 +145,13 @@ class ProfileCostModel:
         return g
 
     # ---- decode steps: a uniform batch of the graph's size at an equivalent context ----
-    def _uniform_decode_s(self, grid: Grid2D, b: int, c):
-        """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens
-        (float, or a float ndarray): the fitted roofline times the measured ratio. The
-        general form of what DecodePricer computes from its tables (the same floats)."""
-        rf = self.roofline
-        fixed = self._fixed_decode.get(b)
-        if fixed is None:  # the same float _fixed_s gives, once per graph size
-            fixed = self._fixed_decode[b] = rf._fixed_s(0, 0, 0.0, 0, b, 0)
-        base = fixed + rf._decode_attn_s(b, b * c)
-        if isinstance(c, np.ndarray):
-            r, inside = grid.at_y(b, c)
-        else:
-            r, inside = grid.at(b, c)
-        return base * r, inside
-
     def _pricer(self, path: str, b: int) -> DecodePricer:
-        """The decode pricer of graph size b on the grid of ``path`` (built once)."""
+        """The decode price of graph size b on the grid of ``path``: the fitted roofline
+        times the measured ratio (decode_price.uniform_decode_s), from tables built once."""
         pr = self._pricers[path].get(b)
         if pr is None:
             fixed = self._fixed_decode.get(b)
-            if fixed is None:
+            if fixed is None:  # the same float _fixed_s gives, once per graph size
                 fixed = self._fixed_decode[b] = self.roofline._fixed_s(0, 0, 0.0, 0, b, 0)
             pr = self._pricers[path][b] = DecodePricer(self._path_grids[path], self.roofline, b, fixed)
         return pr
@@ -216,27 +204,20 @@ class ProfileCostModel:
         xs = [float(b) for b in bs]  # none: a = w = 0, every row at the mean
         return InverseWeights(xs, a_s), InverseWeights(xs, w_s)
 
-    def _tail_context(self, b: int, mean, longest):
-        """The equivalent context of a decode batch of graph size b (see _tail_weights);
-        mean and longest: floats (one step, the simulator's hot path) or float ndarrays."""
-        a, w = self._tails.get(b) or self._tail_pair(b)
-        if isinstance(mean, np.ndarray):
-            return np.maximum(mean + a * np.maximum(longest - mean, 0.0), w * longest)
-        return max(mean + a * max(longest - mean, 0.0), w * longest)
-
     def _tail_pair(self, b: int) -> tuple[float, float]:
-        """(a, w) of graph size b (memo of the hot paths)."""
+        """(a, w) of graph size b (see _tail_weights), remembered: the equivalent context of
+        a decode batch is max(mean + a * max(longest - mean, 0), w * longest)."""
         aw = self._tails[b] = (self._spread(b), self._longest(b))
         return aw
 
     def _decode_s(self, shape: StepShape) -> tuple[float, bool]:
         """A decode-only step (no swaps) as a uniform batch of its graph size b at the
-        equivalent context of _tail_context: the padding rows attend nothing, and the
+        equivalent context of _tail_pair: the padding rows attend nothing, and the
         longest row holds the step up by the weights its size measured."""
         b = self._graph_sizes.get(shape.num_decode_seqs) or self._graph_size(shape.num_decode_seqs)
         pr = self._pricers[shape.decode_path].get(b) or self._pricer(shape.decode_path, b)
         c = shape.decode_context_tokens / b
-        if shape.decode_max_context_tokens:  # _tail_context, inlined
+        if shape.decode_max_context_tokens:  # the equivalent context (_tail_pair)
             a, w = self._tails.get(b) or self._tail_pair(b)
             longest = float(shape.decode_max_context_tokens)
             c = max(c + a * max(longest - c, 0.0), w * longest)
@@ -258,17 +239,19 @@ class ProfileCostModel:
     def _bucket(self, t: int) -> int:
         """The tokens a step with a prefill and t computed tokens runs at: its mixed-graph
         bucket (t beyond them all), = _padded(shape)'s prefill tokens + decode rows."""
-        buckets = self.profile.mixed_token_buckets
-        i = bisect_left(buckets, t)
-        return t if i == len(buckets) else buckets[i]
+        buckets, i = self.profile.mixed_token_buckets, bisect_left(self.profile.mixed_token_buckets, t)
+        bucket = self._buckets[t] = t if i == len(buckets) else buckets[i]
+        return bucket
 
-    def _chunks_at(self, shape: StepShape, tokens: int) -> tuple[float, bool]:
-        """_chunks_s with the step's bucket of ``tokens`` given."""
+    def _chunks_at(self, shape: StepShape, tokens: int) -> tuple[float, bool]:  # its bucket given
         n, q = shape.num_prefill_seqs, shape.prefill_tokens
         if n == 1:
             return self._one_chunk_s(tokens, q, shape.prefill_kv_tokens - q, shape)
         one, _ = self._one_chunk_s(tokens, q, 0.0)
-        pair_s = float(np.interp(tokens, self._pair_T, self._pair_s)) if self._pair_T else 0.0
+        pair_s = self._pair_at.get(tokens)  # per bucket, not an np.interp per step
+        if pair_s is None:
+            pair_s = self._pair_at[tokens] = (float(np.interp(tokens, self._pair_T, self._pair_s))
+                                              if self._pair_T else 0.0)
         return one + pair_s * (shape.prefill_attn_pairs - q * (q + 1) / 2), False
 
     def _one_chunk_s(self, tokens: int, q: int, cached: float,
@@ -340,8 +323,13 @@ class ProfileCostModel:
         """Prefill chunks plus decode rows: the chunks as _chunks_s prices them, plus
         what decode rows of that count and (equivalent) context added in the profile's mixed
         points (none measured: what they add to the fitted roofline; extrapolated)."""
-        nd = shape.num_decode_seqs
-        t, inside = self._chunks_at(shape, self._bucket(shape.prefill_tokens + nd))
+        nd, q = shape.num_decode_seqs, shape.prefill_tokens
+        tokens = self._buckets.get(q + nd) or self._bucket(q + nd)
+        if shape.num_prefill_seqs == 1:  # _one_chunk_s of _chunks_at, inlined (most steps)
+            r, inside = self._prefill.at(tokens, shape.prefill_kv_tokens - q)
+            t = self.roofline._fixed_s(1, tokens, shape.prefill_attn_pairs, shape.prefill_kv_tokens, 0, 0) * r
+        else:
+            t, inside = self._chunks_at(shape, tokens)
         if nd and self._decode_rows is not None:
             c = shape.decode_context_tokens / nd
             if shape.decode_max_context_tokens:
@@ -386,7 +374,7 @@ class ProfileCostModel:
         # contexts context_tokens + i * num_seqs (int64, exact), longest max + i (exact floats)
         c = np.arange(context_tokens, context_tokens + num_steps * num_seqs, num_seqs,
                       dtype=np.int64) / b
-        if max_context_tokens:  # _tail_context, inlined
+        if max_context_tokens:  # the equivalent context (_tail_pair)
             a, w = self._tails.get(b) or self._tail_pair(b)
             longest = np.arange(max_context_tokens, max_context_tokens + num_steps, dtype=np.float64)
             c = np.maximum(c + a * np.maximum(longest - c, 0.0), w * longest)

@@ -1,6 +1,6 @@
 """The profile cost model's precomputed decode tables (DecodePricer, Grid2D.row_at) and its
 median give the same floats, bit for bit, as the general path they replace
-(ProfileCostModel._uniform_decode_s over Grid2D.at / at_y, np.median)."""
+(decode_price.uniform_decode_s over Grid2D.at / at_y, np.median)."""
 from __future__ import annotations
 
 import subprocess
@@ -12,6 +12,7 @@ import pytest
 from nanosim.config import GPUS, MODELS, EngineConfig
 from nanosim.core.batch import DECODE_PATHS, STEADY
 from nanosim.sim.cost_select import make_cost_model
+from nanosim.sim.decode_price import uniform_decode_s
 from nanosim.sim.grid import median
 
 
@@ -36,7 +37,7 @@ def test_scalar_price_equals_the_general_path(cm, path):
         g = cm._graph_size(b)
         pr = cm._pricer(path, g)
         for c in _contexts(rng, grid.ys).tolist():
-            assert pr.scalar(c) == cm._uniform_decode_s(grid, g, c), (path, g, c)
+            assert pr.scalar(c) == uniform_decode_s(cm.roofline, grid, g, c), (path, g, c)
 
 
 def test_run_price_equals_the_general_path(cm):
@@ -49,9 +50,11 @@ def test_run_price_equals_the_general_path(cm):
         k = int(rng.integers(1, 200))
         c = (start * g + np.arange(k) * int(rng.integers(1, g + 1))) / g
         if rng.random() < 0.5:  # as decode_run_s's tail context makes them
-            c = cm._tail_context(g, c, np.arange(k, dtype=np.float64) + start * 1.5)
+            a, w = cm._tail_pair(g)
+            longest = np.arange(k, dtype=np.float64) + start * 1.5
+            c = np.maximum(c + a * np.maximum(longest - c, 0.0), w * longest)
         got_t, got_in = cm._pricer(STEADY, g).vector(c)
-        want_t, want_in = cm._uniform_decode_s(grid, g, c)
+        want_t, want_in = uniform_decode_s(cm.roofline, grid, g, c)
         assert got_t.tobytes() == want_t.tobytes()
         assert got_in == np.count_nonzero(want_in)
         j = np.searchsorted(grid.ys, c, side="right")
