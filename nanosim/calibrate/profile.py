@@ -57,52 +57,76 @@ def timer(runner, reps: int, warmup: int, min_time_s: float = 0.1, max_reps: int
         fast = not comp.num_prefills and getattr(runner, "can_step_next", None) is not None
         for _ in range(warmup):
             runner.step(comp.works(runner.block_size, SeqWork))
-        times: list[float] = []
-        slow: list[float] = []
-        drop: list[float] = []
-        dev: dict[str, list] = {"gpu_duration_s": [], "packed_gpu_duration_s": [],
-                                "subset_gpu_duration_s": []}
         plus = replace(comp, num_decodes=comp.num_decodes + 1)
         graphs = getattr(runner, "graphs", None)
         time_drop = (fast and subset is not None and not comp.long_context
                      and (graphs is None or comp.num_decodes in graphs.sizes)  # grid points only
                      and plus.num_decodes <= runner.max_num_seqs
                      and plus.blocks_needed(runner.block_size) <= runner.num_kv_blocks)
-        while len(times) < max_reps and (len(times) < reps or sum(times) < min_time_s):
+        runs = _Runs()
+        while len(runs.times) < max_reps and (len(runs.times) < reps or sum(runs.times) < min_time_s):
             if between is not None:
                 between(comp)
             if fast:
-                (t_step, d_step), t_next = _time_step_run(runner, comp.works(runner.block_size, SeqWork),
-                                                          next_steps)
-                slow.append(t_step)
-                dev["packed_gpu_duration_s"].append(d_step)
-                times.extend(t for t, _ in t_next)
-                dev["gpu_duration_s"].extend(d for _, d in t_next)
-                if time_drop:
-                    t = _time_step_drop(runner, plus.works(runner.block_size, SeqWork))
-                    if t is not None:
-                        drop.append(t[0])
-                        dev["subset_gpu_duration_s"].append(t[1])
-                continue
-            t0 = time.perf_counter()
-            out = runner.step(comp.works(runner.block_size, SeqWork))
-            times.append(time.perf_counter() - t0)
-            dev["gpu_duration_s"].append(_device_s(out))
+                runs.add_decode_run(runner, comp, plus if time_drop else None, next_steps, SeqWork)
+            else:
+                runs.add_step(runner, comp, SeqWork)
         if fast and packed is not None:
-            packed.setdefault(comp, []).append(statistics.median(slow))
-        if drop:
-            subset.setdefault(comp, []).append(statistics.median(drop))
+            packed.setdefault(comp, []).append(statistics.median(runs.slow))
+        if runs.drop:
+            subset.setdefault(comp, []).append(statistics.median(runs.drop))
         if device is not None:
-            keep = {"gpu_duration_s": True, "packed_gpu_duration_s": fast and packed is not None,
-                    "subset_gpu_duration_s": bool(drop)}
-            for key, ds in dev.items():
-                if keep[key] and ds and None not in ds:
-                    device.setdefault((comp, key), []).append(statistics.median(ds))
-        med = statistics.median(times)
+            runs.device_medians(comp, device, packed=fast and packed is not None)
+        med = statistics.median(runs.times)
         if ratios is not None:
-            ratios.extend(t / med for t in times)
+            ratios.extend(t / med for t in runs.times)
         return med
     return measure
+
+
+class _Runs:
+    """The timed runs of one grid point (seconds): ``times`` the returned median's runs (step,
+    or steady step_next), ``slow`` the packed step() of each decode run, ``drop`` the
+    step_next(keep) after a row finished; ``dev`` the device seconds of the same runs, by
+    profile field."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.slow: list[float] = []
+        self.drop: list[float] = []
+        self.dev: dict[str, list] = {"gpu_duration_s": [], "packed_gpu_duration_s": [],
+                                     "subset_gpu_duration_s": []}
+
+    def add_step(self, runner, comp: Composition, seq_work) -> None:
+        t0 = time.perf_counter()
+        out = runner.step(comp.works(runner.block_size, seq_work))
+        self.times.append(time.perf_counter() - t0)
+        self.dev["gpu_duration_s"].append(_device_s(out))
+
+    def add_decode_run(self, runner, comp: Composition, plus: Composition | None,
+                       next_steps: int, seq_work) -> None:
+        """A packed step() and next_steps step_next() after it; with ``plus`` (the point with
+        one more row) also the step_next(keep) after a row of it finished."""
+        (t_step, d_step), t_next = _time_step_run(runner, comp.works(runner.block_size, seq_work),
+                                                  next_steps)
+        self.slow.append(t_step)
+        self.dev["packed_gpu_duration_s"].append(d_step)
+        self.times.extend(t for t, _ in t_next)
+        self.dev["gpu_duration_s"].extend(d for _, d in t_next)
+        if plus is not None:
+            t = _time_step_drop(runner, plus.works(runner.block_size, seq_work))
+            if t is not None:
+                self.drop.append(t[0])
+                self.dev["subset_gpu_duration_s"].append(t[1])
+
+    def device_medians(self, comp: Composition, device: dict, packed: bool) -> None:
+        """Append each kept field's device median to device[(comp, field)] (none where a
+        run returned no StepOutput)."""
+        keep = {"gpu_duration_s": True, "packed_gpu_duration_s": packed,
+                "subset_gpu_duration_s": bool(self.drop)}
+        for key, ds in self.dev.items():
+            if keep[key] and ds and None not in ds:
+                device.setdefault((comp, key), []).append(statistics.median(ds))
 
 
 def _device_s(out) -> float | None:
