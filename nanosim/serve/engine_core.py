@@ -23,6 +23,7 @@ import asyncio
 import collections
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 
@@ -43,6 +44,9 @@ def core_main(a, conn, parent_pid: int, t0: float) -> None:
     step while there is work and apply commands between steps."""
     from nanosim.sweep.lifeline import watch_driver
 
+    # Ctrl-C reaches the whole process group: the HTTP process shuts down gracefully and then
+    # stops this one with ("stop",); a dead HTTP process ends it through the lifeline
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_driver(parent_pid)
     try:
         llm = a.make_llm(a, async_decode=None)  # async decoding where the runner supports it

@@ -179,7 +179,10 @@ def serve(a) -> int:
     try:
         server, _ = make_server(a)
         print(f"nanosim serve: listening on http://{a.host}:{sock.getsockname()[1]}", flush=True)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+            return 130
     finally:
         sock.close()
     return 0

@@ -56,7 +56,7 @@ def chat_tokenizer_dir(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def server_process(argv, env_path):
+def server_process(argv, env_path, new_session: bool = False):
     """`python -m nanosim serve --port 0 ARGV` as a child process; yields (base_url, Popen).
     Stopped with SIGTERM on leaving (killed if it does not exit in 20 s)."""
     import os
@@ -66,7 +66,8 @@ def server_process(argv, env_path):
     env = {**os.environ, "PYTHONPATH": str(env_path)}
     proc = subprocess.Popen([sys.executable, "-m", "nanosim", "serve", "--port", "0",
                              "--log-level", "warning", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=new_session)  # a group of its own: Ctrl-C tests
     try:
         line = ""
         deadline = time.monotonic() + 60

@@ -89,3 +89,38 @@ def test_a_dead_engine_process_turns_health_503(tiny_dir):
             time.sleep(0.05)
         r = httpx.post(url + "/v1/completions", json={"prompt": [1, 2], "max_tokens": 3}, timeout=10)
         assert r.status_code == 503 and "engine process exited" in r.json()["error"]["message"]
+
+
+def test_ctrl_c_to_the_process_group_shuts_down_cleanly(tiny_dir):
+    """SIGINT to the whole group (a terminal's Ctrl-C) reaches the engine process too: it
+    leaves the shutdown to the server, so a stream in flight still finishes within the grace
+    period; then the server stops the engine process: no traceback, nothing left running."""
+    import json
+    import threading
+
+    with server_process(["--model", str(tiny_dir), *OPTS, "--log-level", "info"], ROOT,
+                        new_session=True) as (url, proc):
+        kids = descendants(proc.pid)
+        events: list[str] = []
+
+        def read():
+            body = {"prompt": [1, 2, 3], "max_tokens": 200, "stream": True, "ignore_eos": True}
+            with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as r:
+                events.extend(line[6:] for line in r.iter_lines() if line.startswith("data: "))
+
+        th = threading.Thread(target=read)
+        th.start()
+        deadline = time.monotonic() + 30
+        while len(events) < 3:
+            assert time.monotonic() < deadline, "no tokens streamed"
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)  # while the engine process is stepping
+        th.join(timeout=60)
+        assert proc.wait(timeout=30) == 130  # the shell's code for Ctrl-C
+        log = proc.stdout.read()
+        deadline = time.monotonic() + 15
+        while alive(kids):
+            assert time.monotonic() < deadline, f"still running after Ctrl-C: {alive(kids)}"
+            time.sleep(0.05)
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+    assert "Application shutdown complete" in log and "Traceback" not in log, log
