@@ -175,10 +175,17 @@ class LLM:
         _freeze_heap()
 
     def close(self) -> None:
-        """Stop the tensor-parallel workers (no-op at tp=1). Idempotent."""
-        close = getattr(self.runner, "close", None) if self.runner is not None else None
+        """Stop the tensor-parallel workers and let go of the runner: weights, KV cache and
+        CUDA graphs go back to the device, so another LLM can be loaded in this process (the
+        validation suite loads one per model). The LLM is unusable after. Idempotent."""
+        runner, self.runner, self.backend, self.engine = self.runner, None, None, None
+        if runner is None:
+            return
+        close = getattr(runner, "close", None)
         if close is not None:
             close()
+        del runner
+        _release_heap(self.device)
 
     def __enter__(self) -> "LLM":
         return self
@@ -192,6 +199,8 @@ class LLM:
         ``{"prompt": str}`` / ``{"prompt_token_ids": [...]}`` work too. Strings need a
         tokenizer in the checkpoint. Returns one RequestOutput per prompt, in order
         (outputs.py: .outputs[0].text / .token_ids, .metrics); use_tqdm: a progress bar."""
+        if self.runner is None:
+            raise RuntimeError("this LLM is unusable: it was closed (LLM.close()); build another")
         if isinstance(prompts, (str, tuple, dict)) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
         params = sampling_params or SamplingParams()
@@ -262,6 +271,19 @@ def _freeze_heap() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def _release_heap(device) -> None:
+    """Collect what _freeze_heap put out of the collector's reach (the model's modules hold
+    reference cycles, so a closed LLM's weights outlive it otherwise), freeze the survivors
+    again, and hand the freed CUDA blocks back to the device."""
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _make_runner(spec, device, tp: int, timeout_s: float, options: RunnerOptions):

@@ -78,46 +78,76 @@ class ModelRunner:
                  options: RunnerOptions = RunnerOptions(), group=None) -> None:
         """options: everything else it is built with (nanosim/gpu/options.py), fixed for the
         runner's life; its kernel switches go to the attention backend, the model's fused
-        layers and the input packer. group: the RankGroup when tensor-parallel."""
+        layers and the input packer. group: the RankGroup when tensor-parallel. Start-up
+        reads as its steps: sizes, load the weights, plan the graphs, the input packer, warm
+        up (activation peak), allocate the KV cache, the step state, capture the graphs."""
         o = self.options = options
-        dtype, block_size, max_num_seqs = o.dtype, o.block_size, o.max_num_seqs
-        max_num_batched_tokens, mixed_graphs, kernels = o.max_num_batched_tokens, o.mixed_graphs, o.kernels
-        self.kernels = kernels
-        self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(dtype)
-        self.group = group  # RankGroup when tensor-parallel, else None
-        self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
-        self.block_size, self.max_num_seqs = block_size, max_num_seqs
-        self.max_model_len = o.max_model_len or spec.max_position_embeddings
-        if block_size < 1 or self.max_model_len > spec.max_position_embeddings:
-            raise ValueError(f"need block_size >= 1 and max_model_len <= {spec.max_position_embeddings}")
-        cuda = self.device.type == "cuda"
-        # two of each: a step launched ahead copies its tokens back while the host reads the last
-        self._tokens_host = [torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda) for _ in range(2)]
-        # the last upload's host-to-device copy is done (the host staging may be edited again)
-        self._uploaded = torch.cuda.Event() if cuda else None
-        self.backend = select_backend(o.attention, self.device, block_size, kernels)
+        self._set_sizes(spec, device, group)
+        self.backend = select_backend(o.attention, self.device, o.block_size, self.kernels)
         self.model = self._build_model(o.weights_dir, o.seed, o.fused_ops, o.compile_ops)
         if group is not None:  # every rank loaded, before the first collective
             group.arrive("built")
-        self.use_graphs = cuda and not o.enforce_eager and self.backend.supports_cuda_graphs
-        max_width = -(-self.max_model_len // block_size)
-        graph_sizes = graph_batch_sizes(max_num_seqs) if self.use_graphs else []
+        graph_sizes, buckets = self._plan_graphs()
+        self.packer = self._make_packer(graph_sizes, buckets)
+        if self.device.type == "cuda":  # warm up: JIT-compiles the kernels, measures the peak
+            self._profile_peak_memory()
+        self._allocate_kv(o.num_kv_blocks, o.gpu_memory_utilization)
+        self._init_step_state()
+        self.graphs = self.mixed_graphs = None
+        if self.use_graphs:
+            self._capture_graphs(graph_sizes, buckets)
+
+    # ---- start-up: build the model (load weights), warm up, allocate KV, capture graphs -------
+
+    def _set_sizes(self, spec: ModelSpec, device, group) -> None:
+        """The model, device, dtype and sizes every later step reads; checks max_model_len."""
+        o = self.options
+        self.kernels = o.kernels
+        self.spec, self.device, self.dtype = spec, torch.device(device), _dtype(o.dtype)
+        self.group = group  # RankGroup when tensor-parallel, else None
+        self.tp_rank, self.tp_size = (group.rank, group.size) if group else (0, 1)
+        self.block_size, self.max_num_seqs = o.block_size, o.max_num_seqs
+        self.max_model_len = o.max_model_len or spec.max_position_embeddings
+        if o.block_size < 1 or self.max_model_len > spec.max_position_embeddings:
+            raise ValueError(f"need block_size >= 1 and max_model_len <= {spec.max_position_embeddings}")
+
+    def _plan_graphs(self) -> tuple[list[int], list[int]]:
+        """(decode graph batch sizes, mixed graph token buckets): empty without CUDA graphs;
+        mixed graphs need the triton backend's tile map."""
+        o = self.options
+        self.use_graphs = (self.device.type == "cuda" and not o.enforce_eager
+                           and self.backend.supports_cuda_graphs)
+        graph_sizes = graph_batch_sizes(self.max_num_seqs) if self.use_graphs else []
         tiles = getattr(self.backend, "supports_tile_map", False)
-        use_mixed = self.use_graphs and tiles and (mixed_graphs is None or mixed_graphs)
-        if mixed_graphs and not (self.use_graphs and tiles):
+        use_mixed = self.use_graphs and tiles and (o.mixed_graphs is None or o.mixed_graphs)
+        if o.mixed_graphs and not (self.use_graphs and tiles):
             raise ValueError(f"mixed_graphs needs CUDA graphs (not enforce_eager, a CUDA device) "
                              f"and the triton attention backend, not {self.backend.name}")
-        buckets = mixed_token_buckets(max_num_batched_tokens, max_num_seqs) if use_mixed else []
-        self.packer = InputPacker(self.device, block_size, max_num_batched_tokens, max_num_seqs,
-                                  max_width, max(graph_sizes, default=0), o.seed,
-                                  mixed_max_tokens=max(buckets, default=0),
-                                  tile_block_m=getattr(self.backend, "block_m", 64),
-                                  mixed_decode_kernel=kernels.mixed_decode_kernel)
-        if cuda:  # warm up: JIT-compiles the kernels and measures the activation peak
-            self._profile_peak_memory()
+        buckets = mixed_token_buckets(o.max_num_batched_tokens, self.max_num_seqs) if use_mixed else []
+        return graph_sizes, buckets
+
+    def _make_packer(self, graph_sizes: list[int], buckets: list[int]) -> InputPacker:
+        """One pinned host buffer and its device copy for every step's inputs, laid out for the
+        largest decode graph and token bucket."""
+        o = self.options
+        max_width = -(-self.max_model_len // self.block_size)  # blocks of the longest sequence
+        return InputPacker(self.device, self.block_size, o.max_num_batched_tokens, self.max_num_seqs,
+                           max_width, max(graph_sizes, default=0), o.seed,
+                           mixed_max_tokens=max(buckets, default=0),
+                           tile_block_m=getattr(self.backend, "block_m", 64),
+                           mixed_decode_kernel=self.kernels.mixed_decode_kernel)
+
+    def _init_step_state(self) -> None:
+        """Buffers and state the steps reuse: token copies, CUDA-event timers, the armed
+        fast path, the step launched ahead."""
+        cuda = self.device.type == "cuda"
+        # two of each: a step launched ahead copies its tokens back while the host reads the last
+        self._tokens_host = [torch.zeros(self.max_num_seqs, dtype=torch.int64, pin_memory=cuda)
+                             for _ in range(2)]
+        # the last upload's host-to-device copy is done (the host staging may be edited again)
+        self._uploaded = torch.cuda.Event() if cuda else None
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
         self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
-        self._allocate_kv(o.num_kv_blocks, o.gpu_memory_utilization)
         self._host_pool: HostKVPool | None = None
         self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
         self._slot = 0  # which timer / token buffer the last launch used
@@ -125,13 +155,8 @@ class ModelRunner:
         # its rows among those of the packer's last pack: None = the same rows)
         self._next: tuple[list, np.ndarray, list[int] | None] | None = None
         self._pending: _Launch | None = None  # the step launched ahead, all rows of the last
-        self._rows_host = torch.zeros(max_num_seqs, dtype=torch.int64, pin_memory=cuda)
+        self._rows_host = torch.zeros(self.max_num_seqs, dtype=torch.int64, pin_memory=cuda)
         self._rows_dev = self._rows_host.to(self.device)
-        self.graphs = self.mixed_graphs = None
-        if self.use_graphs:
-            self._capture_graphs(graph_sizes, buckets)
-
-    # ---- start-up: build the model (load weights), warm up, allocate KV, capture graphs -------
 
     def _allocate_kv(self, num_kv_blocks: int | None, utilization: float) -> None:
         """The paged KV cache: num_kv_blocks, or as many as fit in ``utilization`` of the GPU

@@ -128,6 +128,24 @@ def test_scorecard_from_recorded_replays_matches_figures_computed_here(suite_dir
     assert "scorecard" in capsys.readouterr().out
 
 
+def test_a_missing_plotting_library_costs_the_figure_not_the_run(suite_dir, monkeypatch, capsys):
+    """A GPU box set up by hand may lack plotly: the run's tables and its scorecard row are
+    kept (a real replay took minutes), only validation.html is left out, with a warning."""
+    import sys
+
+    rec = record(suite_dir / "suite.toml", suite_dir / "rec", factor=1.1)
+    monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly raises ImportError
+    out = suite_dir / "score"
+    main(["validate", "--suite", str(suite_dir / "suite.toml"), "--recorded", str(rec),
+          "--profile", "none", "--out", str(out), "--no-progress"])
+    rows = json.loads((out / "scorecard.json").read_text())["runs"]
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    for r in rows:
+        d = out / "runs" / r["run"]
+        assert (d / "validation.json").is_file() and not (d / "validation.html").exists()
+    assert "validation.html not written" in capsys.readouterr().err
+
+
 def test_exact_gpu_scores_zero_and_quick_picks_the_marked_runs(suite_dir):
     rec = record(suite_dir / "suite.toml", suite_dir / "rec", factor=1.0)
     out = suite_dir / "score"

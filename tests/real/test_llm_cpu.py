@@ -122,3 +122,22 @@ def test_warmup_leaves_a_fresh_engine(tiny_dir):
     assert len(req) == 0 and len(steps) == 0 and llm.engine.bm.num_free == llm.engine.bm.num_blocks
     out = llm.generate([[5, 6, 7]], SamplingParams(temperature=0, max_tokens=6))[0]
     assert out.token_ids == hf_greedy(model, [5, 6, 7], 6)
+
+
+def test_close_lets_go_of_the_weights_and_the_kv_cache(tiny_dir):
+    """A closed LLM's tensors are freed although start-up put its heap out of the collector's
+    reach (gc.freeze): the validation suite loads one LLM after another in one process, and
+    on a GPU the next found no room for a KV block when the first's memory stayed taken."""
+    import weakref
+
+    path, _ = tiny_dir
+    llm = LLM(str(path), device="cpu", dtype="float32", block_size=8, max_model_len=128)
+    llm.generate([[1, 2, 3]], SamplingParams(temperature=0.0, max_tokens=4))
+    weight = weakref.ref(next(llm.runner.model.parameters()))
+    cache = weakref.ref(llm.runner.kv_caches[0][0])
+    llm.close()
+    llm.close()  # idempotent
+    assert weight() is None and cache() is None
+    assert llm.runner is None and llm.engine is None
+    with pytest.raises(RuntimeError, match="unusable: it was closed"):
+        llm.generate([[1, 2, 3]])
