@@ -3,8 +3,6 @@ and what routers read of it (sim/router.py); simulator.py steps it, lazy_cluster
 advances it lazily."""
 from __future__ import annotations
 
-import simpy
-
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 
@@ -16,7 +14,7 @@ class Replica:
         self.engine = engine
         self.index = index
         self.pending: list[Request] = []
-        self.wake: simpy.Event | None = None
+        self.wake = None  # simpy.Event an idle replica waits on (simulator.py)
         self.routed_tokens = 0
         self.routed_requests = 0
 

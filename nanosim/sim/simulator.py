@@ -1,8 +1,11 @@
-"""Discrete-event replay of a trace against one engine or a cluster of replicas (SimPy).
+"""Discrete-event replay of a trace against one engine or a cluster of replicas.
 
-Processes: ``arrivals`` sleeps until each request's arrival, routes it (a router picks the
-replica; with one engine there is nothing to pick) and wakes an idle replica; each replica's
-``engine_loop`` runs steps and sleeps for their predicted duration.
+One engine: a plain loop (``_run_alone``), no SimPy: nothing else can observe the engine, so
+it admits the arrivals due at each step's start, steps (or fast-forwards to the next
+arrival), and jumps to the next arrival when idle. Several engines without fast-forward: a
+SimPy environment whose ``arrivals`` process sleeps until each request's arrival, routes it
+(a router picks the replica) and wakes an idle replica; each replica's ``engine_loop`` runs
+steps and sleeps for their predicted duration. Several with fast-forward: sim/lazy_cluster.py.
 
 Exact tie rule: a step that starts at time t admits every request with arrival_s <= t. The
 engine loop pulls routing up to its own start time itself (``route_until``), so the rule
@@ -15,8 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence as Seq
-
-import simpy
 
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
@@ -68,6 +69,8 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
         from nanosim.sim.lazy_cluster import simulate_cluster_lazy
 
         return simulate_cluster_lazy(engines, requests, router, progress, check_every_step)
+    if len(engines) == 1:
+        return _run_alone(engines[0], requests, fast_forward, progress, check_every_step)
     return _SimpyCluster(engines, requests, router, fast_forward, progress, check_every_step).run()
 
 
@@ -77,6 +80,9 @@ class _SimpyCluster:
     arrival) and sleeps while it has nothing to do."""
 
     def __init__(self, engines, requests, router, fast_forward: bool, progress, check_every_step: bool):
+        import simpy  # ~15 ms of imports a one-engine replay does without
+
+        self.simpy = simpy
         self.env = simpy.Environment()
         self.replicas = [Replica(e, i) for i, e in enumerate(engines)]
         self.src = _Arrivals(requests, self.replicas, router)
@@ -88,7 +94,7 @@ class _SimpyCluster:
         env = self.env
         env.process(self.arrivals())
         loops = [env.process(self.engine_loop(r)) for r in self.replicas]
-        env.run(until=simpy.AllOf(env, loops))
+        env.run(until=self.simpy.AllOf(env, loops))
         if self.progress is not None:
             self.progress(self.requests_done(), self.end_s)
         return self.end_s
@@ -146,6 +152,41 @@ class _SimpyCluster:
             if progress is not None:
                 self.report(t)
         self.end_s = max(self.end_s, t)
+
+
+def _run_alone(engine: Engine, requests: Seq[Request], fast_forward: bool,
+               progress: Callable[[int, float], None] | None, check: bool) -> float:
+    """_SimpyCluster's replay of one engine without SimPy (the same steps, times and tables):
+    each step starting at t first admits every request with arrival_s <= t, in arrival order;
+    fast-forward stops before the next arrival; an idle engine jumps to the next arrival.
+    Returns the simulated end time (s)."""
+    reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
+    arrival = [r.arrival_s for r in reqs] + [math.inf]  # a sentinel: no bounds checks
+    n, i, t = len(reqs), 0, 0.0
+    sched, step, add = engine.scheduler, engine.step, engine.add_request
+    ff = engine.fast_forward if fast_forward else None
+    shown = time.perf_counter()  # wall time of the last progress call
+    while True:
+        while arrival[i] <= t:
+            add(reqs[i])
+            i += 1
+        if not sched.has_work:
+            if i >= n:
+                break
+            t = max(t, arrival[i])
+            continue
+        end = None if ff is None else ff(t, arrival[i])
+        if end is None:
+            end = t + step(t)
+        if check:
+            engine.check()
+        t = end
+        if progress is not None and time.perf_counter() - shown > 0.2:
+            shown = time.perf_counter()
+            progress(len(engine.metrics.requests["request_id"]), t)
+    if progress is not None:
+        progress(len(engine.metrics.requests["request_id"]), t)
+    return t
 
 
 def simulate(engine: Engine, requests: Seq[Request], **kwargs) -> float:
