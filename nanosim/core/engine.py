@@ -91,56 +91,56 @@ class Engine:
         move. Returns the end time, or None when the next step must be a normal step."""
         if not self.backend.caps.decode_runs:
             return None
-        run_s = self.backend.decode_run_s
         sched = self.scheduler
         k = sched.decode_run_limit()
         if k < 2:
             return None
         g = sched.group
         num_seqs, ctx0, max0 = len(g), g.context_tokens, g.max_context_tokens
-        dur, starts, ends_at = self._decode_durations(run_s, num_seqs, ctx0, max0, k, now, next_event_s,
-                                                      sched.next_decode_path())
-        k = int(np.searchsorted(starts, next_event_s, side="left"))  # steps starting before it
+        starts, dur, end = self._decode_durations(self.backend.decode_run_s, num_seqs, ctx0, max0, k,
+                                                  now, next_event_s, sched.next_decode_path())
+        k = len(starts)  # steps starting before the event
         if k < 2:
             return None
         used0 = self.bm.num_used
         offsets = sched.advance_decodes(k)
         kv_used = (used0 + np.asarray(offsets, dtype=np.int64).searchsorted(np.arange(k), side="right")
                    if offsets else used0)
-        self.metrics.record_decode_run(starts[:k], dur[:k], num_seqs, ctx0, max0, kv_used)
-        end = float(ends_at[k])
+        self.metrics.record_decode_run(starts, dur, num_seqs, ctx0, max0, kv_used)
         sched.finish_due(end)
         self._collect()
         return end
 
     @staticmethod
     def _decode_durations(run_s, num_seqs: int, ctx0: int, max0: int, k_max: int, now: float,
-                          until_s: float, first_path: str):
-        """Durations and start times of up to k_max decode-only steps, asked of the cost
-        model in doubling chunks until a step starts at or after ``until_s`` (so a run cut
-        short by an arrival does not price thousands of steps); the first step takes
-        ``first_path``, the rest the steady path. Pricing changes no state: a run the caller
-        then drops needs no undoing. Times are sequential float sums, as stepping one by one
-        gives. Returns (durations, starts, ends_at) where ends_at[i] is the end of step i - 1
-        (ends_at[0] = now)."""
-        m = min(64, k_max)  # the first chunk alone mostly suffices: no list round trip
-        d = np.asarray(run_s(num_seqs, ctx0, m, max0, first_path), dtype=float)
-        e = np.cumsum(np.concatenate(([now], d)))
-        if m >= k_max or e[-2] >= until_s:
-            return d, e[:-1], e
-        durs, t, n, chunk = [d], [now, *e[1:].tolist()], m, 128
-        while n < k_max:
-            m = min(chunk, k_max - n)
-            d = np.asarray(run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, STEADY), dtype=float)
-            e = np.cumsum(np.concatenate(([t[-1]], d)))
-            durs.append(d)
-            t.extend(e[1:].tolist())
+                          until_s: float, first_path: str) -> tuple[list[float], list[float], float]:
+        """Start times and durations of the decode-only steps that start before ``until_s``
+        (at most k_max), and the end of the last of them (``now`` if none). Steps are asked
+        of the cost model in doubling chunks (64, 128, 256, ...) until one starts at or after
+        ``until_s`` (so a run cut short by an arrival does not price thousands of steps); the
+        first step takes ``first_path``, the rest the steady path. Pricing changes no state:
+        a run the caller then drops needs no undoing. Times are sequential float sums, as
+        stepping one by one gives. run_s returns a list of floats or an ndarray."""
+        starts: list[float] = []
+        durs: list[float] = []
+        t, n, m, chunk, path = now, 0, min(64, k_max), 128, first_path
+        while True:
+            d = run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, path)
+            if not isinstance(d, list):
+                d = np.asarray(d, dtype=float).tolist()
+            i = 0
+            for x in d:
+                if t >= until_s:  # durations are positive: every later step starts after it
+                    durs.extend(d[:i])
+                    return starts, durs, t
+                starts.append(t)
+                t += x
+                i += 1
+            durs.extend(d)
             n += m
-            if e[-2] >= until_s:  # this chunk's last step starts after the event
-                break
-            chunk *= 2
-        ends_at = np.asarray(t)
-        return np.concatenate(durs), ends_at[:-1], ends_at
+            if n >= k_max:
+                return starts, durs, t
+            m, chunk, path = min(chunk, k_max - n), chunk * 2, STEADY
 
     def reset_prefix_cache(self) -> bool:
         """Drop every cached prefix (vLLM's LLM.reset_prefix_cache): False, and nothing

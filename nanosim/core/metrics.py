@@ -83,10 +83,11 @@ class MetricsRecorder:
             kv_used, self.kv_blocks_total, preemptions, *cache, self.window.hit_rate))
         self.num_steps += 1
 
-    def record_decode_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int,
-                          context0: int, max_context0: int, kv_used: np.ndarray | int) -> None:
-        """k decode-only steps at once; context grows by num_seqs per step, the longest
-        sequence's by 1; kv_used: blocks in use at each step, or an int for all of them."""
+    def record_decode_run(self, starts, durations, num_seqs: int, context0: int,
+                          max_context0: int, kv_used: np.ndarray | int) -> None:
+        """k decode-only steps at once; starts, durations: lists of floats or float arrays;
+        context grows by num_seqs per step, the longest sequence's by 1; kv_used: blocks in
+        use at each step, or an int for all of them."""
         k = len(durations)
         if not self.step_rows:
             a = self._agg["decode"]

@@ -10,6 +10,8 @@ last-step gauges), after which recording carries on.
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 # the row tuple: every steps column after ``step`` (core/metrics.py STEP_COLUMNS), in order
@@ -30,13 +32,13 @@ class StepRows:
     def __init__(self, kv_blocks_total: int) -> None:
         self.kv_blocks_total = kv_blocks_total
         self.rows: list[tuple] = []  # pending steps, ROW_COLUMNS order
-        # pending decode runs: (rows before it, starts, durations, seqs, context at its first
+        # pending decode runs: (rows before it, starts, durations (lists of floats or arrays), seqs, context at its first
         # step, longest context at its first step, KV blocks used per step (array) or the
         # constant (int), windowed hit rate)
         self.runs: list[tuple] = []
         self.cols: dict[str, list] = {c: [] for c in ("step", *ROW_COLUMNS)}  # moved by lists()
 
-    def add_run(self, starts: np.ndarray, durations: np.ndarray, num_seqs: int, context0: int,
+    def add_run(self, starts, durations, num_seqs: int, context0: int,
                 max_context0: int, kv_used, hit_rate: float) -> None:
         self.runs.append((len(self.rows), starts, durations, num_seqs, context0, max_context0,
                           kv_used, hit_rate))
@@ -70,8 +72,8 @@ class StepRows:
         s, k = self.cols, len(durations)
         n = len(s["step"])
         s["step"].extend(range(n, n + k))
-        s["start_s"].extend(starts.tolist())
-        s["duration_s"].extend(durations.tolist())
+        s["start_s"].extend(_floats(starts))
+        s["duration_s"].extend(_floats(durations))
         s["num_decode_seqs"].extend([num_seqs] * k)
         s["decode_context_tokens"].extend(range(context0, context0 + num_seqs * k, num_seqs)
                                           if num_seqs else [0] * k)
@@ -126,8 +128,8 @@ class StepRows:
             if not isinstance(r[6], int):
                 kv[before[i]:before[i + 1]] = r[6]
         run_values = {
-            "start_s": np.concatenate([r[1] for r in runs]),
-            "duration_s": np.concatenate([r[2] for r in runs]),
+            "start_s": _concat([r[1] for r in runs], n_run),
+            "duration_s": _concat([r[2] for r in runs], n_run),
             "num_decode_seqs": seqs,
             "decode_context_tokens": np.where(has, ctx0 + seqs * j, 0),
             "decode_max_context_tokens": np.where(has, max0 + j, 0),
@@ -144,3 +146,16 @@ class StepRows:
             a[run_at] = run_values.get(c, 0)
             out[c] = a
         return out
+
+
+def _floats(values) -> list[float]:
+    """A run's starts or durations (a list of floats, or an array) as a list of floats."""
+    return values if isinstance(values, list) else values.tolist()
+
+
+def _concat(parts: list, n: int) -> np.ndarray:
+    """The runs' starts or durations, in order, as one float64 array of n values (the
+    engine's runs are lists of floats: no array per run)."""
+    if all(isinstance(p, list) for p in parts):
+        return np.fromiter(chain.from_iterable(parts), dtype=np.float64, count=n)
+    return np.concatenate(parts)

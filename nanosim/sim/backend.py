@@ -27,7 +27,15 @@ class SimBackend:
         return StepResult(t if self.jitter is None else t * self.jitter.draw())
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0, first_path: str = PACKED):
-        t = self.cost_model.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens,
-                                         first_path)
-        return t if self.jitter is None or num_steps == 0 else t * self.jitter.draw(num_steps)
+                     max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
+        """The cost model's decode_run_s times one drawn factor per step, as a list of floats
+        (a run's few dozen steps cost less in Python floats than in numpy calls; a cost model
+        with decode_run_list prices them so too)."""
+        cm = self.cost_model
+        as_list = getattr(cm, "decode_run_list", None)
+        t = (as_list(num_seqs, context_tokens, num_steps, max_context_tokens, first_path)
+             if as_list is not None else
+             cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist())
+        if self.jitter is None or num_steps == 0:
+            return t
+        return [x * f for x, f in zip(t, self.jitter.draw(num_steps).tolist())]

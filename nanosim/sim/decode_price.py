@@ -14,6 +14,7 @@ from bisect import bisect_right
 
 import numpy as np
 
+from nanosim.core.batch import PACKED, STEADY
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.grid import Grid2D
 
@@ -89,3 +90,80 @@ class DecodePricer:
                 return r, len(c) if self.ok[j] else 0
         r, inside = self.grid.at_y(float(self.b), c)
         return base * r, int(np.count_nonzero(inside))
+
+    # ---- a short run, in Python floats -------------------------------------------------
+    def run(self, ctx0: int, ns: int, m: int, max0: int, a: float,
+            w: float) -> tuple[list[float], int] | None:
+        """vector() of the m contexts run_context(k, ...) gives (k = 0..m-1), as a list of
+        Python floats: the same float operations in the same order (np.maximum(p, q) is
+        ``p if p >= q else q``; no NaN here), so the same values, bit for bit. For a run of
+        a few dozen steps this costs less than numpy's per-call overhead on small arrays.
+        None unless every context lies in one cell of the grid (vector()'s no-gather case,
+        the common one); then the caller takes vector()."""
+        ys, n = self.ys, len(self.ys)
+        lo = run_context(0, ctx0, ns, self.b, max0, a, w) * (1.0 - 1e-12)
+        hi = run_context(m - 1, ctx0, ns, self.b, max0, a, w) * (1.0 + 1e-12)
+        if not (n > 1 and ys[0] <= lo and hi <= ys[-1]):
+            return None
+        j = min(bisect_right(ys, lo) - 1, n - 2)
+        if j != min(bisect_right(ys, hi) - 1, n - 2):
+            return None
+        b, kvb, psb, ub, afp, ua, fixed = self.b, self.kvb, self.psb, self.ub, self.afp, self.ua, self.fixed
+        mem_only, overlap = self.mem_only, self.overlap
+        y0, r0, r1 = ys[j], self.row[j], self.row[j + 1]
+        dy = ys[j + 1] - y0
+        out = []
+        for k in range(m):
+            c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
+            if max0:  # run_context, inlined
+                lg = float(max0 + k)
+                d = lg - c
+                c = c + a * (d if d >= 0.0 else 0.0)
+                d = w * lg
+                c = c if c >= d else d
+            ctx = b * c
+            mm = (ctx * kvb + psb) * ub
+            if not mem_only:
+                cc = ctx * afp * ua
+                mm = (cc if cc >= mm else mm) if overlap else cc + mm
+            ty = (c - y0) / dy
+            out.append(((1.0 - ty) * r0 + ty * r1) * (mm + fixed))
+        return out, (m if self.ok[j] else 0)
+
+
+def run_context(k: int, ctx0: int, ns: int, b: int, max0: int, a: float, w: float) -> float:
+    """The context per row ProfileCostModel.decode_run_s prices step k of a run at: the summed
+    context ctx0 + k ns over the graph size b, or with the longest row's context max0 + k
+    known, the equivalent context max(c + a max(longest - c, 0), w longest) (tail weights a,
+    w), in numpy's float operations on the run's arrays."""
+    c = (ctx0 + k * ns) / b
+    if max0:
+        lg = float(max0 + k)
+        d = lg - c
+        c = c + a * (d if d >= 0.0 else 0.0)
+        d = w * lg
+        c = c if c >= d else d
+    return c
+
+
+def decode_run_list(cm, num_seqs: int, context_tokens: int, num_steps: int,
+                    max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
+    """ProfileCostModel.decode_run_list: decode_run_s's values as a list of floats, counters
+    included. A run of up to 64 steps whose contexts stay in one cell of the grid (most runs:
+    a fast-forward prices 64 steps at first, and contexts grow a few tokens a step) by
+    DecodePricer.run's Python floats, the rest by decode_run_s."""
+    if 0 < num_steps <= 64 and num_seqs > 0 and cm._decode is not None:
+        b = cm._graph_sizes.get(num_seqs) or cm._graph_size(num_seqs)
+        a, w = (cm._tails.get(b) or cm._tail_pair(b)) if max_context_tokens else (0.0, 0.0)
+        got = (cm._pricers[STEADY].get(b) or cm._pricer(STEADY, b)).run(
+            context_tokens, num_seqs, num_steps, max_context_tokens, a, w)
+        if got is not None:
+            t, inside = got
+            cm.total_steps += num_steps
+            if cm._path_grids[first_path] is not cm._decode:  # decode_run_s's first step
+                c0 = run_context(0, context_tokens, num_seqs, b, max_context_tokens, a, w)
+                t[0] = (cm._pricers[first_path].get(b) or cm._pricer(first_path, b)).scalar(c0)[0]
+            cm.extrapolated_steps += num_steps - inside
+            return t
+    return cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens,
+                           first_path).tolist()

@@ -25,7 +25,7 @@ import numpy as np
 from nanosim.config import ConfigError, GpuSpec, ModelSpec, get_gpu
 from nanosim.core.batch import PACKED, STEADY, SUBSET, StepShape
 from nanosim.sim.costmodel import RooflineCostModel
-from nanosim.sim.decode_price import DecodePricer
+from nanosim.sim.decode_price import DecodePricer, decode_run_list
 from nanosim.sim.fit import FitResult, fit_roofline
 from nanosim.sim.grid import Grid2D, InverseWeights, median, ratio_grid
 from nanosim.sim.profile_read import load_profile, profile_from_dict  # noqa: F401  (re-exported)
@@ -383,6 +383,8 @@ class ProfileCostModel:
             t[0] = (self._pricers[first_path].get(b) or self._pricer(first_path, b)).scalar(float(c[0]))[0]
         self.extrapolated_steps += num_steps - inside
         return t
+
+    decode_run_list = decode_run_list  # decode_s's values as a list (decode_price.py)
 
     def __repr__(self) -> str:
         return f"ProfileCostModel<{self.description}>"

@@ -32,8 +32,10 @@ def _record(rng: random.Random, recorders, expected: list[list]) -> None:
     durs = np.array([rng.uniform(1e-3, 2e-2) for _ in range(k)])
     starts = np.cumsum(np.concatenate(([t], durs)))[:-1]
     kv = rng.randint(0, 40) if rng.random() < 0.5 else np.arange(k, dtype=np.int64) + rng.randint(0, 40)
+    as_lists = rng.random() < 0.5  # the engine records lists of floats, lazy_cluster arrays
     for m in recorders:
-        m.record_decode_run(starts, durs, seqs, ctx0, max0, kv)
+        m.record_decode_run(*((starts.tolist(), durs.tolist()) if as_lists else (starts, durs)),
+                            seqs, ctx0, max0, kv)
     hit = recorders[0].window.hit_rate
     for j in range(k):
         expected.append([len(expected), float(starts[j]), float(durs[j]), 0, 0, seqs, ctx0 + seqs * j,

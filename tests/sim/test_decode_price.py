@@ -62,6 +62,29 @@ def test_run_price_equals_the_general_path(cm):
     assert 50 < n_cells < 400  # both the one-cell path and the gather ran
 
 
+@pytest.mark.parametrize("path", DECODE_PATHS)
+def test_run_list_equals_decode_run_s(path):
+    """decode_run_list (a short run in Python floats) gives decode_run_s's floats and
+    counters: runs in one cell, across cells, beyond the grid, with and without the longest
+    row's context, on every first-step path."""
+    rng = np.random.default_rng(4)
+    a = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
+    b = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
+    ys, python = a._decode.ys, 0
+    for _ in range(600):
+        n = int(rng.integers(1, 300))
+        k = int(rng.choice([1, 2, 5, 17, 63, 64, 65, 130]))
+        ctx = int(n * rng.uniform(1.0, ys[-1] * 1.2))
+        longest = int(rng.choice([0, ctx // n + int(rng.integers(0, 3000))]))
+        got = a.decode_run_list(n, ctx, k, longest, path)
+        want = b.decode_run_s(n, ctx, k, longest, path)
+        assert type(got) is list and np.asarray(got).tobytes() == want.tobytes(), (n, ctx, k, longest)
+        assert (a.total_steps, a.extrapolated_steps) == (b.total_steps, b.extrapolated_steps)
+        g = a._graph_size(n)
+        python += k <= 64 and a._pricer(STEADY, g).run(ctx, n, k, longest, *(a._tail_pair(g) if longest else (0.0, 0.0))) is not None
+    assert 100 < python < 600  # both the Python floats and decode_run_s ran
+
+
 def test_grid_row_equals_grid_at(cm):
     rng = np.random.default_rng(2)
     for grid in (cm._decode, cm._prefill, cm._decode_rows):
