@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from itertools import islice
 
 import xxhash
@@ -39,6 +40,14 @@ def _chain(parent: int | None, payload: bytes) -> int:
         h.update((parent & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))  # keys < 0: see seq_hash
     h.update(payload)
     return h.intdigest()
+
+
+def _own_keys(seq_id: int, lo: int, hi: int) -> range:
+    """Keys of a sequence's blocks lo..hi-1 whose content is its own (unknown): unique to
+    (sequence, block), negative so that they never equal a content hash (xxh64 digests are
+    >= 0), -1 - (seq_id << 32 | block) for blocks < 2**32."""
+    key0 = -1 - (seq_id << 32)
+    return range(key0 - lo, key0 - hi, -1)
 
 
 class BlockManager:
@@ -86,15 +95,14 @@ class BlockManager:
             if toks is None:
                 # unknown content: a key unique to (request, block), negative so that it
                 # never equals a content hash (xxh64 digests are >= 0)
-                hashes.append(-1 - ((seq.seq_id << 32) | j))
+                hashes.append(-1 - ((seq.seq_id << 32) | j))  # = _own_keys (j < 2**32)
             else:
                 hashes.append(_chain(hashes[-1] if hashes else None, toks.tobytes()))
-        if len(hashes) <= i:  # the same keys for blocks len(hashes)..i (j < 2**32)
-            key0 = -1 - (seq.seq_id << 32)
-            hashes.extend(range(key0 - len(hashes), key0 - i - 1, -1))
+        if len(hashes) <= i:  # the same keys for blocks len(hashes)..i
+            hashes.extend(_own_keys(seq.seq_id, len(hashes), i + 1))
         return hashes[i]
 
-    def _prefix_keys(self, seq: Sequence) -> list[int]:
+    def prefix_keys(self, seq: Sequence) -> list[int]:
         """Hashes of the blocks a lookup of ``seq`` may hit (whole blocks, at most
         num_tokens - 1 tokens); none when caching is off or its content is unknown and it
         has cached nothing yet (its keys are its own)."""
@@ -108,31 +116,56 @@ class BlockManager:
             self.seq_hash(seq, n - 1)
         return hashes[:n]
 
+    def shared_prefix_keys(self, seq_id: int, num_tokens: int, shared: list[int]) -> list[int]:
+        """prefix_keys of a fresh sequence (not preempted, no output ids) whose known ids
+        are its first ``len(shared) * block_size`` tokens or a part of the next block,
+        ``shared`` the hashes of those full blocks: the keys without the sequence (the
+        prefix router asks this at every arrival; the shared hashes are made once)."""
+        if not self.enable_caching:
+            return []
+        n = (num_tokens - 1) // self.block_size
+        if n <= len(shared):
+            return shared[:max(n, 0)]
+        return shared + list(_own_keys(seq_id, len(shared), n))
+
     def lookup(self, seq: Sequence) -> list[int]:
         """Cached blocks covering the longest prefix of ``seq`` (at most num_tokens - 1 tokens)."""
         hits, cached = [], self.cached
-        for h in self._prefix_keys(seq):
+        for h in self.prefix_keys(seq):
             copies = cached.get(h)
             if not copies:
                 break
             hits.append(next(iter(copies)))
         return hits
 
-    def num_hit_blocks(self, seq: Sequence, num_taken: int = 0) -> int:
-        """len(lookup_after(seq, num_taken)), without listing the blocks (routers ask this of
-        every replica at every arrival)."""
-        if num_taken:
-            return len(self.lookup_after(seq, num_taken))
-        if not self.enable_caching or (seq.prompt_ids is None and seq.num_preemptions == 0):
-            return 0
-        n = (seq.num_tokens - 1) // self.block_size  # _prefix_keys, without the list copy
-        hashes, cached = seq.hashes, self.cached
-        if len(hashes) < n:
-            self.seq_hash(seq, n - 1)
+    def num_hit_blocks(self, keys: list[int], num_taken: int | Callable[[], int] = 0) -> int:
+        """len(lookup_after(seq, num_taken)) from seq's ``prefix_keys``, without listing the
+        blocks (routers ask this of replicas at every arrival, the keys made once).
+        ``num_taken`` may be a function, asked only when a hit has every copy in the free
+        queue: a copy in use is never taken, so otherwise the taken blocks change nothing."""
+        cached = self.cached
+        n = 0
+        for h in keys:  # a hash maps to at least one copy while in the map
+            if h not in cached:
+                break
+            n += 1
+        if not n or not num_taken:
+            return n
+        free = self.free.keys()
         for i in range(n):
-            if hashes[i] not in cached:  # a hash maps to at least one copy while in the map
+            if cached[keys[i]].keys() <= free:
+                break
+        else:
+            return n
+        if callable(num_taken):
+            num_taken = num_taken()
+            if not num_taken:
+                return n
+        taken = set(islice(self.free, num_taken))
+        for i in range(n):
+            if cached[keys[i]].keys() <= taken:  # every copy taken: the hits stop here
                 return i
-        return max(n, 0)
+        return n
 
     def lookup_after(self, seq: Sequence, num_taken: int) -> list[int]:
         """The lookup as it will be once the next ``num_taken`` blocks are taken from the
@@ -141,7 +174,7 @@ class BlockManager:
         none. (Lazy cluster replicas report a pending decode run's cache this way.)"""
         if not num_taken:
             return self.lookup(seq)
-        keys = self._prefix_keys(seq)
+        keys = self.prefix_keys(seq)
         if not keys:
             return []
         taken = set(islice(self.free, num_taken))

@@ -90,10 +90,12 @@ class LazyReplica(Replica):
             return self.engine.bm.num_used
         return run.used0 + self._appended_before(run, self.at)
 
-    def prefix_hit_blocks(self, probe) -> int:
-        run = self.run
-        taken = 0 if run is None else self._appended_before(run, self.at)
-        return self.engine.bm.num_hit_blocks(probe, taken)
+    def prefix_hit_blocks(self, keys: list[int]) -> int:
+        return self.engine.bm.num_hit_blocks(keys, 0 if self.run is None else self._taken)
+
+    def _taken(self) -> int:
+        """Blocks the pending run's steps that start before the arrival take."""
+        return self._appended_before(self.run, self.at)
 
     def _appended_before(self, run: _Run, a: float) -> int:
         """Blocks the run's steps that start before ``a`` append."""

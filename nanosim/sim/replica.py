@@ -27,9 +27,10 @@ class Replica:
         """KV blocks in use (what least_kv reads)."""
         return self.engine.bm.num_used
 
-    def prefix_hit_blocks(self, probe) -> int:
-        """Cached leading blocks of the probe's prompt (what prefix reads)."""
-        return self.engine.bm.num_hit_blocks(probe)
+    def prefix_hit_blocks(self, keys: list[int]) -> int:
+        """Cached leading blocks of a prompt, given its BlockManager.prefix_keys (what
+        prefix reads)."""
+        return self.engine.bm.num_hit_blocks(keys)
 
     @property
     def outstanding_tokens(self) -> int:
