@@ -29,8 +29,8 @@ class SimBackend:
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
                      max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
         """The cost model's decode_run_s times one drawn factor per step, as a list of floats
-        (a run's few dozen steps cost less in Python floats than in numpy calls; a cost model
-        with decode_run_list prices them so too)."""
+        (the engine sums them one by one; a short run costs less in Python floats than in
+        numpy calls, and a cost model with decode_run_list prices it so too)."""
         cm = self.cost_model
         as_list = getattr(cm, "decode_run_list", None)
         t = (as_list(num_seqs, context_tokens, num_steps, max_context_tokens, first_path)

@@ -18,6 +18,10 @@ from nanosim.core.batch import PACKED, STEADY
 from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.grid import Grid2D
 
+# Runs of up to this many steps are priced in Python floats (DecodePricer.run, ~0.4 us a
+# step); longer ones by numpy (vector, ~12 us a call whatever its length, on the dev VM)
+PYTHON_RUN_STEPS = 24
+
 
 def uniform_decode_s(rf: RooflineCostModel, grid: Grid2D, b: int, c):
     """(seconds, inside) of a decode step of ``b`` rows that each attend ``c`` tokens (float,
@@ -97,7 +101,7 @@ class DecodePricer:
         """vector() of the m contexts run_context(k, ...) gives (k = 0..m-1), as a list of
         Python floats: the same float operations in the same order (np.maximum(p, q) is
         ``p if p >= q else q``; no NaN here), so the same values, bit for bit. For a run of
-        a few dozen steps this costs less than numpy's per-call overhead on small arrays.
+        a few steps this costs less than numpy's per-call overhead on small arrays.
         None unless every context lies in one cell of the grid (vector()'s no-gather case,
         the common one); then the caller takes vector()."""
         ys, n = self.ys, len(self.ys)
@@ -149,10 +153,10 @@ def run_context(k: int, ctx0: int, ns: int, b: int, max0: int, a: float, w: floa
 def decode_run_list(cm, num_seqs: int, context_tokens: int, num_steps: int,
                     max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
     """ProfileCostModel.decode_run_list: decode_run_s's values as a list of floats, counters
-    included. A run of up to 64 steps whose contexts stay in one cell of the grid (most runs:
-    a fast-forward prices 64 steps at first, and contexts grow a few tokens a step) by
-    DecodePricer.run's Python floats, the rest by decode_run_s."""
-    if 0 < num_steps <= 64 and num_seqs > 0 and cm._decode is not None:
+    included. A run of up to PYTHON_RUN_STEPS steps whose contexts stay in one cell of the
+    grid (most short runs: contexts grow a few tokens a step) by DecodePricer.run's Python
+    floats, the rest by decode_run_s."""
+    if 0 < num_steps <= PYTHON_RUN_STEPS and num_seqs > 0 and cm._decode is not None:
         b = cm._graph_sizes.get(num_seqs) or cm._graph_size(num_seqs)
         a, w = (cm._tails.get(b) or cm._tail_pair(b)) if max_context_tokens else (0.0, 0.0)
         got = (cm._pricers[STEADY].get(b) or cm._pricer(STEADY, b)).run(

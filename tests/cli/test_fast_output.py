@@ -113,3 +113,12 @@ def test_canonical_fast_path_leaves_odd_files_to_the_checking_path(tmp_path, bod
     path = tmp_path / "t.csv"
     path.write_text("arrival_s,prompt_tokens,output_tokens\n" + body)
     assert canonical_csv._read_fast(path) is None
+
+
+def test_pandas_version_without_importlib_metadata():
+    """The pandas version the files' metadata carries is importlib.metadata's, read without it."""
+    from importlib.metadata import version
+
+    from nanosim.arrow_tables import _pandas_version
+
+    assert _pandas_version() == version("pandas") == pd.__version__
