@@ -3,7 +3,8 @@
 * Full blocks are content-addressed by a chained xxh64: hash(parent hash as 8 bytes LE,
   token ids as int32 bytes). A block whose tokens are unknown (a length-only prompt, or
   generated tokens in sim mode) gets a hash unique to (request, block index), so it is
-  reusable only by the same request after a preemption.
+  reusable only by the same request after a preemption (block_keys.py). A shared prefix's
+  hashes (prefix_blocks) are made once per block manager, not per sequence.
 * Full blocks are hashed when allocated (a later request in the same step can hit them).
   Blocks filled by decode steps are hashed lazily, at the sequence's next allocation or
   free, which differs from vLLM only for a lookup made in between by a prompt containing
@@ -28,27 +29,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from itertools import islice
 
-import xxhash
-
+from nanosim.core.block_keys import SharedChains, chain, own_keys
 from nanosim.core.cache_stats import PrefixCacheStats
+from nanosim.core.request import Request
 from nanosim.core.sequence import Sequence
-
-
-def _chain(parent: int | None, payload: bytes) -> int:
-    h = xxhash.xxh64()
-    if parent is not None:
-        h.update((parent & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))  # keys < 0: see seq_hash
-    h.update(payload)
-    return h.intdigest()
-
-
-def _own_keys(seq_id: int, lo: int, hi: int) -> range:
-    """Keys of a sequence's blocks lo..hi-1 whose content is its own (unknown): unique to
-    (sequence, block), negative so that they never equal a content hash (xxh64 digests are
-    >= 0), -1 - (seq_id << 32 | block) for blocks < 2**32."""
-    key0 = -1 - (seq_id << 32)
-    return range(key0 - lo, key0 - hi, -1)
-
 
 class BlockManager:
     def __init__(self, num_blocks: int, block_size: int, num_host_blocks: int = 0,
@@ -66,6 +50,7 @@ class BlockManager:
         self.host_free = list(range(num_host_blocks - 1, -1, -1))  # stack, pops 0 first
         self.stats = PrefixCacheStats()  # one record per admission (see record_admission)
         self.stats_reset = False  # set by reset_prefix_cache, cleared by the metrics recorder
+        self._chains = SharedChains(block_size)  # shared prefixes' hashes (shared_chain)
 
     # ---- queries ----------------------------------------------------------------------
     @property
@@ -84,6 +69,12 @@ class BlockManager:
         hashes = seq.hashes
         if len(hashes) > i:
             return hashes[i]
+        req = seq.req
+        if not hashes and req.prompt_token_ids is None and req.prefix_blocks is not None \
+                and seq.prompt_ids is not None:  # prompt ids made from the request's blocks
+            hashes.extend(self.shared_chain(req))
+            if len(hashes) > i:
+                return hashes[i]
         last = i + 1  # blocks hashed one by one, from their content
         if seq.output_ids is None:  # no generated tokens known (sim): every block past the
             # known prompt ids has unknown content, so its key is made in one go (below)
@@ -95,12 +86,17 @@ class BlockManager:
             if toks is None:
                 # unknown content: a key unique to (request, block), negative so that it
                 # never equals a content hash (xxh64 digests are >= 0)
-                hashes.append(-1 - ((seq.seq_id << 32) | j))  # = _own_keys (j < 2**32)
+                hashes.append(-1 - ((seq.seq_id << 32) | j))  # = own_keys (j < 2**32)
             else:
-                hashes.append(_chain(hashes[-1] if hashes else None, toks.tobytes()))
+                hashes.append(chain(hashes[-1] if hashes else None, toks.tobytes()))
         if len(hashes) <= i:  # the same keys for blocks len(hashes)..i
-            hashes.extend(_own_keys(seq.seq_id, len(hashes), i + 1))
+            hashes.extend(own_keys(seq.seq_id, len(hashes), i + 1))
         return hashes[i]
+
+    def shared_chain(self, req: Request) -> list[int]:
+        """Hashes of the full blocks of a prefix_blocks request's shared ids, made once
+        (block_keys.SharedChains; do not modify the list)."""
+        return self._chains.get(req)
 
     def prefix_keys(self, seq: Sequence) -> list[int]:
         """Hashes of the blocks a lookup of ``seq`` may hit (whole blocks, at most
@@ -126,7 +122,7 @@ class BlockManager:
         n = (num_tokens - 1) // self.block_size
         if n <= len(shared):
             return shared[:max(n, 0)]
-        return shared + list(_own_keys(seq_id, len(shared), n))
+        return shared + list(own_keys(seq_id, len(shared), n))
 
     def lookup(self, seq: Sequence) -> list[int]:
         """Cached blocks covering the longest prefix of ``seq`` (at most num_tokens - 1 tokens)."""

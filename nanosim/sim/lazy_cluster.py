@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence as Seq
 from itertools import islice
 
 import numpy as np
-import simpy
 
 from nanosim.core.batch import STEADY
 from nanosim.core.engine import Engine
@@ -72,30 +71,46 @@ class _Run:
         return int(np.searchsorted(self.ends[:n], a, side="left"))
 
 
+class _Arrival:
+    """The arrival being routed, one cell for all of a cluster's replicas (set once per
+    arrival, not once per replica)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = 0.0  # s
+
+
 class LazyReplica(Replica):
     """A replica whose engine runs only as far as the router's questions need."""
 
-    def __init__(self, engine: Engine, index: int, check: bool = False) -> None:
+    def __init__(self, engine: Engine, index: int, check: bool = False,
+                 now: _Arrival | None = None) -> None:
         super().__init__(engine, index)
         self.t = 0.0  # start of the replica's next step (or when it went idle)
         self.run: _Run | None = None
-        self.at = 0.0  # the arrival being routed: the time the queries below answer for
+        self.now = _Arrival() if now is None else now  # shared by the cluster's replicas
         self._run_s = engine.backend.decode_run_s
         self._check = check
+
+    @property
+    def at(self) -> float:
+        """The arrival being routed (s): the time the queries below answer for."""
+        return self.now.at
 
     # ---- what routers read, at self.at --------------------------------------------------
     def kv_blocks_used(self) -> int:
         run = self.run
         if run is None:
             return self.engine.bm.num_used
-        return run.used0 + self._appended_before(run, self.at)
+        return run.used0 + self._appended_before(run, self.now.at)
 
     def prefix_hit_blocks(self, keys: list[int]) -> int:
         return self.engine.bm.num_hit_blocks(keys, 0 if self.run is None else self._taken)
 
     def _taken(self) -> int:
         """Blocks the pending run's steps that start before the arrival take."""
-        return self._appended_before(self.run, self.at)
+        return self._appended_before(self.run, self.now.at)
 
     def _appended_before(self, run: _Run, a: float) -> int:
         """Blocks the run's steps that start before ``a`` append."""
@@ -164,40 +179,30 @@ def simulate_cluster_lazy(engines: list[Engine], requests: Seq[Request], router,
                           progress: Callable[[int, float], None] | None = None,
                           check_every_step: bool = False) -> float:
     """simulate_cluster's replay (same tables as stepping one by one, see the module doc)
-    for several engines behind ``router``; returns the simulated end time (s)."""
-    env = simpy.Environment()
-    replicas = [LazyReplica(e, i, check_every_step) for i, e in enumerate(engines)]
+    for several engines behind ``router``; returns the simulated end time (s). A plain loop
+    over the arrivals: replicas advance only here, so no event queue is needed."""
+    now = _Arrival()
+    replicas = [LazyReplica(e, i, check_every_step, now) for i, e in enumerate(engines)]
     reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
-    clock = {"report": time.perf_counter()}
-
-    def report(t: float) -> None:
-        if progress is not None and time.perf_counter() - clock["report"] > 0.2:
-            clock["report"] = time.perf_counter()
-            progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), t)
-
-    def arrivals():
-        for r in reqs:
-            a = r.arrival_s
-            if a > env.now:
-                yield env.timeout(a - env.now)
-            for rep in replicas:
-                run = rep.run
-                # cheap tests first: nothing changes before a on this replica when its next
-                # step starts at or after a, or its pending run has a priced step starting there
-                if (a > run.horizon) if run is not None else rep.t < a:
-                    rep.advance(a)
-                rep.at = a
-            rep = router.pick(r, replicas)
-            rep.cut(a)
-            rep.pending.append(r)
-            rep.routed_tokens += r.prompt_tokens + r.output_tokens
-            rep.routed_requests += 1
-            if rep.t < a:  # idle: it starts when the request arrives
-                rep.t = a
-            report(a)
-
-    env.process(arrivals())
-    env.run()
+    reported = time.perf_counter()
+    for r in reqs:
+        a = now.at = r.arrival_s
+        for rep in replicas:
+            run = rep.run
+            # cheap tests first: nothing changes before a on this replica when its next
+            # step starts at or after a, or its pending run has a priced step starting there
+            if (a > run.horizon) if run is not None else rep.t < a:
+                rep.advance(a)
+        rep = router.pick(r, replicas)
+        rep.cut(a)
+        rep.pending.append(r)
+        rep.routed_tokens += r.prompt_tokens + r.output_tokens
+        rep.routed_requests += 1
+        if rep.t < a:  # idle: it starts when the request arrives
+            rep.t = a
+        if progress is not None and time.perf_counter() - reported > 0.2:
+            reported = time.perf_counter()
+            progress(sum(len(r.engine.metrics.requests["request_id"]) for r in replicas), a)
     end = 0.0
     for rep in replicas:
         rep.advance(math.inf)

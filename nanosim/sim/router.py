@@ -26,7 +26,6 @@ from nanosim.core.request import Request
 from nanosim.core.sequence import Sequence
 
 ROUTERS = ("round_robin", "least_tokens", "least_kv", "prefix")
-_CHAINS = 4096  # shared prefixes whose block hashes the prefix router remembers
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,6 @@ class Router:
         self.config = RouterConfig(config) if isinstance(config, str) else config
         self.policy = self.config.policy
         self._next = 0
-        # hashes of a shared prefix's full blocks, by (prefix_blocks, their size, full blocks
-        # kept, block size): made once, not per arrival; cleared when it grows past _CHAINS
-        self._chains: dict[tuple, list[int]] = {}
 
     def pick(self, req: Request, replicas: list):
         n = len(replicas)
@@ -88,20 +84,8 @@ class Router:
         the scheduler will admit it (sim: the shared ids); none without known content."""
         if not req.has_content:
             return []
-        if req.prompt_token_ids is None:  # shared ids from content blocks, clipped to the prompt
-            size = bm.block_size
-            m = min(req.prompt_tokens, len(req.prefix_blocks) * req.prefix_block_tokens) // size
-            key = (req.prefix_blocks, req.prefix_block_tokens, m, size)
-            chain = self._chains.get(key)
-            if chain is None:  # the m full blocks' hashes, from a probe
-                probe = Sequence(req)
-                probe.prompt_ids = req.shared_token_ids()
-                if m:
-                    bm.seq_hash(probe, m - 1)
-                if len(self._chains) >= _CHAINS:
-                    self._chains.clear()
-                chain = self._chains[key] = probe.hashes[:m]
-            return bm.shared_prefix_keys(req.request_id, req.prompt_tokens, chain)
+        if req.prompt_token_ids is None:  # shared ids from content blocks: hashed once
+            return bm.shared_prefix_keys(req.request_id, req.prompt_tokens, bm.shared_chain(req))
         probe = Sequence(req)
         probe.prompt_ids = req.shared_token_ids()
         return bm.prefix_keys(probe)
