@@ -83,6 +83,7 @@ class ModelRunner:
         up (activation peak), allocate the KV cache, the step state, capture the graphs."""
         o = self.options = options
         self._set_sizes(spec, device, group)
+        self._init_token_buffers()  # before the warm-up: its forward records the upload event
         self.backend = select_backend(o.attention, self.device, o.block_size, self.kernels)
         self.model = self._build_model(o.weights_dir, o.seed, o.fused_ops, o.compile_ops)
         if group is not None:  # every rank loaded, before the first collective
@@ -137,15 +138,19 @@ class ModelRunner:
                            tile_block_m=getattr(self.backend, "block_m", 64),
                            mixed_decode_kernel=self.kernels.mixed_decode_kernel)
 
-    def _init_step_state(self) -> None:
-        """Buffers and state the steps reuse: token copies, CUDA-event timers, the armed
-        fast path, the step launched ahead."""
+    def _init_token_buffers(self) -> None:
+        """The sampled tokens' pinned host copies and the upload event every forward uses."""
         cuda = self.device.type == "cuda"
         # two of each: a step launched ahead copies its tokens back while the host reads the last
         self._tokens_host = [torch.zeros(self.max_num_seqs, dtype=torch.int64, pin_memory=cuda)
                              for _ in range(2)]
         # the last upload's host-to-device copy is done (the host staging may be edited again)
         self._uploaded = torch.cuda.Event() if cuda else None
+
+    def _init_step_state(self) -> None:
+        """State the steps reuse: CUDA-event timers, the armed fast path, the step launched
+        ahead, the rows a subset step keeps."""
+        cuda = self.device.type == "cuda"
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
         self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
         self._host_pool: HostKVPool | None = None

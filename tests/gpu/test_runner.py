@@ -149,3 +149,25 @@ def test_graph_layout_padding_matches_eager_layout():
         assert written == new_slots  # the padding row wrote nothing
         torch.testing.assert_close(k, k1, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(v, v1, atol=1e-6, rtol=1e-6)
+
+
+def test_start_up_runs_the_warm_up_forward_with_what_it_needs(monkeypatch):
+    """The warm-up (`_profile_peak_memory`) runs only on CUDA, so a start-up step moved after
+    it would show only on a GPU. Here the runner's own source, with the warm-up's CUDA guard
+    lifted and its memory-stat calls made no-ops, is built on the CPU: every attribute the
+    warm-up's forward reads must exist by then."""
+    import types
+
+    import nanosim.gpu.runner as runner_mod
+
+    guard = 'if self.device.type == "cuda":  # warm up'
+    src = Path(runner_mod.__file__).read_text()
+    assert src.count(guard) == 1, "the warm-up's guard moved: update this test"
+    for name in ("empty_cache", "reset_peak_memory_stats", "synchronize"):
+        monkeypatch.setattr(torch.cuda, name, lambda *a, **k: None)
+    forced = types.ModuleType("runner_warm_up_forced")
+    monkeypatch.setitem(sys.modules, forced.__name__, forced)
+    exec(compile(src.replace(guard, "if True:  # warm up"), runner_mod.__file__, "exec"), forced.__dict__)
+    r = forced.ModelRunner(TINY, "cpu", RunnerOptions(dtype=torch.float32, block_size=4, num_kv_blocks=8,
+                           max_num_batched_tokens=32, max_num_seqs=4, seed=1))
+    assert r.num_kv_blocks == 8 and len(r.step([SeqWork([1, 2, 3], 0, [0])]).token_ids) == 1
