@@ -46,6 +46,7 @@ from nanosim.gpu.kv_cache import (HostKVPool, allocate_kv_cache, blocks_from_mem
 from nanosim.gpu.loader import build_model
 from nanosim.gpu.options import RunnerOptions
 from nanosim.gpu.sampler import sample
+from nanosim.gpu.step_timer import StepTimer
 
 __all__ = ["ModelRunner", "SeqWork", "StepOutput"]
 
@@ -63,7 +64,7 @@ class _Launch:
     """A step on the stream whose tokens the host has not read yet."""
     ids: torch.Tensor | None  # (S,) int64 sampled token ids on the device (None: no sampling)
     host: torch.Tensor  # (S,) int64 pinned: their copy
-    timer: "_Timer"  # its own CUDA events (two launches may be in flight)
+    timer: StepTimer  # its own CUDA events (two launches may be in flight)
     t0: float  # perf_counter when its step call began
 
 
@@ -154,7 +155,7 @@ class ModelRunner:
         g = self.packer.graph  # the decode graphs' input ids (int32 device view)
         self._graph_ids = None if g is None else g.dev[slice(*self.packer.graph_layout["input_ids"])]
         self._host_pool: HostKVPool | None = None
-        self._timers = [_Timer(self.device) for _ in range(2)]  # CUDA events, reused in turn
+        self._timers = [StepTimer(self.device) for _ in range(2)]  # CUDA events, reused in turn
         self._slot = 0  # which timer / token buffer the last launch used
         # armed by a decode-graph step that sampled every row: (its block tables, its tokens,
         # its rows among those of the packer's last pack: None = the same rows)
@@ -378,35 +379,3 @@ class ModelRunner:
         else:
             hidden = self.model(inp.input_ids, inp.positions, inp.meta, kv_caches)
         return self.model.compute_logits(hidden.index_select(0, inp.logits_indices))
-
-
-class _Timer:
-    """CUDA events on GPU (start() and record_end() record; wait() syncs and returns seconds),
-    else perf_counter. Reusable once wait() has returned (two of them alternate)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        if self.cuda:
-            self.begin = torch.cuda.Event(enable_timing=True)
-            self.end = torch.cuda.Event(enable_timing=True)
-        self.t0 = 0.0
-
-    def start(self) -> "_Timer":
-        if self.cuda:
-            self.begin.record()
-        else:
-            self.t0 = time.perf_counter()
-        return self
-
-    def record_end(self) -> None:
-        if self.cuda:
-            self.end.record()
-        else:
-            self.t0 = time.perf_counter() - self.t0  # CPU: the work is done, keep its seconds
-
-    def wait(self) -> float:
-        """Seconds from start() to record_end() (on GPU: waits for the end event)."""
-        if not self.cuda:
-            return self.t0
-        self.end.synchronize()
-        return self.begin.elapsed_time(self.end) / 1e3
