@@ -230,18 +230,12 @@ def test_shipped_suite_names_held_out_and_tuned_windows(trace_cache):
 def test_live_suite_on_a_tiny_cpu_model_reuses_one_runner(tmp_path):
     """The live path (what a GPU machine runs): a tiny Qwen3 on the CPU replays two runs on
     one loaded runner; the scorecard's step MAPE is the one its step_errors.parquet gives."""
-    transformers = pytest.importorskip("transformers")
-    import torch
-
+    pytest.importorskip("transformers")
     from nanosim.gpu.llm import resolve_model
+    from tests.tiny_qwen3 import save_tiny_qwen3
 
-    cfg = transformers.Qwen3Config(
-        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0)
-    torch.manual_seed(0)
     model_dir = tmp_path / "tiny-qwen3"
-    transformers.Qwen3ForCausalLM(cfg).eval().save_pretrained(model_dir)
+    save_tiny_qwen3(model_dir)
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_s,prompt_tokens,output_tokens\n"
                      + "".join(f"{0.01 * i:.2f},{10 + 3 * i},{4 + i % 5}\n" for i in range(8)))

@@ -12,19 +12,13 @@ transformers = pytest.importorskip("transformers")
 from nanosim.cli import main  # noqa: E402
 from nanosim.core.metrics import REQUEST_COLUMNS, STEP_COLUMNS  # noqa: E402
 from nanosim.gpu.llm import LLM, SamplingParams  # noqa: E402
+from tests.tiny_qwen3 import save_tiny_qwen3  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    cfg = transformers.Qwen3Config(
-        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0)
-    torch.manual_seed(0)
-    model = transformers.Qwen3ForCausalLM(cfg).eval()
     path = tmp_path_factory.mktemp("tiny-qwen3")
-    model.save_pretrained(path)
-    return path, model
+    return path, save_tiny_qwen3(path)
 
 
 def hf_greedy(model, ids, n):

@@ -100,13 +100,10 @@ def server_process(argv, env_path, new_session: bool = False):
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """A tiny random Qwen3 checkpoint (fp32 on CPU) for real-mode servers."""
-    transformers = pytest.importorskip("transformers")
-    torch = pytest.importorskip("torch")
-    cfg = transformers.Qwen3Config(
-        vocab_size=384, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        tie_word_embeddings=False, rms_norm_eps=1e-6, rope_theta=10000.0)
-    torch.manual_seed(0)
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from tests.tiny_qwen3 import save_tiny_qwen3
+
     path = tmp_path_factory.mktemp("tiny-qwen3")
-    transformers.Qwen3ForCausalLM(cfg).eval().save_pretrained(path)
+    save_tiny_qwen3(path)
     return path
