@@ -59,8 +59,8 @@ class _Checked(Router):
 
 
 @pytest.mark.parametrize("fast_forward", [True, False])
-@pytest.mark.parametrize("config", [RouterConfig("prefix"),
-                                    RouterConfig("prefix", balance_abs_threshold=4, cache_threshold=0.1)])
+@pytest.mark.parametrize("config", [
+    RouterConfig("prefix"), RouterConfig("prefix", balance_abs_threshold=4, cache_threshold=0.1)])
 def test_prefix_pick_equals_reference(monkeypatch, fast_forward, config):
     # shared system prompts and sessions; 130 blocks of 64 tokens: runs evict cached blocks
     reqs = make_sessions(6.0, num_sessions=120, seed=7, turns_mean=4, think_time_s=1,
