@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import sys
 import warnings
 
@@ -79,6 +81,8 @@ def cmd_simulate(a) -> int:
     router = RouterConfig(a.router, a.router_balance_abs, a.router_balance_rel,
                           a.router_cache_threshold)
     reqs = _load_requests(a)
+    if a.whole_process:  # what exists now (modules, the trace) lives to the process's end:
+        gc.freeze()  # collections in the replay scan only what it makes (a full one: ~10 ms)
     profile = None if a.profile.lower() == "none" else a.profile
     req_df, step_df, summary = run_simulation(reqs, model, gpu, cfg, profile,
                                               progress=not a.no_progress,
@@ -381,10 +385,14 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"nanosim: warning: {speak_cli(str(message))}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, whole_process: bool = False) -> int:
+    """Run one command line; the exit code. whole_process: this call is the process (run()),
+    which ends after it: simulate freezes what exists before its replay out of the garbage
+    collector (a library caller's objects are left alone)."""
     warnings.showwarning = _warn
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv[0] if argv else None).parse_args(argv)
+    args.whole_process = whole_process
     try:
         check_args(args)  # inputs and output locations, before any work
         return args.func(args)
@@ -396,5 +404,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> None:
+    """The `nanosim` command (the console script, ``python -m nanosim``): main(), then, for
+    `simulate`, an exit without the interpreter's teardown. Freeing a replay's tables,
+    sequences and modules object by object takes ~80 ms of a ~1 s run on the dev VM, and
+    nothing is left to do: the files are written and closed, the output is flushed here,
+    and the command leaves no atexit work (other commands exit as usual: pools, servers)."""
+    argv = sys.argv[1:]
+    rc = main(argv, whole_process=True)
+    if argv[:1] == ["simulate"]:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # e.g. a closed pipe: the usual exit reports it
+            sys.exit(rc)
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
