@@ -409,8 +409,14 @@ def run() -> None:
     `simulate`, an exit without the interpreter's teardown. Freeing a replay's tables,
     sequences and modules object by object takes ~80 ms of a ~1 s run on the dev VM, and
     nothing is left to do: the files are written and closed, the output is flushed here,
-    and the command leaves no atexit work (other commands exit as usual: pools, servers)."""
+    and the command leaves no atexit work (other commands exit as usual: pools, servers).
+    simulate also runs numpy's BLAS on one thread (below)."""
     argv = sys.argv[1:]
+    if argv[:1] == ["simulate"]:
+        # numpy's OpenBLAS starts a thread per core when numpy is imported (~40 ms of CPU on
+        # the dev VM); a replay does no linear algebra big enough to use one (the cost
+        # model's fit solves a few small least-squares problems). A setting of the user's stays.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     rc = main(argv, whole_process=True)
     if argv[:1] == ["simulate"]:
         try:
