@@ -122,3 +122,22 @@ def test_pandas_version_without_importlib_metadata():
     from nanosim.arrow_tables import _pandas_version
 
     assert _pandas_version() == version("pandas") == pd.__version__
+
+
+def test_command_exit_writes_and_flushes(tmp_path):
+    """`python -m nanosim simulate` (cli.run: no interpreter teardown) leaves the three files
+    and its whole summary on a pipe, exit code 0, and equal files to main() in-process; an
+    error still exits 2 with its message."""
+    from nanosim.cli import main
+
+    args = ["simulate", "--workload", "chatbot", "--num-requests", "60", "--no-progress"]
+    out = subprocess.run([sys.executable, "-m", "nanosim", *args, "--out", str(tmp_path / "a")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("wrote ") and "TTFT" in out.stdout
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in ("requests.parquet", "steps.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    bad = subprocess.run([sys.executable, "-m", "nanosim", "simulate", "--trace", str(tmp_path / "none.csv"),
+                          "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
