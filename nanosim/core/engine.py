@@ -13,6 +13,9 @@ per-request outcomes as stepping one by one (tests/core/test_fast_forward.py).
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+from itertools import accumulate
+
 import numpy as np
 
 from nanosim.config import EngineConfig
@@ -72,19 +75,22 @@ class Engine:
         sched, bm = self.scheduler, self.bm
         preempted0 = sched.num_preemptions
         batch = sched.schedule()
-        if batch.empty and not (batch.swap_in or batch.swap_out):
+        shape = batch.shape  # batch.empty and bm.num_used inlined (every stepped step)
+        if not (shape.num_prefill_seqs or shape.num_decode_seqs or batch.swap_in or batch.swap_out):
             raise NoProgressError(f"empty step at t={now:.6f}s with {len(sched.waiting)} waiting, "
                                   f"{len(sched.running)} running, {len(sched.swapped)} swapped, "
                                   f"{self.bm.num_free}/{self.bm.num_blocks} KV blocks free")
-        kv_used = self.bm.num_used
+        kv_used = bm.num_blocks - len(bm.free)
         result = self.backend.execute(batch)
-        sched.postprocess(batch, result, now + result.duration_s)
+        d = result.duration_s
+        sched.postprocess(batch, result, now + d)
         cache = bm.stats.take_step()  # prefix-cache records of this step's admissions
-        self.metrics.record_step(now, result.duration_s, batch.shape, kv_used,
-                                 sched.num_preemptions - preempted0, cache, bm.stats_reset)
+        self.metrics.record_step(now, d, shape, kv_used, sched.num_preemptions - preempted0,
+                                 cache, bm.stats_reset)
         bm.stats_reset = False
-        self._collect()
-        return result.duration_s
+        if sched.finished:
+            self._collect()
+        return d
 
     def fast_forward(self, now: float, next_event_s: float) -> float | None:
         """Advance decode-only steps that start before ``next_event_s`` (an arrival) in one
@@ -128,14 +134,17 @@ class Engine:
             d = run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, path)
             if not isinstance(d, list):
                 d = np.asarray(d, dtype=float).tolist()
-            i = 0
-            for x in d:
-                if t >= until_s:  # durations are positive: every later step starts after it
-                    durs.extend(d[:i])
-                    return starts, durs, t
-                starts.append(t)
-                t += x
-                i += 1
+            # acc[i]: step i's start (t + d[0] + ... + d[i-1], summed left to right as a loop
+            # would); acc[-1]: the chunk's end. Durations are positive, so starts increase and
+            # the first step starting at or after until_s is found by bisection.
+            acc = list(accumulate(d, initial=t))
+            i = bisect_left(acc, until_s, 0, len(d))
+            if i < len(d):
+                starts.extend(acc[:i])
+                durs.extend(d[:i])
+                return starts, durs, acc[i]
+            t = acc.pop()
+            starts.extend(acc)
             durs.extend(d)
             n += m
             if n >= k_max:

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections import deque
 
 from nanosim.config import EngineConfig
-from nanosim.core.batch import (PACKED, STEADY, SUBSET, PrefillChunk, ScheduledBatch, StepResult, StepShape,
-                                decode_path_after)
+from nanosim.core.batch import (PACKED, STEADY, SUBSET, PrefillChunk, ScheduledBatch, StepResult,
+                                decode_path_after, make_shape)
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.decode_group import DecodeGroup
 from nanosim.core.sequence import Sequence, Status
@@ -127,6 +127,8 @@ class Scheduler:
         st.budget -= len(g)
 
     def _schedule_running_prefills(self, st: StepPlan) -> None:
+        if not self.prefilling:  # most steps: no prompt mid-prefill
+            return
         for seq in list(self.prefilling.values()):
             if st.budget <= 0:
                 break
@@ -240,7 +242,7 @@ class Scheduler:
         decode_only = nd and not st.prefills  # the path: decode_path_after, inline (every step)
         path = (STEADY if nd == prev else SUBSET) if decode_only and not swaps and nd <= prev else PACKED
         self.last_decode_rows = nd if decode_only else 0
-        shape = StepShape(  # positional (field order): ~0.4 us a step less than by keyword
+        shape = make_shape(  # StepShape(...) built by its slots (field order)
             len(st.prefills), st.prefill_tokens, st.attn_pairs, st.kv_tokens, nd,
             g.context_tokens if nd else 0, swaps, g.max_context_tokens if nd else 0, path)
         decodes = list(g.members.values()) if (nd and self.materialize_decodes) else []

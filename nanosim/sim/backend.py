@@ -2,6 +2,8 @@
 drawn step-time jitter factor when one is given (nanosim/sim/jitter.py)."""
 from __future__ import annotations
 
+from operator import mul
+
 from nanosim.core.batch import PACKED, BackendCaps, CostModel, ScheduledBatch, StepResult
 
 
@@ -24,7 +26,11 @@ class SimBackend:
 
     def execute(self, batch: ScheduledBatch) -> StepResult:
         t = self.cost_model.step_time_s(batch.shape)
-        return StepResult(t if self.jitter is None else t * self.jitter.draw())
+        j = self.jitter
+        if j is None:
+            return StepResult(t)
+        buf = j._buf  # StepJitter.draw()'s single draw, inlined while its buffer lasts
+        return StepResult(t * (buf.pop() if buf else j.draw()))
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
                      max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
@@ -38,4 +44,4 @@ class SimBackend:
              cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist())
         if self.jitter is None or num_steps == 0:
             return t
-        return [x * f for x, f in zip(t, self.jitter.draw(num_steps).tolist())]
+        return list(map(mul, t, self.jitter.draw(num_steps).tolist()))  # x * f, step by step
