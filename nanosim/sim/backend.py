@@ -44,4 +44,4 @@ class SimBackend:
              cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist())
         if self.jitter is None or num_steps == 0:
             return t
-        return list(map(mul, t, self.jitter.draw(num_steps).tolist()))  # x * f, step by step
+        return list(map(mul, t, self.jitter.draw_list(num_steps)))  # x * f, step by step

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_AHEAD = 16384  # factors drawn ahead at a time (~0.2 ms)
+
 
 class StepJitter:
     """Multiplicative factors drawn from quantiles q at probabilities linspace(0, 1, len(q))."""
@@ -27,7 +29,13 @@ class StepJitter:
         self.quantiles = q
         self.probs = np.linspace(0.0, 1.0, len(q))
         self.rng = np.random.default_rng(seed)
-        self._buf: list[float] = []  # single draws, made 4096 at a time (a step costs ~30 us)
+        self._buf: list[float] = []  # single draws, taken 4096 at a time (a step costs ~30 us)
+        # factors drawn ahead, in the generator's order: the next to hand out is _ahead[_pos].
+        # rng.random(a) then rng.random(b) give the values of rng.random(a + b), and np.interp
+        # maps each value alone, so drawing ahead in blocks hands out the same factors, in the
+        # same order, as drawing each request's at once (runs ask for a few to a few hundred)
+        self._ahead: list[float] = []
+        self._pos = 0
 
     @property
     def mean(self) -> float:
@@ -41,10 +49,24 @@ class StepJitter:
     def draw(self, n: int | None = None):
         """One factor (a float), or an array of n."""
         if n is not None:
-            return np.interp(self.rng.random(n), self.probs, self.quantiles)
+            return np.array(self.draw_list(n), dtype=np.float64)
         if not self._buf:
-            self._buf = np.interp(self.rng.random(4096), self.probs, self.quantiles)[::-1].tolist()
+            buf = self.draw_list(4096)
+            buf.reverse()  # popped from the end
+            self._buf = buf
         return self._buf.pop()
+
+    def draw_list(self, n: int) -> list[float]:
+        """The next n factors, as a list of floats (a decode run's, one per step)."""
+        ahead, pos = self._ahead, self._pos
+        if pos + n > len(ahead):
+            rest = ahead[pos:]
+            more = max(n - len(rest), _AHEAD)
+            ahead = self._ahead = rest + np.interp(self.rng.random(more), self.probs,
+                                                   self.quantiles).tolist()
+            pos = 0
+        self._pos = pos + n
+        return ahead[pos:pos + n]
 
     @classmethod
     def of(cls, cost_model, seed: int | list[int] = 0) -> "StepJitter | None":
