@@ -102,7 +102,7 @@ class Engine:
         if k < 2:
             return None
         g = sched.group
-        num_seqs, ctx0, max0 = len(g), g.context_tokens, g.max_context_tokens
+        num_seqs, ctx0, max0 = len(g.members), g.context_tokens, g.max_context_tokens
         starts, dur, end = self._decode_durations(self.backend.decode_run_s, num_seqs, ctx0, max0, k,
                                                   now, next_event_s, sched.next_decode_path())
         k = len(starts)  # steps starting before the event

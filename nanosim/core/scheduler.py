@@ -123,8 +123,9 @@ class Scheduler:
                     break
             else:
                 g.block_added(seq)
-        st.decodes = len(g) > 0
-        st.budget -= len(g)
+        n = len(g.members)  # len(g), without DecodeGroup.__len__'s frame (every step)
+        st.decodes = n > 0
+        st.budget -= n
 
     def _schedule_running_prefills(self, st: StepPlan) -> None:
         if not self.prefilling:  # most steps: no prompt mid-prefill
@@ -237,7 +238,7 @@ class Scheduler:
     # ---- batch and postprocess --------------------------------------------------------
     def _batch(self, st: StepPlan) -> ScheduledBatch:
         g = self.group
-        nd = len(g) if st.decodes else 0
+        nd = len(g.members) if st.decodes else 0
         swaps, prev = len(st.swap_in) + len(st.swap_out), self.last_decode_rows
         decode_only = nd and not st.prefills  # the path: decode_path_after, inline (every step)
         path = (STEADY if nd == prev else SUBSET) if decode_only and not swaps and nd <= prev else PACKED
@@ -335,7 +336,7 @@ class Scheduler:
         up to and including the first step after which a member finishes, and before the
         first block need that the free pool cannot serve. 0 if not quiet."""
         g = self.group
-        if not self.quiet or not len(g):
+        if not self.quiet or not g.members:
             return 0
         limit = g.next_finish_clock() - g.clock + 1
         free = self.bm.num_free
