@@ -95,9 +95,9 @@ class Engine:
     def fast_forward(self, now: float, next_event_s: float) -> float | None:
         """Advance decode-only steps that start before ``next_event_s`` (an arrival) in one
         move. Returns the end time, or None when the next step must be a normal step."""
-        if not self.backend.caps.decode_runs:
-            return None
         sched = self.scheduler
+        if not sched.quiet or not self.backend.caps.decode_runs:  # not quiet: decode_run_limit 0
+            return None
         k = sched.decode_run_limit()
         if k < 2:
             return None

@@ -117,6 +117,17 @@ class DecodePricer:
         y0, r0, r1 = ys[j], self.row[j], self.row[j + 1]
         dy = ys[j + 1] - y0
         out = []
+        if mem_only and max0:  # the common case (H100 profiles): the loop below, branch-free
+            for k in range(m):
+                c = (ctx0 + k * ns) / b
+                lg = float(max0 + k)
+                d = lg - c
+                c = c + a * (d if d >= 0.0 else 0.0)
+                d = w * lg
+                c = c if c >= d else d
+                ty = (c - y0) / dy
+                out.append(((1.0 - ty) * r0 + ty * r1) * (((b * c) * kvb + psb) * ub + fixed))
+            return out, (m if self.ok[j] else 0)
         for k in range(m):
             c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
             if max0:  # run_context, inlined
