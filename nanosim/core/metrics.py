@@ -75,12 +75,14 @@ class MetricsRecorder:
             a[-1] = max(a[-1], start_s + duration_s)
             self.num_steps += 1
             return
+        w = self.window
         if cache[0] or cache_reset:  # else the window does not change
-            self.window.observe(cache[0], cache[1], cache[2], reset=cache_reset)
+            w.observe(cache[0], cache[1], cache[2], reset=cache_reset)
         self._steps.rows.append((
             start_s, duration_s, shape.num_prefill_seqs, shape.prefill_tokens,
             shape.num_decode_seqs, shape.decode_context_tokens, shape.decode_max_context_tokens,
-            kv_used, self.kv_blocks_total, preemptions, *cache, self.window.hit_rate))
+            kv_used, self.kv_blocks_total, preemptions, *cache,
+            w.hits / w.queries if w.queries else 0.0))  # w.hit_rate, inline (every step)
         self.num_steps += 1
 
     def record_decode_run(self, starts, durations, num_seqs: int, context0: int,

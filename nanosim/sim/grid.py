@@ -128,8 +128,13 @@ class GridRow:
             j = j1 = 0
             ty = 0.0
         else:
-            vc = min(max(y, ys[0]), ys[-1])
-            j = min(max(bisect_right(ys, vc) - 1, 0), n - 2)
+            # min(max(y, ys[0]), ys[-1]) and min(max(i, 0), n - 2) as conditionals (the
+            # same picks, ties included; no NaN here), without four builtin calls a lookup
+            lo, hi = ys[0], ys[-1]
+            vc = y if y >= lo else lo
+            vc = hi if hi < vc else vc
+            j = bisect_right(ys, vc) - 1
+            j = 0 if j < 0 else (n - 2 if j > n - 2 else j)
             j1 = j + 1
             ty = (vc - ys[j]) / (ys[j1] - ys[j])
         return row[j] * (1.0 - ty) + row[j1] * ty, ys[0] <= y <= ys[-1] and self.ok[j]
