@@ -13,8 +13,8 @@ from nanosim.calibrate.scorecard import failed_row, run_row, write_scorecard
 
 
 def load_requests(run) -> list:
-    """The run's requests, as `nanosim validate` loads them from the same flags (cli's
-    _load_requests, which this package may not import: the CLI imports it)."""
+    """The run's requests, as `nanosim validate` loads them from the same flags
+    (cli_common.load_requests, but with the run's own trace options)."""
     from nanosim.cli_args import DEFAULT_RATE_RPS
     from nanosim.cli_checks import arrival_options
     from nanosim.workload import load_trace, make_workload

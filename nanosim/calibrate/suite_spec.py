@@ -69,7 +69,7 @@ class SuiteRun:
     note: str = ""
 
     def workload_args(self) -> argparse.Namespace:
-        """The flags `nanosim validate` would take for this run (cli._load_requests')."""
+        """The flags `nanosim validate` would take for this run (cli_common.load_requests')."""
         wl = self.source.split(":", 1)[1] if self.source.startswith("workload:") else None
         return argparse.Namespace(
             trace=None if wl else self.source, workload=wl, format=None, rate=self.rate,
