@@ -30,10 +30,10 @@ def sweep(a) -> int:
     check_out_dir(out, "--out")  # before any point runs
     print(f"sweep {spec.name}: {len(spec.points)} points -> {out}", file=sys.stderr)
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt() as check_stop:
             rep = run_sweep(spec, out, workers=a.workers, ray_address=a.ray, limit=a.limit,
                             retry_failed=a.retry_failed, force=a.force,
-                            progress=not a.no_progress)
+                            progress=not a.no_progress, check_stop=check_stop)
     except KeyboardInterrupt as e:
         print(f"\ninterrupted: finished points are saved in {out}; rerun the same command to "
               "run the rest", file=sys.stderr)
@@ -53,15 +53,26 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
+    """SIGTERM raises Terminated in the main thread. Python swallows an exception raised
+    inside a finalizer (a ParquetWriter's __del__ running when the signal came), so the
+    signal is also remembered: the context yields a check that raises it again, which the
+    sweep's loop calls between waits."""
+    received: list[int] = []
+
     def stop(signum, frame):
+        received.append(signum)
         raise Terminated()
 
+    def check_stop() -> None:
+        if received:
+            raise Terminated()
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield check_stop
         return
     old = signal.signal(signal.SIGTERM, stop)
     try:
-        yield
+        yield check_stop
     finally:
         signal.signal(signal.SIGTERM, old)
 

@@ -12,6 +12,7 @@ worker process dies (killed, out of memory) is run again, up to MAX_CRASHES time
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from nanosim.sweep.executors import make_executor
@@ -68,15 +69,18 @@ def pending_tasks(spec: Spec, store: ResultStore, limit: int | None,
 
 def run_sweep(spec: Spec, out_dir, *, workers: int | None = None, ray_address: str | None = None,
               limit: int | None = None, retry_failed: bool = False, force: bool = False,
-              progress: bool = True) -> SweepReport:
+              progress: bool = True, check_stop: Callable[[], None] | None = None) -> SweepReport:
+    """check_stop: called between waits for the workers; raises to stop the sweep (a SIGTERM
+    whose exception Python swallowed, having raised it inside a finalizer)."""
     store = ResultStore(out_dir)
     with store.writer_lock():
         store.create(sweep_meta(spec), force=force)
-        return _run(spec, store, workers, ray_address, limit, retry_failed, progress)
+        return _run(spec, store, workers, ray_address, limit, retry_failed, progress,
+                    check_stop or (lambda: None))
 
 
 def _run(spec: Spec, store: ResultStore, workers, ray_address, limit, retry_failed,
-         progress) -> SweepReport:
+         progress, check_stop) -> SweepReport:
     tasks = pending_tasks(spec, store, limit, retry_failed)
     n = min(limit, len(spec.points)) if limit is not None else len(spec.points)
     report = SweepReport(points=n, skipped=n - len(tasks))
@@ -86,7 +90,7 @@ def _run(spec: Spec, store: ResultStore, workers, ray_address, limit, retry_fail
     report.slots = ex.slots
     bar = _bar(spec.name, len(tasks), progress)
     try:
-        _drive(ex, tasks, store, report, bar)
+        _drive(ex, tasks, store, report, bar, check_stop)
     except BaseException:  # Ctrl-C, or the store cannot be written: stop the workers now
         report.interrupted = True
         ex.close(cancel=True)
@@ -97,10 +101,11 @@ def _run(spec: Spec, store: ResultStore, workers, ray_address, limit, retry_fail
     return report
 
 
-def _drive(ex, tasks: list[Task], store: ResultStore, report: SweepReport, bar) -> None:
+def _drive(ex, tasks: list[Task], store: ResultStore, report: SweepReport, bar, check_stop) -> None:
     queue, inflight, crashes = list(reversed(tasks)), {}, {}
     t0 = time.perf_counter()
     while queue or inflight:
+        check_stop()
         while queue and len(inflight) < 2 * ex.slots:
             task = queue.pop()
             inflight[ex.submit(task)] = task

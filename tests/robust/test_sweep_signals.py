@@ -101,3 +101,26 @@ def test_no_process_outlives_the_driver(tmp_path, sig):
         done = len(ResultStore(out).committed_ids())
         assert 2 <= done < 32
         assert not list(out.glob("*/.tmp-*"))
+
+
+def test_a_sigterm_swallowed_by_a_finalizer_still_stops_the_sweep(tmp_path):
+    """The handler raises where the main thread is; inside a finalizer (a ParquetWriter's
+    __del__, as CI once caught) Python prints "Exception ignored" and goes on, and the sweep
+    finished with exit 0. The signal is remembered: the loop's check raises it again, and
+    the sweep stops before its next point with what it finished kept."""
+    from nanosim.sweep.commands import Terminated, _sigterm_as_interrupt
+    from tests.sweep.helpers import run_text
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the Python handler runs here, inside the finalizer
+                pass
+
+    with _sigterm_as_interrupt() as check_stop:
+        Finalized()  # dropped at once: its __del__ swallows the handler's Terminated
+        with pytest.raises(Terminated):
+            check_stop()
+        with pytest.raises(Terminated):  # the sweep's loop checks before each wait
+            run_text(tmp_path, SPEC.replace("seed = [0, 1, 2", "seed = [0"), check_stop=check_stop)
+    assert not (tmp_path / "out" / "points").is_dir() or not ResultStore(tmp_path / "out").committed_ids()
