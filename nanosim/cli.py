@@ -372,8 +372,12 @@ def run() -> None:
     if argv[:1] == ["simulate"]:
         # numpy's OpenBLAS starts a thread per core when numpy is imported (~40 ms of CPU on
         # the dev VM); a replay does no linear algebra big enough to use one (the cost
-        # model's fit solves a few small least-squares problems). A setting of the user's stays.
+        # model's fit solves a few small least-squares problems). Arrow's default allocator
+        # (mimalloc in pyarrow's wheels) costs the trace read and the Parquet writes ~0.08 s
+        # of system CPU on the dev VM against the C library's malloc (same bytes written).
+        # A setting of the user's stays.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     rc = main(argv, whole_process=True)
     if argv[:1] == ["simulate"]:
         try:

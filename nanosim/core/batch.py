@@ -177,7 +177,11 @@ class RunBackend(Backend, Protocol):
     same as executing its steps one by one (see CostModel.decode_run_s)."""
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0, first_path: str = PACKED): ...
+                     max_context_tokens: int = 0, first_path: str = PACKED, start_s: float = 0.0,
+                     until_s: float = float("inf")):
+        """until_s: the durations may stop after the first step that starts at or after it
+        (starts summed from start_s left to right): the engine uses none after that one."""
+        ...
 
 
 class CostModel(Protocol):

@@ -126,12 +126,14 @@ class Engine:
         ``until_s`` (so a run cut short by an arrival does not price thousands of steps); the
         first step takes ``first_path``, the rest the steady path. Pricing changes no state:
         a run the caller then drops needs no undoing. Times are sequential float sums, as
-        stepping one by one gives. run_s returns a list of floats or an ndarray."""
+        stepping one by one gives. run_s returns a list of floats or an ndarray, of the
+        chunk's steps or of those up to the first one starting at or after until_s (starts
+        summed from t as here): what follows it is never used."""
         starts: list[float] = []
         durs: list[float] = []
         t, n, m, chunk, path = now, 0, min(64, k_max), 128, first_path
         while True:
-            d = run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, path)
+            d = run_s(num_seqs, ctx0 + num_seqs * n, m, max0 + n, path, t, until_s)
             if not isinstance(d, list):
                 d = np.asarray(d, dtype=float).tolist()
             # acc[i]: step i's start (t + d[0] + ... + d[i-1], summed left to right as a loop

@@ -2,6 +2,7 @@
 drawn step-time jitter factor when one is given (nanosim/sim/jitter.py)."""
 from __future__ import annotations
 
+import math
 from operator import mul
 
 from nanosim.core.batch import PACKED, BackendCaps, CostModel, ScheduledBatch, StepResult
@@ -33,15 +34,19 @@ class SimBackend:
         return StepResult(t * (buf.pop() if buf else j.draw()))
 
     def decode_run_s(self, num_seqs: int, context_tokens: int, num_steps: int,
-                     max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
+                     max_context_tokens: int = 0, first_path: str = PACKED, start_s: float = 0.0,
+                     until_s: float = math.inf) -> list[float]:
         """The cost model's decode_run_s times one drawn factor per step, as a list of floats
         (the engine sums them one by one; a short run costs less in Python floats than in
-        numpy calls, and a cost model with decode_run_list prices it so too)."""
+        numpy calls, and a cost model with decode_run_list prices it so too). num_steps
+        factors are drawn whatever is priced. until_s: the list may stop after the first
+        step that starts at or after it (starts summed from start_s, left to right): the
+        steps after an arrival need no price (a cost model with decode_run_list skips them)."""
         cm = self.cost_model
+        f = None if self.jitter is None or num_steps == 0 else self.jitter.draw_list(num_steps)
         as_list = getattr(cm, "decode_run_list", None)
-        t = (as_list(num_seqs, context_tokens, num_steps, max_context_tokens, first_path)
-             if as_list is not None else
-             cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist())
-        if self.jitter is None or num_steps == 0:
-            return t
-        return list(map(mul, t, self.jitter.draw_list(num_steps)))  # x * f, step by step
+        if as_list is not None:
+            return as_list(num_seqs, context_tokens, num_steps, max_context_tokens, first_path,
+                           f, start_s, until_s)
+        t = cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist()
+        return t if f is None else list(map(mul, t, f))  # x * f, step by step

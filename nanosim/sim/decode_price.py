@@ -10,7 +10,9 @@ at_y), so the results are equal bit for bit (tests/sim/test_decode_price.py chec
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
+from operator import mul
 
 import numpy as np
 
@@ -19,7 +21,8 @@ from nanosim.sim.costmodel import RooflineCostModel
 from nanosim.sim.grid import Grid2D
 
 # Runs of up to this many steps are priced in Python floats (DecodePricer.run, ~0.4 us a
-# step); longer ones by numpy (vector, ~12 us a call whatever its length, on the dev VM)
+# step); longer ones by numpy (vector, ~12 us a call whatever its length, on the dev VM),
+# unless the next event cuts them within about this many steps
 PYTHON_RUN_STEPS = 24
 
 
@@ -36,16 +39,19 @@ class DecodePricer:
     """Decode steps of graph size ``b`` priced on ``grid`` with the fitted ``rf``."""
 
     def __init__(self, grid: Grid2D, rf: RooflineCostModel, b: int, fixed_s: float) -> None:
-        self.b, self.fixed = b, fixed_s
-        kvb = rf.kv_bytes_per_token_per_rank
+        # Python floats (exact conversions of the fit's numpy scalars): the same IEEE products
+        # and sums, at a fraction of numpy scalar arithmetic's cost per operation
+        self.b, self.fixed = b, float(fixed_s)
+        kvb = float(rf.kv_bytes_per_token_per_rank)
         # the attention term's coefficients, as _decode_attn_s multiplies them
-        self.kvb, self.afp, self.ua, self.ub = kvb, rf._attn_flops_pair, rf._u_attn, rf._u_bytes
-        self.psb = b * (kvb + rf._qo_bytes_tok)
+        self.kvb, self.afp = kvb, float(rf._attn_flops_pair)
+        self.ua, self.ub = float(rf._u_attn), float(rf._u_bytes)
+        self.psb = b * (kvb + float(rf._qo_bytes_tok))
         self.overlap = rf.overlap
         # max(compute, memory) is memory for every context >= 0 when memory's slope beats
         # compute's by more than the rounding of either product (3 and 2 roundings of
         # 2**-53; 1e-9 is far beyond them): then np.maximum always returns the memory term
-        self.mem_only = self.overlap and kvb * self.ub > self.afp * self.ua * (1.0 + 1e-9)
+        self.mem_only = bool(self.overlap and kvb * self.ub > self.afp * self.ua * (1.0 + 1e-9))
         self.grid, self.grid_row = grid, grid.row_at(b)
         self.row, self.ok, self.ys = self.grid_row.row, self.grid_row.ok, grid.ys
 
@@ -96,14 +102,20 @@ class DecodePricer:
         return base * r, int(np.count_nonzero(inside))
 
     # ---- a short run, in Python floats -------------------------------------------------
-    def run(self, ctx0: int, ns: int, m: int, max0: int, a: float,
-            w: float) -> tuple[list[float], int] | None:
+    def run(self, ctx0: int, ns: int, m: int, max0: int, a: float, w: float,
+            first: "DecodePricer | None" = None, factors: list[float] | None = None,
+            start_s: float = 0.0, until_s: float = math.inf) -> tuple[list[float], int] | None:
         """vector() of the m contexts run_context(k, ...) gives (k = 0..m-1), as a list of
         Python floats: the same float operations in the same order (np.maximum(p, q) is
         ``p if p >= q else q``; no NaN here), so the same values, bit for bit. For a run of
         a few steps this costs less than numpy's per-call overhead on small arrays.
         None unless every context lies in one cell of the grid (vector()'s no-gather case,
-        the common one); then the caller takes vector()."""
+        the common one); then the caller takes vector(). ``first``: step 0's price is
+        first.scalar's (another decode path's grid); ``factors``: each step's price times
+        factors[k] (one multiplication, as the caller's would be). The list stops after the
+        first step that starts at or after ``until_s``, the steps' starts summed left to
+        right from ``start_s`` (the caller's sums): the steps after it are not priced. The
+        count of steps inside the grid is the whole run's (m or 0)."""
         ys, n = self.ys, len(self.ys)
         lo = run_context(0, ctx0, ns, self.b, max0, a, w) * (1.0 - 1e-12)
         hi = run_context(m - 1, ctx0, ns, self.b, max0, a, w) * (1.0 + 1e-12)
@@ -116,33 +128,34 @@ class DecodePricer:
         mem_only, overlap = self.mem_only, self.overlap
         y0, r0, r1 = ys[j], self.row[j], self.row[j + 1]
         dy = ys[j + 1] - y0
-        out = []
-        if mem_only and max0:  # the common case (H100 profiles): the loop below, branch-free
-            for k in range(m):
-                c = (ctx0 + k * ns) / b
-                lg = float(max0 + k)
-                d = lg - c
-                c = c + a * (d if d >= 0.0 else 0.0)
-                d = w * lg
-                c = c if c >= d else d
-                ty = (c - y0) / dy
-                out.append(((1.0 - ty) * r0 + ty * r1) * (((b * c) * kvb + psb) * ub + fixed))
-            return out, (m if self.ok[j] else 0)
+        out, t = [], start_s
+        p0 = None if first is None else first.scalar(run_context(0, ctx0, ns, b, max0, a, w))[0]
         for k in range(m):
-            c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
-            if max0:  # run_context, inlined
-                lg = float(max0 + k)
-                d = lg - c
-                c = c + a * (d if d >= 0.0 else 0.0)
-                d = w * lg
-                c = c if c >= d else d
-            ctx = b * c
-            mm = (ctx * kvb + psb) * ub
-            if not mem_only:
-                cc = ctx * afp * ua
-                mm = (cc if cc >= mm else mm) if overlap else cc + mm
-            ty = (c - y0) / dy
-            out.append(((1.0 - ty) * r0 + ty * r1) * (mm + fixed))
+            if p0 is not None:  # step 0 on another path's grid
+                p, p0 = p0, None
+            else:
+                c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
+                if max0:  # run_context, inlined
+                    lg = float(max0 + k)
+                    d = lg - c
+                    c = c + a * (d if d >= 0.0 else 0.0)
+                    d = w * lg
+                    c = c if c >= d else d
+                if mem_only:  # the common case (H100 profiles)
+                    mm = ((b * c) * kvb + psb) * ub
+                else:
+                    ctx = b * c
+                    mm = (ctx * kvb + psb) * ub
+                    cc = ctx * afp * ua
+                    mm = (cc if cc >= mm else mm) if overlap else cc + mm
+                ty = (c - y0) / dy
+                p = ((1.0 - ty) * r0 + ty * r1) * (mm + fixed)
+            if factors is not None:
+                p = p * factors[k]
+            out.append(p)
+            if t >= until_s:  # step k starts at t: the first one at or after until_s
+                break
+            t += p
         return out, (m if self.ok[j] else 0)
 
 
@@ -162,23 +175,32 @@ def run_context(k: int, ctx0: int, ns: int, b: int, max0: int, a: float, w: floa
 
 
 def decode_run_list(cm, num_seqs: int, context_tokens: int, num_steps: int,
-                    max_context_tokens: int = 0, first_path: str = PACKED) -> list[float]:
+                    max_context_tokens: int = 0, first_path: str = PACKED,
+                    factors: list[float] | None = None, start_s: float = 0.0,
+                    until_s: float = math.inf) -> list[float]:
     """ProfileCostModel.decode_run_list: decode_run_s's values as a list of floats, counters
-    included. A run of up to PYTHON_RUN_STEPS steps whose contexts stay in one cell of the
-    grid (most short runs: contexts grow a few tokens a step) by DecodePricer.run's Python
-    floats, the rest by decode_run_s."""
-    if 0 < num_steps <= PYTHON_RUN_STEPS and num_seqs > 0 and cm._decode is not None:
+    included (the whole run's), each times factors[k] when given. A run of up to
+    PYTHON_RUN_STEPS steps, or one that ``until_s`` cuts within about that many, whose
+    contexts stay in one cell of the grid (most runs: contexts grow a few tokens a step)
+    is priced by DecodePricer.run's Python floats and may stop after the first step that
+    starts at or after until_s (starts summed from start_s); the rest by decode_run_s, whole."""
+    if 0 < num_steps and num_seqs > 0 and cm._decode is not None:
         b = cm._graph_sizes.get(num_seqs) or cm._graph_size(num_seqs)
         a, w = (cm._tails.get(b) or cm._tail_pair(b)) if max_context_tokens else (0.0, 0.0)
-        got = (cm._pricers[STEADY].get(b) or cm._pricer(STEADY, b)).run(
-            context_tokens, num_seqs, num_steps, max_context_tokens, a, w)
-        if got is not None:
-            t, inside = got
-            cm.total_steps += num_steps
-            if cm._path_grids[first_path] is not cm._decode:  # decode_run_s's first step
-                c0 = run_context(0, context_tokens, num_seqs, b, max_context_tokens, a, w)
-                t[0] = (cm._pricers[first_path].get(b) or cm._pricer(first_path, b)).scalar(c0)[0]
-            cm.extrapolated_steps += num_steps - inside
-            return t
-    return cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens,
-                           first_path).tolist()
+        pricer = cm._pricers[STEADY].get(b) or cm._pricer(STEADY, b)
+        short = num_steps <= PYTHON_RUN_STEPS
+        if not short and until_s < math.inf:  # steps before until_s, by the first step's price
+            p = pricer.scalar(run_context(0, context_tokens, num_seqs, b, max_context_tokens, a, w))[0]
+            short = p > 0.0 and until_s - start_s < PYTHON_RUN_STEPS * p
+        if short:
+            first = (None if cm._path_grids[first_path] is cm._decode  # decode_run_s's first step
+                     else cm._pricers[first_path].get(b) or cm._pricer(first_path, b))
+            got = pricer.run(context_tokens, num_seqs, num_steps, max_context_tokens, a, w,
+                             first, factors, start_s, until_s)
+            if got is not None:
+                t, inside = got
+                cm.total_steps += num_steps
+                cm.extrapolated_steps += num_steps - inside
+                return t
+    t = cm.decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path).tolist()
+    return t if factors is None else list(map(mul, t, factors))  # x * f, step by step

@@ -35,17 +35,26 @@ def _loop_durations(durations: list[float], now: float, until_s: float):
     return starts, durations[:len(starts)], t
 
 
+@pytest.mark.parametrize("cut", [False, True])
 @pytest.mark.parametrize("seed", range(20))
-def test_decode_durations_cut_like_a_loop(seed):
+def test_decode_durations_cut_like_a_loop(seed, cut):
+    """cut: the pricer stops after the first step starting at or after until_s, as it may."""
     rng = random.Random(seed)
     k_max = rng.randint(2, 700)
     table = [rng.uniform(0.005, 0.05) for _ in range(k_max)]
     now = rng.uniform(0, 100)
     until = now + rng.uniform(0, sum(table) * 1.2)
 
-    def run_s(num_seqs, ctx, m, max_ctx, path):
+    def run_s(num_seqs, ctx, m, max_ctx, path, start_s, until_s):
         n = (ctx - 1000) // num_seqs  # the steps priced before this chunk
-        return table[n:n + m]
+        out = table[n:n + m]
+        if cut:
+            t = start_s
+            for i, d in enumerate(out):
+                if t >= until_s:
+                    return out[:i + 1]
+                t += d
+        return out
 
     got = Engine._decode_durations(run_s, 3, 1000, 50, k_max, now, until, "packed")
     assert got == _loop_durations(table, now, until)

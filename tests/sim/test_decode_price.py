@@ -109,3 +109,33 @@ def test_fitting_a_profile_does_not_import_numpy_ma():
             "print('numpy.ma' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("path", DECODE_PATHS)
+def test_a_cut_run_is_the_whole_runs_prefix(path):
+    """decode_run_list with jitter factors and an arrival at until_s: the whole run's floats
+    times the factors (one multiplication each), stopped after the first step that starts at
+    or after until_s (starts summed left to right from start_s), and the whole run's counters
+    (what is not priced is still counted, as pricing it all did)."""
+    rng = np.random.default_rng(5)
+    a = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
+    b = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
+    ys, cut_long = a._decode.ys, 0
+    for _ in range(600):
+        n = int(rng.integers(1, 300))
+        k = int(rng.choice([1, 2, 5, 24, 25, 64, 130, 256]))
+        ctx = int(n * rng.uniform(1.0, ys[-1] * 1.2))
+        longest = int(rng.choice([0, ctx // n + int(rng.integers(0, 3000))]))
+        factors = rng.uniform(0.9, 1.1, k).tolist()
+        whole = [x * f for x, f in zip(b.decode_run_s(n, ctx, k, longest, path).tolist(), factors)]
+        start = float(rng.uniform(0, 100))
+        until = start + float(rng.uniform(0, 1.2)) * sum(whole)
+        got = a.decode_run_list(n, ctx, k, longest, path, factors, start, until)
+        t, i = start, 0
+        while i < k - 1 and t < until:  # the first step starting at or after until: i
+            t += whole[i]
+            i += 1
+        assert type(got) is list and got == whole[:len(got)] and len(got) in (i + 1, k), (n, ctx, k, longest)
+        assert (a.total_steps, a.extrapolated_steps) == (b.total_steps, b.extrapolated_steps)
+        cut_long += k > PYTHON_RUN_STEPS and len(got) < k
+    assert cut_long > 50  # long runs were cut short, not priced whole

@@ -53,9 +53,10 @@ class Recording(SimBackend):
         self.durations.append(r.duration_s)
         return r
 
-    def decode_run_s(self, num_seqs, context_tokens, num_steps, max_context_tokens=0, first_path=PACKED):
+    def decode_run_s(self, num_seqs, context_tokens, num_steps, max_context_tokens=0, first_path=PACKED,
+                     *cut):  # cut: (start_s, until_s), passed on
         self.run_paths.append(first_path)
-        return super().decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path)
+        return super().decode_run_s(num_seqs, context_tokens, num_steps, max_context_tokens, first_path, *cut)
 
 
 def run(cost, fast_forward: bool, num_blocks: int = 120):
