@@ -129,10 +129,12 @@ class RooflineCostModel:
         if block_size_tokens < 1:
             raise ConfigError(f"block_size_tokens must be >= 1, got {block_size_tokens}")
         self.model, self.gpu, self.tp, self.dtype_bytes = model, gpu, tp, dtype_bytes
-        self.hbm_efficiency = hbm_efficiency
-        self.gemm_efficiency = gemm_efficiency
-        self.attn_efficiency = attn_efficiency
-        self.link_efficiency = link_efficiency
+        # Python floats, also from a fit's numpy scalars (exact): every price is then Python
+        # float arithmetic (the same IEEE results at a fraction of numpy scalars' cost)
+        self.hbm_efficiency = float(hbm_efficiency)
+        self.gemm_efficiency = float(gemm_efficiency)
+        self.attn_efficiency = float(attn_efficiency)
+        self.link_efficiency = float(link_efficiency)
         self.link_latency_s = float(link_latency_s)
         self.host_link_bytes_per_s = float(host_link_bytes_per_s)
         self.step_overhead_s = float(step_overhead_s)

@@ -24,11 +24,9 @@ distribution (as simulator.py's fast-forward does).
 """
 from __future__ import annotations
 
-import gc
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence as Seq
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence as Seq
 from itertools import islice
 
 import numpy as np
@@ -36,6 +34,7 @@ import numpy as np
 from nanosim.core.batch import STEADY
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
+from nanosim.sim.gc_tuning import young_collections_rarer
 from nanosim.sim.replica import Replica
 
 _FIRST_CHUNK = 64  # steps priced when a run starts; doubled while arrivals need more
@@ -177,28 +176,13 @@ class LazyReplica(Replica):
                 engine.check()
 
 
-@contextmanager
-def _young_collections_rarer() -> Iterator[None]:
-    """The collector's thresholds raised for a replay (restored after): it makes tens of
-    millions of short-lived tracked objects (step tuples, lists), and at the default (a young
-    collection every 700 net allocations, older ones every 10) the collector's walks took
-    ~10% of a 250,000-request cluster run; at 50,000 ~1%. Only objects in reference cycles
-    wait longer to be freed (reference counts free the rest at once); outputs do not change."""
-    old = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-
-
 def simulate_cluster_lazy(engines: list[Engine], requests: Seq[Request], router,
                           progress: Callable[[int, float], None] | None = None,
                           check_every_step: bool = False) -> float:
     """simulate_cluster's replay (same tables as stepping one by one, see the module doc)
     for several engines behind ``router``; returns the simulated end time (s). A plain loop
     over the arrivals: replicas advance only here, so no event queue is needed."""
-    with _young_collections_rarer():
+    with young_collections_rarer():
         now = _Arrival()
         replicas = [LazyReplica(e, i, check_every_step, now) for i, e in enumerate(engines)]
         reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))

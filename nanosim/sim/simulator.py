@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence as Seq
 
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
+from nanosim.sim.gc_tuning import young_collections_rarer
 from nanosim.sim.replica import Replica
 
 
@@ -70,7 +71,8 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
 
         return simulate_cluster_lazy(engines, requests, router, progress, check_every_step)
     if len(engines) == 1:
-        return _run_alone(engines[0], requests, fast_forward, progress, check_every_step)
+        with young_collections_rarer():
+            return _run_alone(engines[0], requests, fast_forward, progress, check_every_step)
     return _SimpyCluster(engines, requests, router, fast_forward, progress, check_every_step).run()
 
 
