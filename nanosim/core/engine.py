@@ -108,11 +108,11 @@ class Engine:
         k = len(starts)  # steps starting before the event
         if k < 2:
             return None
-        used0 = self.bm.num_used
+        bm = self.bm
+        used0 = bm.num_blocks - len(bm.free)  # bm.num_used, inline
         offsets = sched.advance_decodes(k)
-        kv_used = (used0 + np.asarray(offsets, dtype=np.int64).searchsorted(np.arange(k), side="right")
-                   if offsets else used0)
-        self.metrics.record_decode_run(starts, dur, num_seqs, ctx0, max0, kv_used)
+        self.metrics.record_decode_run(starts, dur, num_seqs, ctx0, max0,
+                                       _blocks_per_step(used0, offsets, k) if offsets else used0)
         sched.finish_due(end)
         self._collect()
         return end
@@ -179,3 +179,17 @@ class Engine:
     def results(self):
         """(requests DataFrame, steps DataFrame)."""
         return self.metrics.frames()
+
+
+def _blocks_per_step(used0: int, offsets: list[int], k: int) -> list[int]:
+    """KV blocks in use at each of k steps: used0 plus the blocks appended at step offsets
+    up to and including each (offsets ascending, < k); one list segment per offset."""
+    out: list[int] = []
+    prev, used = 0, used0
+    for o in offsets:
+        if o > prev:
+            out.extend([used] * (o - prev))
+            prev = o
+        used += 1
+    out.extend([used] * (k - prev))
+    return out

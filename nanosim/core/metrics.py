@@ -86,7 +86,7 @@ class MetricsRecorder:
         self.num_steps += 1
 
     def record_decode_run(self, starts, durations, num_seqs: int, context0: int,
-                          max_context0: int, kv_used: np.ndarray | int) -> None:
+                          max_context0: int, kv_used: list[int] | np.ndarray | int) -> None:
         """k decode-only steps at once; starts, durations: lists of floats or float arrays;
         context grows by num_seqs per step, the longest sequence's by 1; kv_used: blocks in
         use at each step, or an int for all of them."""
@@ -98,7 +98,7 @@ class MetricsRecorder:
             a[2] = max(a[2], float(np.max(durations)))
             a[5] += num_seqs * k  # num_decode_seqs, decode_context_tokens (an arithmetic series)
             a[6] += context0 * k + num_seqs * (k * (k - 1) // 2)
-            a[-3] = max(a[-3], kv_used if isinstance(kv_used, int) else int(np.max(kv_used)))
+            a[-3] = max(a[-3], kv_used if isinstance(kv_used, int) else int(max(kv_used)))
             a[-2] = min(a[-2], float(starts[0]))
             a[-1] = max(a[-1], float(starts[-1] + durations[-1]))
             self.num_steps += k

@@ -89,7 +89,8 @@ class StepRows:
                                           if num_seqs else [0] * k)
         s["decode_max_context_tokens"].extend(range(max_context0, max_context0 + k)
                                               if num_seqs else [0] * k)
-        s["kv_blocks_used"].extend([kv_used] * k if isinstance(kv_used, int) else kv_used.tolist())
+        s["kv_blocks_used"].extend([kv_used] * k if isinstance(kv_used, int) else
+                                   kv_used if isinstance(kv_used, list) else kv_used.tolist())
         s["kv_blocks_total"].extend([self.kv_blocks_total] * k)
         for col in _ZERO_IN_RUNS:  # decode-only: nothing admitted or preempted
             s[col].extend([0] * k)

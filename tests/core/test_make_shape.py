@@ -58,3 +58,18 @@ def test_decode_durations_cut_like_a_loop(seed, cut):
 
     got = Engine._decode_durations(run_s, 3, 1000, 50, k_max, now, until, "packed")
     assert got == _loop_durations(table, now, until)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_blocks_per_step_counts_the_appends_up_to_each_step(seed):
+    """A fast-forwarded run's KV blocks in use per step: used0 plus the appends at offsets up
+    to and including the step (several at one step included), as numpy's searchsorted gives."""
+    import numpy as np
+
+    from nanosim.core.engine import _blocks_per_step
+
+    rng = random.Random(seed)
+    k = rng.randint(1, 300)
+    offsets = sorted(rng.randrange(k) for _ in range(rng.randint(1, 20)))
+    want = (40 + np.searchsorted(np.array(offsets), np.arange(k), side="right")).tolist()
+    assert _blocks_per_step(40, offsets, k) == want
