@@ -31,23 +31,10 @@ from nanosim.core.batch import (PACKED, STEADY, SUBSET, PrefillChunk, ScheduledB
                                 decode_path_after, make_shape)
 from nanosim.core.block_manager import BlockManager
 from nanosim.core.decode_group import DecodeGroup
+from nanosim.core.limits import length_reject_reason
 from nanosim.core.sequence import Sequence, Status
 from nanosim.core.step_plan import StepPlan
 from nanosim.core.waiting import WaitQueue, policy_key
-
-
-def length_reject_reason(cfg, num_blocks: int, prompt_tokens: int, max_tokens: int) -> str:
-    """Why a request of these lengths can never be served by an engine with config ``cfg``
-    and ``num_blocks`` KV blocks ("" if it can)."""
-    if prompt_tokens > cfg.max_model_len:
-        return f"prompt of {prompt_tokens} tokens is longer than max_model_len {cfg.max_model_len}"
-    if prompt_tokens + max_tokens > cfg.max_model_len:
-        return (f"prompt {prompt_tokens} + output {max_tokens} tokens exceeds "
-                f"max_model_len {cfg.max_model_len}")
-    need = -(-(prompt_tokens + max_tokens - 1) // cfg.block_size_tokens)
-    if need > num_blocks:
-        return f"needs {need} KV blocks, the cache has {num_blocks}"
-    return ""
 
 
 class Scheduler:
@@ -91,6 +78,10 @@ class Scheduler:
 
     # ---- one step ---------------------------------------------------------------------
     def schedule(self) -> ScheduledBatch:
+        if not (self.waiting or self.swapped or self.prefilling):  # most stepped steps
+            batch = self._schedule_decode_only()
+            if batch is not None:
+                return batch
         while True:
             st = StepPlan(self.cfg.max_num_batched_tokens)
             if self.cfg.chunked_prefill:
@@ -110,6 +101,24 @@ class Scheduler:
                 break
         self.quiet = st.decodes and not (st.prefills or st.preempted or st.swap_in or st.admitted)
         return self._batch(st)
+
+    def _schedule_decode_only(self) -> ScheduledBatch | None:
+        """The general path's step when nothing waits, is swapped or mid-prefill and the free
+        pool covers every block need due now (no preemption), without a StepPlan: the same
+        appends, shape, path and flags. None: the general path plans it."""
+        g, bm = self.group, self.bm
+        nd = len(g.members)
+        if not nd or g.needs_at_most(g.clock + 1) > len(bm.free):
+            return None
+        for seq in g.pop_needs(g.clock):
+            bm.append_block(seq)  # cannot fail: the free pool covers the needs
+            g.block_added(seq)
+        prev = self.last_decode_rows
+        self.last_decode_rows, self.quiet = nd, True
+        shape = make_shape(0, 0, 0.0, 0, nd, g.context_tokens, 0, g.max_context_tokens,
+                           STEADY if nd == prev else SUBSET if nd < prev else PACKED)
+        decodes = list(g.members.values()) if self.materialize_decodes else []
+        return ScheduledBatch(shape, [], decodes, [], [])
 
     def _schedule_decodes(self, st: StepPlan) -> None:
         g = self.group

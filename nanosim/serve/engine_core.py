@@ -27,7 +27,7 @@ import signal
 import time
 import traceback
 
-from nanosim.core.scheduler import length_reject_reason
+from nanosim.core.limits import length_reject_reason
 from nanosim.core.sequence import Status
 
 _ENDED = (Status.FINISHED, Status.ABORTED, Status.REJECTED)
