@@ -62,20 +62,28 @@ def test_run_price_equals_the_general_path(cm):
     assert 50 < n_cells < 400  # both the one-cell path and the gather ran
 
 
+def _model():
+    return make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
+
+
+def _runs(rng, ys, lengths, count: int = 600):
+    """(seqs, steps, summed context, longest row's context or 0) of random decode runs: in
+    one grid cell, across cells and beyond the grid."""
+    for _ in range(count):
+        n = int(rng.integers(1, 300))
+        k = int(rng.choice(lengths))
+        ctx = int(n * rng.uniform(1.0, ys[-1] * 1.2))
+        yield n, k, ctx, int(rng.choice([0, ctx // n + int(rng.integers(0, 3000))]))
+
+
 @pytest.mark.parametrize("path", DECODE_PATHS)
 def test_run_list_equals_decode_run_s(path):
     """decode_run_list (a short run in Python floats) gives decode_run_s's floats and
     counters: runs in one cell, across cells, beyond the grid, with and without the longest
     row's context, on every first-step path."""
     rng = np.random.default_rng(4)
-    a = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
-    b = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
-    ys, python = a._decode.ys, 0
-    for _ in range(600):
-        n = int(rng.integers(1, 300))
-        k = int(rng.choice([1, 2, 5, 17, 24, 25, 64, 130]))
-        ctx = int(n * rng.uniform(1.0, ys[-1] * 1.2))
-        longest = int(rng.choice([0, ctx // n + int(rng.integers(0, 3000))]))
+    a, b, python = _model(), _model(), 0
+    for n, k, ctx, longest in _runs(rng, a._decode.ys, [1, 2, 5, 17, 24, 25, 64, 130]):
         got = a.decode_run_list(n, ctx, k, longest, path)
         want = b.decode_run_s(n, ctx, k, longest, path)
         assert type(got) is list and np.asarray(got).tobytes() == want.tobytes(), (n, ctx, k, longest)
@@ -118,14 +126,8 @@ def test_a_cut_run_is_the_whole_runs_prefix(path):
     or after until_s (starts summed left to right from start_s), and the whole run's counters
     (what is not priced is still counted, as pricing it all did)."""
     rng = np.random.default_rng(5)
-    a = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
-    b = make_cost_model(MODELS["qwen3-8b"], GPUS["h100"], EngineConfig(), "auto")
-    ys, cut_long = a._decode.ys, 0
-    for _ in range(600):
-        n = int(rng.integers(1, 300))
-        k = int(rng.choice([1, 2, 5, 24, 25, 64, 130, 256]))
-        ctx = int(n * rng.uniform(1.0, ys[-1] * 1.2))
-        longest = int(rng.choice([0, ctx // n + int(rng.integers(0, 3000))]))
+    a, b, cut_long = _model(), _model(), 0
+    for n, k, ctx, longest in _runs(rng, a._decode.ys, [1, 2, 5, 24, 25, 64, 130, 256]):
         factors = rng.uniform(0.9, 1.1, k).tolist()
         whole = [x * f for x, f in zip(b.decode_run_s(n, ctx, k, longest, path).tolist(), factors)]
         start = float(rng.uniform(0, 100))
