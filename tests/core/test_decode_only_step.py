@@ -10,6 +10,7 @@ import random
 import pytest
 
 from nanosim.core.scheduler import Scheduler
+from nanosim.sim.backend import SimBackend
 from nanosim.sim.simulator import simulate
 from tests.core.toy import make_engine, req
 
@@ -26,14 +27,14 @@ def _replay(monkeypatch, shortcut: bool, **cfg):
 
     monkeypatch.setattr(Scheduler, "_schedule_decode_only", counted)
     shapes = []
-    eng = make_engine(num_blocks=32, **cfg)
-    execute = eng.backend.execute
+    execute = SimBackend.execute
 
-    def record(batch):
+    def record(self, batch):  # each stepped step's shape, in order
         shapes.append(batch.shape)
-        return execute(batch)
+        return execute(self, batch)
 
-    eng.backend.execute = record
+    monkeypatch.setattr(SimBackend, "execute", record)
+    eng = make_engine(num_blocks=32, **cfg)
     rng = random.Random(7)
     t, reqs = 0.0, []
     for i in range(120):
