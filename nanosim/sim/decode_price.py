@@ -128,32 +128,46 @@ class DecodePricer:
         mem_only, overlap = self.mem_only, self.overlap
         y0, r0, r1 = ys[j], self.row[j], self.row[j + 1]
         dy = ys[j + 1] - y0
-        out, t = [], start_s
-        p0 = None if first is None else first.scalar(run_context(0, ctx0, ns, b, max0, a, w))[0]
-        for k in range(m):
-            if p0 is not None:  # step 0 on another path's grid
-                p, p0 = p0, None
-            else:
-                c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
-                if max0:  # run_context, inlined
-                    lg = float(max0 + k)
-                    d = lg - c
-                    c = c + a * (d if d >= 0.0 else 0.0)
-                    d = w * lg
-                    c = c if c >= d else d
-                if mem_only:  # the common case (H100 profiles)
-                    mm = ((b * c) * kvb + psb) * ub
-                else:
-                    ctx = b * c
-                    mm = (ctx * kvb + psb) * ub
-                    cc = ctx * afp * ua
-                    mm = (cc if cc >= mm else mm) if overlap else cc + mm
-                ty = (c - y0) / dy
-                p = ((1.0 - ty) * r0 + ty * r1) * (mm + fixed)
-            if factors is not None:
-                p = p * factors[k]
+        f = factors if factors is not None else [1.0] * m  # x * 1.0 is x, bit for bit
+        out, t, k0 = [], start_s, 0
+        if first is not None:  # step 0 on another path's grid
+            p = first.scalar(run_context(0, ctx0, ns, b, max0, a, w))[0] * f[0]
             out.append(p)
-            if t >= until_s:  # step k starts at t: the first one at or after until_s
+            if t >= until_s or m == 1:
+                return out, (m if self.ok[j] else 0)
+            t, k0 = t + p, 1
+        if mem_only and max0:  # the common case (H100 profiles): the loop below, fewer branches
+            for k in range(k0, m):
+                c = (ctx0 + k * ns) / b
+                lg = float(max0 + k)
+                d = lg - c
+                c = c + a * (d if d >= 0.0 else 0.0)
+                d = w * lg
+                c = c if c >= d else d
+                ty = (c - y0) / dy
+                p = ((1.0 - ty) * r0 + ty * r1) * (((b * c) * kvb + psb) * ub + fixed) * f[k]
+                out.append(p)
+                if t >= until_s:  # step k starts at t: the first one at or after until_s
+                    break
+                t += p
+            return out, (m if self.ok[j] else 0)
+        for k in range(k0, m):
+            c = (ctx0 + k * ns) / b  # int / int: one rounding, as numpy's int64 / b
+            if max0:  # run_context, inlined
+                lg = float(max0 + k)
+                d = lg - c
+                c = c + a * (d if d >= 0.0 else 0.0)
+                d = w * lg
+                c = c if c >= d else d
+            ctx = b * c
+            mm = (ctx * kvb + psb) * ub
+            if not mem_only:
+                cc = ctx * afp * ua
+                mm = (cc if cc >= mm else mm) if overlap else cc + mm
+            ty = (c - y0) / dy
+            p = ((1.0 - ty) * r0 + ty * r1) * (mm + fixed) * f[k]
+            out.append(p)
+            if t >= until_s:
                 break
             t += p
         return out, (m if self.ok[j] else 0)
