@@ -1,8 +1,8 @@
 """Discrete-event replay of a trace against one engine or a cluster of replicas.
 
-One engine: a plain loop (``_run_alone``), no SimPy: nothing else can observe the engine, so
-it admits the arrivals due at each step's start, steps (or fast-forwards to the next
-arrival), and jumps to the next arrival when idle. Several engines without fast-forward: a
+One engine: a plain loop (core/clock.run_virtual), no SimPy: nothing else can observe the
+engine, so it admits the arrivals due at each step's start, steps (or fast-forwards to the
+next arrival), and jumps to the next arrival when idle. Several engines without fast-forward: a
 SimPy environment whose ``arrivals`` process sleeps until each request's arrival, routes it
 (a router picks the replica) and wakes an idle replica; each replica's ``engine_loop`` runs
 steps and sleeps for their predicted duration. Several with fast-forward: sim/lazy_cluster.py.
@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence as Seq
 
+from nanosim.core.clock import run_virtual
 from nanosim.core.engine import Engine
 from nanosim.core.request import Request
 from nanosim.sim.gc_tuning import young_collections_rarer
@@ -72,7 +73,7 @@ def simulate_cluster(engines: list[Engine], requests: Seq[Request], router=None,
         return simulate_cluster_lazy(engines, requests, router, progress, check_every_step)
     if len(engines) == 1:
         with young_collections_rarer():
-            return _run_alone(engines[0], requests, fast_forward, progress, check_every_step)
+            return run_virtual(engines[0], requests, progress, None, fast_forward, check_every_step)
     return _SimpyCluster(engines, requests, router, fast_forward, progress, check_every_step).run()
 
 
@@ -154,41 +155,6 @@ class _SimpyCluster:
             if progress is not None:
                 self.report(t)
         self.end_s = max(self.end_s, t)
-
-
-def _run_alone(engine: Engine, requests: Seq[Request], fast_forward: bool,
-               progress: Callable[[int, float], None] | None, check: bool) -> float:
-    """_SimpyCluster's replay of one engine without SimPy (the same steps, times and tables):
-    each step starting at t first admits every request with arrival_s <= t, in arrival order;
-    fast-forward stops before the next arrival; an idle engine jumps to the next arrival.
-    Returns the simulated end time (s)."""
-    reqs = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
-    arrival = [r.arrival_s for r in reqs] + [math.inf]  # a sentinel: no bounds checks
-    n, i, t = len(reqs), 0, 0.0
-    sched, step, add = engine.scheduler, engine.step, engine.add_request
-    ff = engine.fast_forward if fast_forward else None
-    shown = time.perf_counter()  # wall time of the last progress call
-    while True:
-        while arrival[i] <= t:
-            add(reqs[i])
-            i += 1
-        if not sched.has_work:
-            if i >= n:
-                break
-            t = max(t, arrival[i])
-            continue
-        end = None if ff is None else ff(t, arrival[i])
-        if end is None:
-            end = t + step(t)
-        if check:
-            engine.check()
-        t = end
-        if progress is not None and time.perf_counter() - shown > 0.2:
-            shown = time.perf_counter()
-            progress(len(engine.metrics.requests["request_id"]), t)
-    if progress is not None:
-        progress(len(engine.metrics.requests["request_id"]), t)
-    return t
 
 
 def simulate(engine: Engine, requests: Seq[Request], **kwargs) -> float:
